@@ -1,0 +1,34 @@
+"""Features → model bundle → prediction: the classify stage shared by `classify` and the daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .features import extractor_for
+from .model import ModelBundle
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class Classifier:
+    """Classifies one utterance at the bundle's sample rate."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+        self._extract = extractor_for(bundle.feature_params)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.bundle.sample_rate
+
+    def classify(self, samples: np.ndarray) -> Prediction:
+        probabilities = self.bundle.predict_proba(self._extract(samples))
+        label = max(probabilities, key=probabilities.__getitem__)
+        return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities)

@@ -1,0 +1,17 @@
+"""Errors a user can cause: the CLI prints their message as one line and exits non-zero."""
+
+
+class UserError(Exception):
+    """A problem with the user's input, files or environment, not a bug in ser-stream."""
+
+    exit_code = 2
+
+
+class AudioError(UserError):
+    """A file that cannot be read as audio."""
+
+
+class ModelError(UserError):
+    """A model bundle that is missing, tampered with or unusable."""
+
+    exit_code = 3

@@ -1,0 +1,89 @@
+"""`ser-stream classify` as a user runs it: a real subprocess over real RAVDESS clips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ser_stream.audio import load_audio
+from ser_stream.classifier import Classifier
+from ser_stream.model import load_bundle
+from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
+from tests.test_audio import bad_files
+
+SEED_CODES = {2: "calm", 3: "happy", 6: "fearful", 7: "disgust"}
+
+
+def test_json_lines_match_the_in_process_classifier(ravdess):
+    files = [clip_path(ravdess, code, actor) for code in SEED_CODES for actor in (3, 14)]
+    result = run_cli("classify", "--json", *map(str, files))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in records] == [str(f) for f in files]
+    classifier = Classifier(load_bundle(SHIPPED_MODEL))
+    for record, path in zip(records, files, strict=True):
+        assert set(record) == {"file", "label", "confidence", "probabilities"}
+        assert list(record["probabilities"]) == classifier.bundle.labels
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0)
+        assert record["confidence"] == max(record["probabilities"].values())
+        expected = classifier.classify(load_audio(path))
+        assert record["label"] == expected.label
+        assert record["confidence"] == pytest.approx(expected.confidence, abs=1e-12)
+
+
+def test_shipped_model_recognises_its_training_speakers(ravdess):
+    """A sanity check of the bundle end to end, not a generalisation claim (see models/README.md)."""
+    files = [clip_path(ravdess, code, actor, intensity=2) for code in SEED_CODES for actor in range(1, 21, 2)]
+    result = run_cli("classify", "--json", *map(str, files))
+    assert result.returncode == 0, result.stderr
+    labels = [json.loads(line)["label"] for line in result.stdout.splitlines()]
+    truth = [SEED_CODES[int(f.name.split("-")[2])] for f in files]
+    assert np.mean(np.array(labels) == np.array(truth)) >= 0.9
+
+
+def test_plain_output_is_tab_separated(ravdess):
+    result = run_cli("classify", str(clip_path(ravdess, 3, 5)))
+    file, label, confidence = result.stdout.strip().split("\t")
+    assert file.endswith("03-01-03-01-01-01-05.flac")
+    assert result.returncode == 0 and label in SEED_CODES.values() and 0 < float(confidence) <= 1
+
+
+def test_bad_files_get_one_line_each_and_good_files_still_classified(tmp_path, ravdess):
+    bad = bad_files(tmp_path)
+    good = clip_path(ravdess, 6, 8)
+    args = [str(bad["missing"][0]), str(good), *(str(path) for path, _ in list(bad.values())[1:])]
+    result = run_cli("classify", "--json", *args)
+    assert result.returncode == 1
+    assert [json.loads(line)["file"] for line in result.stdout.splitlines()] == [str(good)]
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(bad)
+    assert "Traceback" not in result.stderr
+    for line, (path, reason) in zip(lines, bad.values(), strict=True):
+        assert line.startswith("ser-stream: ") and str(path) in line and reason in line
+
+
+@pytest.mark.parametrize("damage", ["tamper", "missing manifest", "missing"])
+def test_bad_model_is_one_line_and_exit_3(tmp_path, ravdess, damage):
+    model = tmp_path / "m.joblib"
+    model.write_bytes(SHIPPED_MODEL.read_bytes())
+    (tmp_path / "m.json").write_text(SHIPPED_MODEL.with_suffix(".json").read_text())
+    if damage == "tamper":
+        model.write_bytes(model.read_bytes() + b"\0")
+    elif damage == "missing manifest":
+        (tmp_path / "m.json").unlink()
+    else:
+        model.unlink()
+    result = run_cli("classify", "--model", str(model), str(clip_path(ravdess, 2, 1)))
+    assert result.returncode == 3
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_usage_errors_are_one_line():
+    result = run_cli("classify")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "FILE" in result.stderr
+    result = run_cli("frobnicate")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1

@@ -1,0 +1,1 @@
+"""Reproduce the ser-stream model from RAVDESS: `python -m train --data DIR`."""

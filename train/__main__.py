@@ -1,0 +1,84 @@
+"""`python -m train`: reproduce the seed's experiments, beat them, write the model bundle."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ser_stream.cli import ArgumentParser
+from ser_stream.errors import UserError
+
+from .ravdess import EMOTIONS, SEED_EMOTIONS
+
+
+def parse_emotions(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return tuple(EMOTIONS.values())
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in EMOTIONS.values()]
+    if unknown or len(names) < 2:
+        raise argparse.ArgumentTypeError(f"need two or more of {', '.join(EMOTIONS.values())} (or 'all'), got {text!r}")
+    return names
+
+
+def parse_actors(text: str) -> set[int]:
+    actors: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            actors.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"actors are numbers or ranges like 1-4,7; got {text!r}") from None
+    if not actors or min(actors) < 1 or max(actors) > 24:
+        raise argparse.ArgumentTypeError(f"actors must be within 1-24, got {text!r}")
+    return actors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .dataset import default_cache_dir
+
+    parser = ArgumentParser(
+        prog="python -m train",
+        description="Train and evaluate the ser-stream emotion model on RAVDESS.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="RAVDESS folder with Actor_XX/ subfolders")
+    parser.add_argument(
+        "--emotions",
+        type=parse_emotions,
+        default=SEED_EMOTIONS,
+        help="comma-separated emotions or 'all' (default: %(default)s)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("models"), help="bundle folder (default: models/)")
+    parser.add_argument("--name", help="bundle name (default: ser-mlp, or ser-mlp-<n>emo for other emotion sets)")
+    parser.add_argument("--report", type=Path, help="report folder (default: reports/<name>/)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel jobs (default: all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="first random seed (default: 0)")
+    parser.add_argument("--repeats", type=int, default=5, help="seeds for protocol (a) (default: 5, minimum 2)")
+    parser.add_argument("--actors", type=parse_actors, help="only these actors, e.g. 1-6 (default: all)")
+    parser.add_argument("--cache", type=Path, default=default_cache_dir(), help="feature cache (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="tiny grids, for tests and smoke runs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1 or args.repeats < 2:
+        print("python -m train: --jobs must be ≥ 1 and --repeats ≥ 2", file=sys.stderr)
+        return 2
+    try:
+        from .pipeline import run
+
+        run(args)
+    except UserError as error:
+        print(f"python -m train: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
