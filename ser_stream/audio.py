@@ -43,3 +43,13 @@ def load_audio(path: str | Path, target_rate: int = 16000) -> np.ndarray:
     if not np.isfinite(samples).all():
         raise AudioError(f"{path}: contains NaN or infinite samples")
     return to_model_rate(samples, rate, target_rate)
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1] as 16-bit PCM (what webrtcvad takes), clipped."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def from_int16(samples: np.ndarray) -> np.ndarray:
+    """16-bit PCM as float32 in [-1, 1)."""
+    return samples.astype(np.float32) / 32768.0

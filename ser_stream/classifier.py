@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .audio import to_int16
 from .features import extractor_for
 from .model import ModelBundle
+from .segmenter import speech_span
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,16 @@ class Classifier:
     def sample_rate(self) -> int:
         return self.bundle.sample_rate
 
+    def classify_recording(self, samples: np.ndarray) -> Prediction:
+        """A whole recording as one utterance, cut to its speech span as the model was trained."""
+        trim = self.bundle.trim
+        if trim is not None:
+            start, end = speech_span(to_int16(samples), trim)
+            samples = samples[start:end]
+        return self.classify(samples)
+
     def classify(self, samples: np.ndarray) -> Prediction:
+        """One utterance as the segmenter hands it over."""
         probabilities = self.bundle.predict_proba(self._extract(samples))
         label = max(probabilities, key=probabilities.__getitem__)
         return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import NoReturn
 
 from . import __version__
 from .errors import UserError
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -29,7 +32,7 @@ def _classify(args: argparse.Namespace) -> int:
     failures = 0
     for file in args.files:
         try:
-            prediction = classifier.classify(load_audio(file, classifier.sample_rate))
+            prediction = classifier.classify_recording(load_audio(file, classifier.sample_rate))
         except UserError as error:
             print(f"ser-stream: {error}", file=sys.stderr)
             failures += 1
@@ -45,6 +48,69 @@ def _classify(args: argparse.Namespace) -> int:
         else:
             print(f"{file}\t{prediction.label}\t{prediction.confidence:.3f}", flush=True)
     return 1 if failures else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .capture import FileSource, MicSource
+    from .classifier import Classifier
+    from .daemon import Daemon, DaemonSettings
+    from .model import load_bundle
+    from .publisher import Publisher
+    from .segmenter import SegmenterConfig
+
+    logging.basicConfig(level=logging.INFO, format="ser-stream: %(message)s", stream=sys.stderr)
+    classifier = Classifier(load_bundle(args.model))
+    if args.source == "mic":
+        source = MicSource(args.device, sample_rate=args.capture_rate, block_ms=args.frame_ms)
+    else:
+        source = FileSource(args.source, sample_rate=args.capture_rate, block_ms=args.frame_ms, realtime=args.realtime)
+    try:
+        segmenter = SegmenterConfig(
+            sample_rate=source.sample_rate,
+            frame_ms=args.frame_ms,
+            aggressiveness=args.vad_aggressiveness,
+            pre_roll_ms=args.pre_roll_ms,
+            hangover_ms=args.hangover_ms,
+            min_utterance_ms=args.min_utterance_ms,
+            max_utterance_ms=args.max_utterance_ms,
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    with Publisher(args.publish) as publisher:
+        settings = DaemonSettings(segmenter=segmenter, heartbeat_s=args.heartbeat_s, print_events=args.print)
+        daemon = Daemon(source, classifier, publisher, settings)
+        daemon.install_signal_handlers()
+        logging.getLogger("ser_stream").info(
+            "model %s (%s), source %s, publishing on %s",
+            classifier.bundle.name,
+            classifier.bundle.sha256[:12],
+            source.name,
+            args.publish,
+        )
+        return daemon.run()
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    from .publisher import subscribe
+
+    for _topic, event in subscribe(args.endpoint, args.topic or ["emotion", "status"]):
+        print(json.dumps(event), flush=True)
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from .capture import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        raise UserError("no audio input devices found; use `ser-stream run --source FILE` to classify a file")
+    for device in devices:
+        marker = "*" if device["is_default"] else " "
+        print(
+            f"{marker}{device['index']:3d}  {device['name']}  ({device['default_samplerate']:.0f} Hz, "
+            f"{device['max_input_channels']} ch)"
+        )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +130,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="model bundle .joblib (manifest .json beside it); default: %(default)s",
     )
     classify.set_defaults(handler=_classify)
+
+    run = commands.add_parser("run", help="the daemon: audio → utterances → emotion events on ZeroMQ")
+    run.add_argument("--source", default="mic", help="'mic' (default) or an audio file to stream")
+    run.add_argument("--device", type=_device, help="input device index or name (default: the system default)")
+    run.add_argument(
+        "--publish", default=DEFAULT_ENDPOINT, metavar="ENDPOINT", help="ZeroMQ PUB bind address (default: %(default)s)"
+    )
+    run.add_argument("--model", type=Path, default=default_model_path(), help="model bundle .joblib")
+    run.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pace a file source like a microphone (default) or run it as fast as possible",
+    )
+    run.add_argument("--print", action="store_true", help="also write every event as a JSON line on stdout")
+    run.add_argument(
+        "--capture-rate",
+        type=int,
+        choices=(16000, 48000),
+        default=16000,
+        help="capture and VAD rate in Hz (default: %(default)s)",
+    )
+    run.add_argument("--frame-ms", type=int, choices=(10, 20, 30), default=30, help="VAD frame (default: 30)")
+    run.add_argument(
+        "--vad-aggressiveness",
+        type=int,
+        choices=range(4),
+        default=2,
+        help="webrtcvad aggressiveness 0-3 (default: %(default)s)",
+    )
+    run.add_argument("--pre-roll-ms", type=int, default=200, help="audio kept before speech onset (default: 200)")
+    run.add_argument("--hangover-ms", type=int, default=300, help="silence that ends an utterance (default: 300)")
+    run.add_argument("--min-utterance-ms", type=int, default=300, help="shorter ones are dropped (default: 300)")
+    run.add_argument(
+        "--max-utterance-ms",
+        type=int,
+        default=10000,
+        help="longer speech is cut into windows of this length (default: 10000)",
+    )
+    run.add_argument("--heartbeat-s", type=float, default=5.0, help="status heartbeat period (default: 5)")
+    run.set_defaults(handler=_run)
+
+    sub = commands.add_parser("subscribe", help="print the events of a running daemon as JSON lines")
+    sub.add_argument("endpoint", nargs="?", default=DEFAULT_ENDPOINT, help="default: %(default)s")
+    sub.add_argument(
+        "--topic", action="append", choices=("emotion", "status"), help="topic to print; repeatable (default: both)"
+    )
+    sub.set_defaults(handler=_subscribe)
+
+    devices = commands.add_parser("devices", help="list audio input devices")
+    devices.set_defaults(handler=_devices)
     return parser
+
+
+def _device(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import ModelError
 from .features import FeatureParams
+from .segmenter import SegmenterConfig
 
 #: The manifest format this code reads and writes.
 MANIFEST_FORMAT = "ser-stream.model/1"
@@ -60,6 +61,11 @@ class ModelBundle:
         return FeatureParams.from_dict(self.manifest["features"])
 
     @property
+    def trim(self) -> SegmenterConfig | None:
+        """The segmenter settings training cut its clips with (None: whole clips)."""
+        return SegmenterConfig(**self.manifest["trim"]) if self.manifest.get("trim") else None
+
+    @property
     def sample_rate(self) -> int:
         return self.feature_params.sample_rate
 
@@ -99,8 +105,9 @@ def load_bundle(path: str | Path) -> ModelBundle:
             raise ModelError(f"model {path}: manifest lacks {key!r}")
     try:
         FeatureParams.from_dict(manifest["features"])
+        SegmenterConfig(**manifest.get("trim") or {})
     except (TypeError, ValueError) as error:
-        raise ModelError(f"model {path}: manifest feature parameters are invalid ({error})") from None
+        raise ModelError(f"model {path}: manifest feature or trim parameters are invalid ({error})") from None
     actual = sha256_of(path)
     if actual != manifest["sha256"]:
         raise ModelError(

@@ -28,7 +28,7 @@ def test_json_lines_match_the_in_process_classifier(ravdess):
         assert list(record["probabilities"]) == classifier.bundle.labels
         assert sum(record["probabilities"].values()) == pytest.approx(1.0)
         assert record["confidence"] == max(record["probabilities"].values())
-        expected = classifier.classify(load_audio(path))
+        expected = classifier.classify_recording(load_audio(path))
         assert record["label"] == expected.label
         assert record["confidence"] == pytest.approx(expected.confidence, abs=1e-12)
 

@@ -15,6 +15,7 @@ from ser_stream.errors import ModelError
 from ser_stream.features import SEED_PARAMS
 from ser_stream.model import MANIFEST_FORMAT, load_bundle, save_bundle, sha256_of
 from tests.conftest import SHIPPED_MODEL
+from train.experiments import quiet_training
 
 LABELS = ["calm", "happy", "fearful"]
 
@@ -22,9 +23,10 @@ LABELS = ["calm", "happy", "fearful"]
 @pytest.fixture
 def bundle_path(tmp_path):
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, SEED_PARAMS.n_features))
     y = np.repeat(LABELS, 20)
-    model = make_pipeline(StandardScaler(), MLPClassifier((8,), max_iter=400, random_state=0)).fit(X, y)
+    X = rng.standard_normal((60, SEED_PARAMS.n_features)) + 3 * np.repeat(np.eye(3, SEED_PARAMS.n_features), 20, axis=0)
+    with quiet_training():
+        model = make_pipeline(StandardScaler(), MLPClassifier((8,), max_iter=50, random_state=0)).fit(X, y)
     return save_bundle(model, {"labels": LABELS, "features": SEED_PARAMS.to_dict()}, tmp_path, "tiny")
 
 
@@ -75,7 +77,7 @@ def edit_manifest(bundle_path, **changes):
     [
         ({"format": "ser-stream.model/99"}, "is not 'ser-stream.model/1'"),
         ({"labels": ["calm", "happy", "angry"]}, "differ from the manifest"),
-        ({"features": {"n_mfcc": "forty", "statistics": ["median"]}}, "feature parameters are invalid"),
+        ({"features": {"n_mfcc": "forty", "statistics": ["median"]}}, "feature or trim parameters are invalid"),
         ({"sha256": None}, "lacks 'sha256'"),
     ],
 )

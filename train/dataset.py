@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,9 @@ import soundfile
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from ser_stream.audio import to_model_rate
+from ser_stream.audio import to_int16, to_model_rate
 from ser_stream.features import FeatureParams, extractor_for
+from ser_stream.segmenter import SegmenterConfig, speech_span
 
 from .augment import speed_perturb
 from .ravdess import Clip
@@ -31,17 +32,26 @@ def default_cache_dir() -> Path:
     return Path(base) / "ser-stream" / "features"
 
 
-def cache_key(params: FeatureParams, speeds: tuple[float, ...]) -> str:
+def cache_key(params: FeatureParams, speeds: tuple[float, ...], trim: SegmenterConfig | None) -> str:
     import librosa
 
-    text = json.dumps(
-        {"params": params.to_dict(), "speeds": list(speeds), "librosa": librosa.__version__}, sort_keys=True
-    )
+    settings = {
+        "params": params.to_dict(),
+        "speeds": list(speeds),
+        "trim": asdict(trim) if trim else None,
+        "librosa": librosa.__version__,
+    }
+    text = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _features_of(path: Path, params: FeatureParams, speeds: tuple[float, ...], folder: Path) -> tuple[str, np.ndarray]:
-    """(content SHA-256, rows) of one file: the original first, then one row per speed."""
+def _features_of(
+    path: Path, params: FeatureParams, speeds: tuple[float, ...], trim: SegmenterConfig | None, folder: Path
+) -> tuple[str, np.ndarray]:
+    """(content SHA-256, rows) of one file: the original first, then one row per speed.
+
+    With ``trim``, the audio is first cut to the span the daemon's segmenter would hand over.
+    """
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     cached = folder / f"{digest}.npy"
@@ -49,6 +59,9 @@ def _features_of(path: Path, params: FeatureParams, speeds: tuple[float, ...], f
         return digest, np.load(cached)
     samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     samples = to_model_rate(samples, rate, params.sample_rate)
+    if trim is not None:
+        start, end = speech_span(to_int16(samples), trim)
+        samples = samples[start:end]
     extract = extractor_for(params)
     variants = [samples] + [speed_perturb(samples, params.sample_rate, s) for s in speeds]
     rows = np.stack([extract(v) for v in variants])
@@ -85,12 +98,17 @@ class Dataset:
 
 
 def load_dataset(
-    clips: list[Clip], params: FeatureParams, cache_dir: Path, jobs: int, speeds: tuple[float, ...] = ()
+    clips: list[Clip],
+    params: FeatureParams,
+    cache_dir: Path,
+    jobs: int,
+    speeds: tuple[float, ...] = (),
+    trim: SegmenterConfig | None = None,
 ) -> Dataset:
-    folder = cache_dir / cache_key(params, speeds)
+    folder = cache_dir / cache_key(params, speeds, trim)
     folder.mkdir(parents=True, exist_ok=True)
     results = Parallel(n_jobs=jobs, return_as="generator")(
-        delayed(_features_of)(clip.path, params, speeds, folder) for clip in clips
+        delayed(_features_of)(clip.path, params, speeds, trim, folder) for clip in clips
     )
     per_clip = list(tqdm(results, total=len(clips), desc="features", unit="clip", leave=False))
     stacked = np.stack([rows for _, rows in per_clip])  # (clips, 1 + speeds, features)

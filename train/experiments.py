@@ -172,6 +172,13 @@ def grid_search(
     return SearchResult(best, best_score, stages)
 
 
+def without_optimizer_state(model: ClassifierMixin) -> ClassifierMixin:
+    """Drop the MLP's adam moments (two thirds of the pickle); only warm starts use them."""
+    mlp_step = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    mlp_step._optimizer = None
+    return model
+
+
 def fit(model: ClassifierMixin, data: Dataset, rows: np.ndarray | None = None) -> ClassifierMixin:
     """A fresh copy of ``model`` fitted on ``rows`` (default: every row)."""
     rows = np.arange(len(data.y)) if rows is None else rows

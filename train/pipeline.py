@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ser_stream import __version__
 from ser_stream.errors import UserError
 from ser_stream.features import SEED_PARAMS, FeatureParams
 from ser_stream.model import save_bundle, sha256_of
+from ser_stream.segmenter import SegmenterConfig
 
 from . import experiments as ex
 from .augment import SPEEDS
@@ -26,6 +28,8 @@ from .report import plot_confusion, plot_loss_curves, table, write_report
 
 #: The shipped model's features: the seed's means, plus std and MFCC-delta spread, mel in log10.
 SHIPPED_FEATURES = FeatureParams(statistics=("mean", "std", "delta_std"), mel_scale="log")
+#: Clips are cut to the span the daemon's default segmenter hands over, so training sees serving's input.
+SHIPPED_TRIM = SegmenterConfig(sample_rate=SHIPPED_FEATURES.sample_rate)
 
 
 def default_name(emotions: tuple[str, ...]) -> str:
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t = time.perf_counter()
     seed_data = load_dataset(clips, SEED_PARAMS, args.cache, args.jobs)
-    ours = load_dataset(clips, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS)
+    ours = load_dataset(clips, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM)
     features_s = time.perf_counter() - t
     log(f"features: {features_s:.1f} s")
     labels = [emotion for emotion in args.emotions if emotion in set(seed_data.labels)]
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     params["article's tuned MLP (logistic, (250, 150))"] = ex.ARTICLE_TUNED_PARAMS
     log("grid search for the shipped model …")
     ours_search = ex.grid_search(ours, True, grids, seed, jobs)
-    shipped = "shipped: scaled MLP, richer features, speed-perturbed training copies"
+    shipped = "shipped: scaled MLP, richer features, VAD-trimmed, speed-perturbed copies"
     scores[shipped] = both(lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours)
     params[shipped] = ours_search.best_params
 
@@ -115,6 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "labels": labels,
         "sample_rate": SHIPPED_FEATURES.sample_rate,
         "features": SHIPPED_FEATURES.to_dict(),
+        "trim": asdict(SHIPPED_TRIM),
         "estimator": {
             "type": "StandardScaler + MLPClassifier",
             "params": jsonable(ours_search.best_params),
@@ -140,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for row, m in model_metrics.items()
         },
     }
-    bundle_path = save_bundle(final, manifest, args.out, name)
+    bundle_path = save_bundle(ex.without_optimizer_state(final), manifest, args.out, name)
 
     metrics = {
         "name": name,

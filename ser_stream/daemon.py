@@ -1,0 +1,212 @@
+"""The running pipeline: source → segmenter → worker (features, classifier) → publisher.
+
+Threads: the source delivers audio blocks (PortAudio's callback thread for a
+microphone); the main thread segments them, which is cheap, and hands finished
+utterances to the worker thread through a bounded queue.  The worker owns the
+ZeroMQ socket: it classifies, publishes emotion events and sends status
+heartbeats, so nothing on the audio path waits for features, the model or the
+network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import IO
+
+import numpy as np
+
+from .audio import to_model_rate
+from .capture import Source
+from .classifier import Classifier
+from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
+from .publisher import Publisher
+from .segmenter import Segmenter, SegmenterConfig, Utterance
+
+log = logging.getLogger("ser_stream")
+
+#: How long the main loop waits for audio before checking for a stop request.
+READ_TIMEOUT_S = 0.1
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    heartbeat_s: float = 5.0
+    worker_queue: int = 16  # utterances waiting for the worker; beyond it the oldest is dropped
+    print_events: bool = False
+
+
+@dataclass(frozen=True)
+class _Job:
+    utterance: Utterance
+    captured_at: float  # monotonic time the block that closed the utterance was captured
+
+
+@dataclass(frozen=True)
+class _StatusChange:
+    state: str
+    message: str | None = None
+
+
+class _Stop:
+    """Sentinel telling the worker to finish the queue, send the final status and exit."""
+
+
+class Daemon:
+    """Runs until the source ends (file) or a stop is requested (SIGTERM/SIGINT)."""
+
+    def __init__(
+        self,
+        source: Source,
+        classifier: Classifier,
+        publisher: Publisher,
+        settings: DaemonSettings = DaemonSettings(),
+        out: IO[str] = sys.stdout,
+    ) -> None:
+        self.source = source
+        self.classifier = classifier
+        self.publisher = publisher
+        self.settings = settings
+        self.out = out
+        self.segmenter = Segmenter(settings.segmenter)
+        self.model_info = {"name": classifier.bundle.name, "sha256": classifier.bundle.sha256}
+        self._jobs: queue.Queue[_Job | _StatusChange | _Stop] = queue.Queue(maxsize=settings.worker_queue)
+        self._stop_requested = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="ser-stream-worker", daemon=True)
+        self._started = time.monotonic()
+        self._wall_start = datetime.now(timezone.utc)
+        self.utterance_drops = 0
+
+    # -- control -------------------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        """Signal-handler safe: only sets a flag the main loop polls."""
+        self._stop_requested.set()
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.request_stop)
+
+    def run(self) -> int:
+        if self.source.sample_rate != self.settings.segmenter.sample_rate:
+            raise ValueError("segmenter rate must equal the source rate")
+        self.source.start()
+        self._wall_start = datetime.now(timezone.utc)
+        self._started = time.monotonic()
+        self._worker.start()
+        self._enqueue(_StatusChange("started", f"listening on {self.source.name} at {self.source.sample_rate} Hz"))
+        try:
+            self._segment_until_stopped()
+        finally:
+            self.source.stop()
+            for utterance in self.segmenter.flush():
+                self._enqueue(_Job(utterance, time.monotonic()))
+            self._jobs.put(_Stop())  # waits only if the worker is behind; it drains the queue
+            self._worker.join()
+        return 0
+
+    # -- main thread: audio → utterances --------------------------------------------------------
+
+    def _segment_until_stopped(self) -> None:
+        while not self._stop_requested.is_set():
+            block = self.source.read(READ_TIMEOUT_S)
+            if block is None:
+                if self.source.finished:
+                    return
+                continue
+            for utterance in self.segmenter.feed(block.samples):
+                self._enqueue(_Job(utterance, block.captured_at))
+
+    def _enqueue(self, job: _Job | _StatusChange) -> None:
+        """Never blocks the audio path: when the worker lags, the oldest waiting utterance goes."""
+        while True:
+            try:
+                self._jobs.put_nowait(job)
+                return
+            except queue.Full:
+                try:
+                    dropped = self._jobs.get_nowait()
+                except queue.Empty:
+                    continue
+                if isinstance(dropped, _Job):
+                    self.utterance_drops += 1
+                    log.warning(
+                        "worker behind: dropped utterance %.2f–%.2f s",
+                        dropped.utterance.start_s,
+                        dropped.utterance.end_s,
+                    )
+
+    # -- worker thread: utterances → events ----------------------------------------------------
+
+    def _work(self) -> None:
+        next_heartbeat = time.monotonic() + self.settings.heartbeat_s
+        while True:
+            timeout = max(0.0, next_heartbeat - time.monotonic())
+            try:
+                item = self._jobs.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if time.monotonic() >= next_heartbeat:
+                self._publish_status("running")
+                next_heartbeat = time.monotonic() + self.settings.heartbeat_s
+            if isinstance(item, _Job):
+                self._classify_and_publish(item)
+            elif isinstance(item, _StatusChange):
+                self._publish_status(item.state, item.message)
+            elif isinstance(item, _Stop):
+                self._publish_status("stopping", "end of input" if self.source.finished else "stop requested")
+                return
+
+    def _classify_and_publish(self, job: _Job) -> None:
+        utterance = job.utterance
+        samples = utterance.samples.astype(np.float32) / 32768.0
+        samples = to_model_rate(samples, utterance.sample_rate, self.classifier.sample_rate)
+        prediction = self.classifier.classify(samples)
+        event = emotion_event(
+            label=prediction.label,
+            confidence=prediction.confidence,
+            probabilities=prediction.probabilities,
+            start_s=utterance.start_s,
+            end_s=utterance.end_s,
+            wall_end=self._wall_start + timedelta(seconds=utterance.end_s),
+            source=self.source.name,
+            model=self.model_info,
+        )
+        self._send(TOPIC_EMOTION, event, job.captured_at)
+
+    def counters(self) -> dict[str, int | float]:
+        source = self.source.counters()
+        return {
+            "frames_captured": source["frames_captured"],
+            "overflows": source["overflows"],
+            "utterances": self.segmenter.emitted,
+            "utterances_dropped_short": self.segmenter.dropped_short,
+            "events_published": self.publisher.sent,
+            "drops": self.publisher.dropped,
+            "queue_drops": source["queue_drops"] + self.utterance_drops,
+            "queue_depth": source["queue_depth"] + self._jobs.qsize(),
+        }
+
+    def _publish_status(self, state: str, message: str | None = None) -> None:
+        event = status_event(
+            state=state,
+            counters=self.counters(),
+            uptime_s=time.monotonic() - self._started,
+            source=self.source.name,
+            model=self.model_info,
+            message=message,
+        )
+        self._send(TOPIC_STATUS, event)
+
+    def _send(self, topic: str, event: dict, captured_at: float | None = None) -> None:
+        self.publisher.publish(topic, event, captured_at)
+        if self.settings.print_events:
+            print(json.dumps(event), file=self.out, flush=True)

@@ -1,0 +1,319 @@
+"""Voice-activity segmentation: int16 audio of any block size in, utterances out.
+
+The classic padded ring-buffer collector of py-webrtcvad's ``example.py`` as a small
+streaming class in the manner of silero-vad's ``VADIterator``: webrtcvad labels each
+10/20/30 ms frame voiced or not; speech starts when ``trigger_ratio`` of the frames in a
+short trigger window are voiced, and ends once ``RELEASE_RATIO`` of the frames of the last
+``hangover_ms`` (counted from the onset) are unvoiced.  Pure code, no threads, no I/O: it
+runs on the audio path, so each frame costs one VAD call and a few integer updates.
+Samples go into one preallocated "tape" and an utterance is copied out of it once, when
+it is emitted.
+
+Bounds of an utterance, in stream samples:
+
+- ``start`` is the first voiced frame of the trigger window minus ``pre_roll_ms`` (the soft
+  onset webrtcvad misses), clamped at 0 and at the end of the previous emitted utterance,
+  so utterances never overlap.
+- ``end`` hugs the speech: at most ``TAIL_MS`` after the last voiced frame (soft word endings
+  that fall below the VAD's threshold), never beyond ``closed_at``, the position at which the
+  hangover expired and the segmenter decided.  ``closed_at - end`` is the decision latency.
+  ``flush`` trims the utterance in progress the same way, with ``closed_at`` the stream end.
+- An utterance longer than ``max_utterance_ms`` is emitted in windows of exactly that
+  length with ``cut=True`` as soon as a frame crosses the limit; the next window starts at
+  the sample the previous one ended.  Cut windows are not trimmed; if the speech ended
+  before the cut (the hangover was still running), the silent remainder is no utterance.
+- ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
+  utterances are dropped and counted in ``dropped_short``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+#: The sample rates and frame lengths webrtcvad accepts.
+VAD_SAMPLE_RATES = (8000, 16000, 32000, 48000)
+VAD_FRAME_MS = (10, 20, 30)
+
+#: Length of the window whose voiced fraction must reach ``trigger_ratio`` to start speech:
+#: long enough that a lone click does not trigger, short enough to react within ~0.1 s.
+TRIGGER_WINDOW_MS = 120
+
+#: Fraction of the hangover frames that must be unvoiced to end speech; below 1 so one stray
+#: voiced frame in the trailing silence (a click, a breath) does not hold the utterance open.
+RELEASE_RATIO = 0.9
+
+#: Audio kept after the last voiced frame when an utterance ends, for soft word endings
+#: (decays, final consonants) that fall below the VAD's threshold.
+TAIL_MS = 100
+
+#: Slack when turning a ratio into a frame count, so that e.g. 0.7 * 10 frames needs 7, not 8.
+_RATIO_EPSILON = 1e-9
+
+
+def _ms_to_samples(ms: int, sample_rate: int) -> int:
+    """Exact: every VAD rate is a multiple of 1000."""
+    return ms * sample_rate // 1000
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """What the segmenter detects; every field is validated so a bad CLI flag fails at startup."""
+
+    sample_rate: int = 16000
+    frame_ms: int = 30
+    aggressiveness: int = 2
+    pre_roll_ms: int = 200
+    hangover_ms: int = 300
+    min_utterance_ms: int = 500
+    max_utterance_ms: int = 10000
+    trigger_ratio: float = 0.6
+
+    def __post_init__(self) -> None:
+        choices = {"sample_rate": VAD_SAMPLE_RATES, "frame_ms": VAD_FRAME_MS, "aggressiveness": (0, 1, 2, 3)}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if not _is_int(value) or value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))} (webrtcvad), got {value!r}")
+        for name in ("pre_roll_ms", "min_utterance_ms"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"{name} must be a whole number of milliseconds >= 0, got {value!r}")
+        if not _is_int(self.hangover_ms) or self.hangover_ms <= 0:
+            raise ValueError(f"hangover_ms must be a whole number of milliseconds > 0, got {self.hangover_ms!r}")
+        floor = max(self.min_utterance_ms, self.frame_ms)
+        if not _is_int(self.max_utterance_ms) or self.max_utterance_ms < floor:
+            raise ValueError(
+                f"max_utterance_ms must be a whole number of milliseconds >= min_utterance_ms and >= frame_ms "
+                f"({floor}), got {self.max_utterance_ms!r}"
+            )
+        ratio = self.trigger_ratio
+        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 1:
+            raise ValueError(f"trigger_ratio must be a number in (0, 1], got {ratio!r}")
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples per VAD frame."""
+        return _ms_to_samples(self.frame_ms, self.sample_rate)
+
+
+@dataclass(frozen=True, eq=False)
+class Utterance:
+    """One stretch of speech: ``samples`` is exactly ``stream[start:end]`` (read-only int16 mono).
+
+    ``closed_at`` (>= ``end``) is the stream position at which the segmenter decided the
+    utterance was over; ``cut`` says it was closed for reaching ``max_utterance_ms`` rather than
+    by the hangover or the end of the stream.  Compared by identity: it holds an array.
+    """
+
+    samples: np.ndarray
+    start: int
+    end: int
+    sample_rate: int
+    closed_at: int
+    cut: bool
+
+    @property
+    def start_s(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def end_s(self) -> float:
+        return self.end / self.sample_rate
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start) / self.sample_rate
+
+
+class _Window:
+    """The last few voiced/unvoiced frame labels and how many of them were voiced."""
+
+    def __init__(self, size: int) -> None:
+        self.labels: deque[bool] = deque(maxlen=size)
+        self.voiced = 0
+
+    def push(self, voiced: bool) -> None:
+        if len(self.labels) == self.labels.maxlen:
+            self.voiced -= self.labels[0]
+        self.labels.append(voiced)
+        self.voiced += voiced
+
+    @property
+    def unvoiced(self) -> int:
+        return len(self.labels) - self.voiced
+
+    def clear(self) -> None:
+        self.labels.clear()
+        self.voiced = 0
+
+
+class Segmenter:
+    """Streaming VAD segmenter: ``feed`` blocks of any length, ``flush`` at the end of the stream.
+
+    Offsets are in samples from the start of the stream; ``flush`` ends the stream, so the next
+    ``feed`` starts a new one at offset 0.  The counters ``emitted`` and ``dropped_short``
+    (utterances shorter than ``min_utterance_ms``) add up over all streams.
+    """
+
+    def __init__(self, config: SegmenterConfig = SegmenterConfig()) -> None:
+        self.config = config
+        self.emitted = 0
+        self.dropped_short = 0
+        frame_ms = config.frame_ms
+        self._frame = config.frame_samples
+        self._pre_roll = _ms_to_samples(config.pre_roll_ms, config.sample_rate)
+        self._tail = _ms_to_samples(TAIL_MS, config.sample_rate)
+        self._min = _ms_to_samples(config.min_utterance_ms, config.sample_rate)
+        self._max = _ms_to_samples(config.max_utterance_ms, config.sample_rate)
+        trigger_frames = TRIGGER_WINDOW_MS // frame_ms
+        hangover_frames = math.ceil(config.hangover_ms / frame_ms)
+        self._trigger_needed = max(1, math.ceil(config.trigger_ratio * trigger_frames - _RATIO_EPSILON))
+        self._release_needed = math.ceil(RELEASE_RATIO * hangover_frames - _RATIO_EPSILON)
+        self._trigger = _Window(trigger_frames)
+        self._hangover = _Window(hangover_frames)
+        # While silent, keep enough past audio for the earliest onset the trigger window can report.
+        self._history = self._pre_roll + trigger_frames * self._frame
+        # Compacting keeps at most max + history + two frames, so at least half the tape is free
+        # afterwards: each sample is moved O(1) times on average.
+        self._tape = np.empty(2 * (self._max + self._history + 2 * self._frame), dtype=np.int16)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._vad = webrtcvad.Vad(self.config.aggressiveness)  # fresh noise estimate per stream
+        self._tape_start = 0  # stream offset of _tape[0]
+        self._tape_end = 0  # stream offset just past the last sample fed
+        self._vad_pos = 0  # stream offset of the first sample not yet labelled
+        self._in_speech = False
+        self._start = 0  # start of the utterance (or window) in progress
+        self._floor = 0  # end of the last emitted utterance: the next may not start before it
+        self._last_voiced_end = 0
+        self._trigger.clear()
+        self._hangover.clear()
+
+    @property
+    def in_speech(self) -> bool:
+        """True between the detected onset and the end of an utterance."""
+        return self._in_speech
+
+    @property
+    def position(self) -> int:
+        """Samples fed in the current stream, including a buffered partial frame."""
+        return self._tape_end
+
+    def feed(self, samples: np.ndarray) -> list[Utterance]:
+        """Consume a block of 1-D int16 samples of any length; return the utterances it completed."""
+        if not isinstance(samples, np.ndarray) or samples.dtype != np.int16 or samples.ndim != 1:
+            got = f"{samples.ndim}-D {samples.dtype} array" if isinstance(samples, np.ndarray) else type(samples)
+            raise ValueError(f"Segmenter.feed takes a 1-D int16 array, got {got}")
+        done: list[Utterance] = []
+        taken = 0
+        while taken < samples.size:
+            used = self._tape_end - self._tape_start
+            if used == self._tape.size:
+                self._compact()
+                used = self._tape_end - self._tape_start
+            count = min(samples.size - taken, self._tape.size - used)
+            self._tape[used : used + count] = samples[taken : taken + count]
+            self._tape_end += count
+            taken += count
+            while self._tape_end - self._vad_pos >= self._frame:
+                self._step(done)
+        return done
+
+    def flush(self) -> list[Utterance]:
+        """End of stream: emit the utterance in progress (trimmed as if the hangover expired) and reset.
+
+        The partial frame still buffered is audio too: it may be part of the final utterance.
+        """
+        done: list[Utterance] = []
+        if self._in_speech:
+            end = min(self._last_voiced_end + self._tail, self._tape_end)
+            self._cut_windows(done, end, closed_at=self._tape_end)
+            self._close(done, end, closed_at=self._tape_end)
+        self._reset()
+        return done
+
+    def _compact(self) -> None:
+        """Drop tape audio no utterance can still need, moving the rest to the front."""
+        keep = self._start if self._in_speech else max(self._tape_start, self._vad_pos - self._history)
+        begin, end = keep - self._tape_start, self._tape_end - self._tape_start
+        self._tape[: end - begin] = self._tape[begin:end]
+        self._tape_start = keep
+
+    def _step(self, done: list[Utterance]) -> None:
+        """Label the next frame and advance the state machine."""
+        offset = self._vad_pos - self._tape_start
+        frame = memoryview(self._tape[offset : offset + self._frame]).cast("B")
+        voiced = self._vad.is_speech(frame, self.config.sample_rate)
+        self._vad_pos += self._frame
+        if voiced:
+            self._last_voiced_end = self._vad_pos
+        if not self._in_speech:
+            self._trigger.push(voiced)
+            if self._trigger.voiced >= self._trigger_needed:
+                self._open()
+                self._cut_windows(done, self._vad_pos, closed_at=self._vad_pos)
+            return
+        self._hangover.push(voiced)
+        if self._hangover.unvoiced < self._release_needed:
+            self._cut_windows(done, self._vad_pos, closed_at=self._vad_pos)
+            return
+        end = min(self._last_voiced_end + self._tail, self._vad_pos)
+        self._cut_windows(done, end, closed_at=self._vad_pos)
+        self._close(done, end, closed_at=self._vad_pos)
+
+    def _open(self) -> None:
+        """Speech starts: the onset is the first voiced frame of the trigger window."""
+        labels = self._trigger.labels
+        frames_back = len(labels) - labels.index(True)
+        onset = self._vad_pos - frames_back * self._frame
+        self._start = max(onset - self._pre_roll, self._floor)
+        self._in_speech = True
+        self._hangover.clear()
+
+    def _cut_windows(self, done: list[Utterance], end: int, closed_at: int) -> None:
+        """Emit full ``max_utterance_ms`` windows while the audio up to ``end`` is longer than one."""
+        while end - self._start > self._max:
+            self._emit(done, self._start + self._max, closed_at, cut=True)
+            self._start += self._max
+
+    def _close(self, done: list[Utterance], end: int, closed_at: int) -> None:
+        """Speech ended: emit ``[start, end)`` if long enough, else count it as dropped."""
+        self._in_speech = False
+        self._trigger.clear()
+        if self._last_voiced_end <= self._start:
+            return  # the window after a cut held only trailing silence: no utterance at all
+        if end - self._start < self._min:
+            self.dropped_short += 1
+        else:
+            self._emit(done, end, closed_at, cut=False)
+
+    def _emit(self, done: list[Utterance], end: int, closed_at: int, cut: bool) -> None:
+        begin = self._start - self._tape_start
+        samples = self._tape[begin : begin + end - self._start].copy()
+        samples.flags.writeable = False
+        done.append(Utterance(samples, self._start, end, self.config.sample_rate, closed_at, cut))
+        self.emitted += 1
+        self._floor = end
+
+
+def speech_span(samples: np.ndarray, config: SegmenterConfig) -> tuple[int, int]:
+    """``[start, end)`` from the first utterance's start to the last one's end; all of it if none.
+
+    Training and ``classify`` cut files to this span so the model sees the same speech-bounded
+    audio (pre-roll, speech, tail) that the daemon's segmenter hands it.
+    """
+    segmenter = Segmenter(config)
+    utterances = segmenter.feed(samples) + segmenter.flush()
+    if not utterances:
+        return 0, samples.size
+    return utterances[0].start, utterances[-1].end

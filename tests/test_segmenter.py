@@ -1,0 +1,301 @@
+"""The VAD segmenter on synthetic streams: real webrtcvad, speech-like tone bursts between silences."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import pairwise
+
+import numpy as np
+import pytest
+import webrtcvad
+
+from ser_stream.segmenter import Segmenter, SegmenterConfig, Utterance
+from tests.conftest import speech_like
+
+#: How far an utterance's bounds may land from the true burst bounds (pre-roll, tail, frame rounding).
+TOLERANCE_S = 0.3
+
+
+def to_int16(signal: np.ndarray) -> np.ndarray:
+    return np.round(signal * 32767).astype(np.int16)
+
+
+def noise(seconds: float, rate: int, level: float, seed: int = 0) -> np.ndarray:
+    """White noise of standard deviation `level` (full scale 1.0), as int16."""
+    return to_int16(level * np.random.default_rng(seed).standard_normal(int(seconds * rate)))
+
+
+def stream(rate: int, *pieces: tuple[str, float], floor: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Concatenate ("speech" | "silence", seconds) pieces; return the int16 stream and the speech bounds.
+
+    Silence is digital zeros unless `floor` gives it a noise level, like a real microphone's.
+    """
+    parts, bursts, position = [], [], 0
+    for index, (kind, seconds) in enumerate(pieces):
+        if kind == "speech":
+            part = to_int16(speech_like(seconds, rate, seed=index))
+            bursts.append((position, position + part.size))
+        else:
+            part = noise(seconds, rate, level=floor, seed=index)
+        parts.append(part)
+        position += part.size
+    return np.concatenate(parts), bursts
+
+
+def segment(samples: np.ndarray, config: SegmenterConfig | None = None) -> tuple[list[Utterance], Segmenter]:
+    segmenter = Segmenter(config or SegmenterConfig())
+    return segmenter.feed(samples) + segmenter.flush(), segmenter
+
+
+def assert_hugs(utterances: list[Utterance], bursts: list[tuple[int, int]], rate: int) -> None:
+    """One utterance per burst, bounds within TOLERANCE_S of the burst's."""
+    assert len(utterances) == len(bursts)
+    for utterance, (start, end) in zip(utterances, bursts, strict=True):
+        assert abs(utterance.start - start) <= TOLERANCE_S * rate
+        assert abs(utterance.end - end) <= TOLERANCE_S * rate
+        assert utterance.start <= start and utterance.end >= end  # pre-roll and tail keep the soft edges
+
+
+def assert_exact_audio(utterances: list[Utterance], samples: np.ndarray) -> None:
+    for utterance in utterances:
+        assert utterance.samples.dtype == np.int16
+        np.testing.assert_array_equal(utterance.samples, samples[utterance.start : utterance.end])
+        assert utterance.start < utterance.end <= utterance.closed_at
+
+
+def as_tuples(utterances: list[Utterance]) -> list[tuple]:
+    return [(u.start, u.end, u.closed_at, u.cut, u.samples.tobytes()) for u in utterances]
+
+
+# -- the synthetic signals mean what the tests assume -------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 32000, 48000])
+def test_webrtcvad_calls_the_synthetic_speech_speech_and_the_noise_floor_not(rate: int) -> None:
+    vad, frame = webrtcvad.Vad(3), rate * 30 // 1000
+
+    def voiced_fraction(samples: np.ndarray) -> float:
+        frames = samples[: samples.size // frame * frame].reshape(-1, frame)
+        return float(np.mean([vad.is_speech(f.tobytes(), rate) for f in frames]))
+
+    assert voiced_fraction(to_int16(speech_like(2.0, rate))) > 0.95
+    assert voiced_fraction(noise(2.0, rate, level=0.01)) < 0.1
+
+
+# -- detection and bounds ------------------------------------------------------------------------
+
+PIECES = (("silence", 1.0), ("speech", 1.5), ("silence", 0.8), ("speech", 0.7), ("silence", 1.2), ("speech", 2.3))
+
+
+def test_one_utterance_per_burst_hugging_its_bounds() -> None:
+    samples, bursts = stream(16000, *PIECES, ("silence", 1.0))
+    segmenter = Segmenter()
+    utterances = segmenter.feed(samples)
+    assert_hugs(utterances, bursts, 16000)
+    assert_exact_audio(utterances, samples)
+    assert not any(u.cut for u in utterances)
+    # The onset is found to the frame: start is the burst start minus the 200 ms pre-roll.
+    for utterance, (start, _) in zip(utterances, bursts, strict=True):
+        assert abs(utterance.start - (start - 3200)) <= 480
+    assert segmenter.flush() == []
+    assert (segmenter.emitted, segmenter.dropped_short) == (3, 0)
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+@pytest.mark.parametrize("rate", [8000, 16000, 32000, 48000])
+def test_every_rate_and_frame_size(rate: int, frame_ms: int) -> None:
+    samples, bursts = stream(rate, *PIECES, ("silence", 1.0), floor=0.001)
+    utterances, _ = segment(samples, SegmenterConfig(sample_rate=rate, frame_ms=frame_ms))
+    assert_hugs(utterances, bursts, rate)
+    assert_exact_audio(utterances, samples)
+
+
+def test_silence_gives_nothing() -> None:
+    utterances, segmenter = segment(np.zeros(5 * 16000, np.int16))
+    assert utterances == []
+    assert (segmenter.emitted, segmenter.dropped_short) == (0, 0)
+
+
+def test_a_faint_noise_floor_gives_nothing() -> None:
+    utterances, segmenter = segment(noise(5.0, 16000, level=0.001))
+    assert utterances == []
+    # webrtcvad labels the first ~90 ms of a fresh noise floor voiced while its noise estimate
+    # adapts; that can trigger, and the minimum length then drops it.
+    assert segmenter.dropped_short <= 1
+
+
+def test_low_level_noise_gives_nothing_at_aggressiveness_3() -> None:
+    utterances, segmenter = segment(noise(10.0, 16000, level=0.01), SegmenterConfig(aggressiveness=3))
+    assert utterances == []
+    assert segmenter.dropped_short == 0
+
+
+def test_speech_at_the_very_start_and_the_very_end_of_the_stream() -> None:
+    samples, bursts = stream(16000, ("speech", 1.2), ("silence", 1.0), ("speech", 1.0123))
+    segmenter = Segmenter()
+    first = segmenter.feed(samples)
+    assert len(first) == 1 and first[0].start == 0  # the pre-roll clamps at the stream start
+    assert segmenter.in_speech  # the second burst is still open when the audio stops
+    last = segmenter.flush()
+    assert len(last) == 1
+    # flush emits it, including the partial frame still buffered: the speech runs to the last sample.
+    assert last[0].end == last[0].closed_at == samples.size
+    assert not last[0].cut
+    assert_hugs(first + last, bursts, 16000)
+    assert_exact_audio(first + last, samples)
+
+
+def test_utterances_never_overlap_when_the_pre_roll_reaches_back() -> None:
+    config = SegmenterConfig(pre_roll_ms=500)
+    samples, bursts = stream(16000, ("silence", 1.0), ("speech", 1.0), ("silence", 0.5), ("speech", 1.0))
+    utterances, _ = segment(samples, config)
+    assert len(utterances) == 2
+    assert utterances[0].end > bursts[1][0] - 8000  # the next onset minus 500 ms lands inside the first
+    assert utterances[1].start == utterances[0].end  # so its pre-roll is clamped there
+    assert_exact_audio(utterances, samples)
+
+
+# -- length limits -------------------------------------------------------------------------------
+
+
+def test_a_monologue_longer_than_max_is_cut_into_contiguous_windows() -> None:
+    config = SegmenterConfig(max_utterance_ms=1000)
+    # 3.3 s of speech + pre-roll + tail: three full windows, then the hangover ends the fourth.
+    samples, [(start, end)] = stream(16000, ("silence", 1.0), ("speech", 3.3), ("silence", 1.0))
+    utterances, segmenter = segment(samples, config)
+    assert [u.cut for u in utterances] == [True, True, True, False]
+    assert all(u.end - u.start == 16000 for u in utterances[:-1])
+    assert all(a.end == b.start for a, b in pairwise(utterances))  # no gap, no overlap
+    assert utterances[0].start <= start and utterances[-1].end >= end
+    assert_hugs([replace(utterances[0], end=utterances[-1].end)], [(start, end)], 16000)
+    assert_exact_audio(utterances, samples)
+    assert segmenter.emitted == 4
+
+
+def test_a_window_cut_off_during_the_hangover_leaves_no_empty_utterance() -> None:
+    # 1.55 s of speech plus 200 ms pre-roll reach max 2 s while the trailing silence is being timed.
+    config = SegmenterConfig(max_utterance_ms=2000)
+    samples, bursts = stream(16000, ("silence", 1.0), ("speech", 1.55), ("silence", 1.0))
+    utterances, segmenter = segment(samples, config)
+    assert [u.cut for u in utterances] == [True]
+    assert_hugs(utterances, bursts, 16000)
+    assert (segmenter.emitted, segmenter.dropped_short) == (1, 0)
+
+
+def test_windows_shorter_than_the_pre_roll_still_tile_the_speech() -> None:
+    # At the onset the pre-roll alone already exceeds max: several windows are due at once.
+    config = SegmenterConfig(max_utterance_ms=300, pre_roll_ms=500, min_utterance_ms=0)
+    samples, [(start, end)] = stream(16000, ("silence", 1.0), ("speech", 1.0), ("silence", 1.0))
+    utterances, _ = segment(samples, config)
+    assert all(u.end - u.start == 4800 and u.cut for u in utterances)
+    assert all(a.end == b.start for a, b in pairwise(utterances))
+    assert utterances[0].start <= start - 8000 + 480 and utterances[-1].end >= end
+    assert_exact_audio(utterances, samples)
+
+
+def test_utterances_shorter_than_min_are_dropped_and_counted() -> None:
+    # min is measured on end - start, which includes the pre-roll and the tail.
+    config = SegmenterConfig(min_utterance_ms=1000)
+    blip, gap = ("speech", 0.2), ("silence", 0.8)
+    samples, bursts = stream(16000, gap, blip, gap, blip, gap, ("speech", 1.5), gap, blip, gap)
+    utterances, segmenter = segment(samples, config)
+    assert_hugs(utterances, [bursts[2]], 16000)
+    assert (segmenter.emitted, segmenter.dropped_short) == (1, 3)
+
+
+# -- streaming -----------------------------------------------------------------------------------
+
+
+def test_feeding_random_chunks_gives_the_same_utterances_as_feeding_the_whole_stream() -> None:
+    # A short max makes cuts happen and a small tape, so compaction runs many times.
+    config = SegmenterConfig(max_utterance_ms=1000, frame_ms=20)
+    samples, _ = stream(16000, *PIECES, ("silence", 0.4), ("speech", 0.9))
+    whole, _ = segment(samples, config)
+    assert any(u.cut for u in whole)
+    rng = np.random.default_rng(7)
+    for high in (7, 500, 5000, 60000):
+        segmenter, chunked, offset = Segmenter(config), [], 0
+        while offset < samples.size:
+            size = int(rng.integers(0, high))  # empty chunks included
+            chunked += segmenter.feed(samples[offset : offset + size])
+            offset += size
+            assert segmenter.position == min(offset, samples.size)
+        chunked += segmenter.flush()
+        assert as_tuples(chunked) == as_tuples(whole)
+
+
+def test_flush_starts_a_new_stream_and_keeps_the_counters() -> None:
+    samples, _ = stream(16000, ("silence", 0.5), ("speech", 1.0), ("silence", 1.0))
+    segmenter = Segmenter()
+    first = segmenter.feed(samples) + segmenter.flush()
+    assert (segmenter.position, segmenter.in_speech) == (0, False)
+    second = segmenter.feed(samples) + segmenter.flush()
+    assert as_tuples(second) == as_tuples(first) and len(first) == 1
+    assert segmenter.emitted == 2
+
+
+def test_in_speech_and_position_follow_the_stream() -> None:
+    samples, [(start, _)] = stream(16000, ("silence", 1.0), ("speech", 1.0), ("silence", 1.0))
+    segmenter = Segmenter()
+    segmenter.feed(samples[: start + 4800])
+    assert segmenter.in_speech and segmenter.position == start + 4800
+    segmenter.feed(samples[start + 4800 :])
+    assert not segmenter.in_speech and segmenter.position == samples.size
+
+
+def test_utterance_times_in_seconds() -> None:
+    utterance = Utterance(np.zeros(8000, np.int16), 16000, 24000, 16000, closed_at=30000, cut=False)
+    assert (utterance.start_s, utterance.end_s, utterance.duration_s) == (1.0, 1.5, 0.5)
+    assert not Segmenter().feed(np.zeros(0, np.int16))
+
+
+def test_emitted_samples_are_read_only_copies() -> None:
+    samples, _ = stream(16000, ("speech", 1.0), ("silence", 1.0))
+    [utterance], _ = segment(samples)
+    assert not utterance.samples.flags.writeable
+    assert not np.shares_memory(utterance.samples, samples)
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sample_rate", 44100),
+        ("sample_rate", 16000.0),
+        ("frame_ms", 25),
+        ("aggressiveness", 4),
+        ("aggressiveness", -1),
+        ("aggressiveness", True),
+        ("pre_roll_ms", -10),
+        ("hangover_ms", 0),
+        ("min_utterance_ms", -1),
+        ("max_utterance_ms", 200),  # below min_utterance_ms (500)
+        ("max_utterance_ms", 10.5),
+        ("trigger_ratio", 0.0),
+        ("trigger_ratio", 1.5),
+        ("trigger_ratio", float("nan")),
+        ("trigger_ratio", "0.6"),
+    ],
+)
+def test_bad_config_values_raise_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        SegmenterConfig(**{field: value})
+
+
+def test_config_accepts_the_edges_and_knows_its_frame_size() -> None:
+    config = SegmenterConfig(sample_rate=8000, frame_ms=10, pre_roll_ms=0, min_utterance_ms=0, trigger_ratio=1)
+    assert config.frame_samples == 80
+    assert SegmenterConfig(sample_rate=48000).frame_samples == 1440
+
+
+def test_a_tiny_trigger_ratio_still_needs_a_voiced_frame() -> None:
+    utterances, _ = segment(np.zeros(16000, np.int16), SegmenterConfig(trigger_ratio=1e-12))
+    assert utterances == []
+
+
+@pytest.mark.parametrize("bad", [np.zeros(160, np.float32), np.zeros((160, 1), np.int16), b"\0" * 320])
+def test_feed_rejects_anything_but_1d_int16(bad: object) -> None:
+    with pytest.raises(ValueError, match="int16"):
+        Segmenter().feed(bad)  # type: ignore[arg-type]
