@@ -12,8 +12,7 @@ from typing import NoReturn
 
 from . import __version__
 from .errors import UserError
-
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+from .publisher import DEFAULT_ENDPOINT
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -80,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
         settings = DaemonSettings(segmenter=segmenter, heartbeat_s=args.heartbeat_s, print_events=args.print)
         daemon = Daemon(source, classifier, publisher, settings)
         daemon.install_signal_handlers()
+        if args.wait_subscriber and not publisher.wait_for_subscriber(args.wait_subscriber):
+            logging.getLogger("ser_stream").warning("no subscriber after %.1f s; starting anyway", args.wait_subscriber)
         logging.getLogger("ser_stream").info(
             "model %s (%s), source %s, publishing on %s",
             classifier.bundle.name,
@@ -162,12 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--pre-roll-ms", type=int, default=200, help="audio kept before speech onset (default: 200)")
     run.add_argument("--hangover-ms", type=int, default=300, help="silence that ends an utterance (default: 300)")
-    run.add_argument("--min-utterance-ms", type=int, default=300, help="shorter ones are dropped (default: 300)")
+    run.add_argument("--min-utterance-ms", type=int, default=500, help="shorter ones are dropped (default: 500)")
     run.add_argument(
         "--max-utterance-ms",
         type=int,
         default=10000,
         help="longer speech is cut into windows of this length (default: 10000)",
+    )
+    run.add_argument(
+        "--wait-subscriber",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before streaming, wait up to this long for a first subscriber (default: 0, don't wait)",
     )
     run.add_argument("--heartbeat-s", type=float, default=5.0, help="status heartbeat period (default: 5)")
     run.set_defaults(handler=_run)

@@ -1,0 +1,156 @@
+"""Event builders against the shipped JSON Schema (wire format version 1)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from jsonschema import Draft202012Validator
+
+from ser_stream.events import (
+    EMOTION_SCHEMA,
+    STATUS_SCHEMA,
+    TOPIC_EMOTION,
+    TOPIC_STATUS,
+    emotion_event,
+    load_schema,
+    status_event,
+    validator_for,
+)
+
+MODEL = {"name": "ser-mlp", "sha256": hashlib.sha256(b"model").hexdigest()}
+COUNTERS = {
+    "frames_captured": 1200,
+    "overflows": 0,
+    "utterances": 3,
+    "utterances_dropped_short": 1,
+    "events_published": 5,
+    "drops": 0,
+    "queue_drops": 0,
+    "queue_depth": 2,
+}
+
+
+def make_emotion(**overrides) -> dict:
+    """An emotion payload as the publisher sends it: builder output plus `seq` and `latency_ms`."""
+    fields = {
+        "label": "happy",
+        "confidence": np.float32(0.625),
+        "probabilities": {"happy": np.float32(0.625), "sad": 0.25, "angry": np.float64(0.125)},
+        "start_s": 1.5,
+        "end_s": 3.25,
+        "wall_end": datetime(2024, 5, 1, 12, 0, 3, 250000, tzinfo=timezone(timedelta(hours=2))),
+        "source": "/data/stream.wav",
+        "model": MODEL,
+    }
+    return emotion_event(**(fields | overrides)) | {"seq": 7, "latency_ms": 84.5}
+
+
+def make_status(**overrides) -> dict:
+    fields = {"state": "running", "counters": COUNTERS, "uptime_s": 12.5, "source": "default", "model": MODEL}
+    return status_event(**(fields | overrides)) | {"seq": 8}
+
+
+def test_schema_file_is_valid_draft_2020_12():
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    assert set(schema["$defs"]) >= {TOPIC_EMOTION, TOPIC_STATUS}
+
+
+def test_emotion_event_fields_and_schema():
+    event = make_emotion()
+    validator_for(TOPIC_EMOTION).validate(event)
+    assert event["schema"] == EMOTION_SCHEMA
+    assert event["duration_s"] == pytest.approx(1.75)
+    assert event["timestamp"] == "2024-05-01T12:00:03.250000+02:00"
+    assert event["model"] == MODEL
+    # numpy scalars from the classifier become plain floats, so the event serialises as JSON
+    assert json.loads(json.dumps(event)) == event
+    assert all(type(p) is float for p in [event["confidence"], *event["probabilities"].values()])
+
+
+def test_status_event_fields_and_schema():
+    before = datetime.now(timezone.utc)
+    event = make_status(message="listening on default at 16000 Hz")
+    validator_for(TOPIC_STATUS).validate(event)
+    assert event["schema"] == STATUS_SCHEMA
+    assert event["counters"] == COUNTERS | {"uptime_s": 12.5}
+    assert before <= datetime.fromisoformat(event["timestamp"]) <= datetime.now(timezone.utc)
+    assert event["message"].startswith("listening")
+    assert "message" not in make_status()
+    validator_for(TOPIC_STATUS).validate(make_status())
+
+
+@pytest.mark.parametrize("state", ["started", "running", "device lost", "device back", "stopping"])
+def test_every_status_state_validates(state):
+    validator_for(TOPIC_STATUS).validate(make_status(state=state))
+
+
+def test_builders_refuse_naive_time_and_unknown_state():
+    with pytest.raises(ValueError, match="time zone"):
+        make_emotion(wall_end=datetime(2024, 5, 1, 12, 0, 3))
+    with pytest.raises(ValueError, match="unknown status state"):
+        make_status(state="sleeping")
+
+
+def test_validator_for_unknown_topic():
+    with pytest.raises(ValueError, match="unknown topic"):
+        validator_for("emotions")
+
+
+def without(event: dict, *path: str) -> dict:
+    event = copy.deepcopy(event)
+    parent = event
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    return event
+
+
+def changed(event: dict, value, *path: str) -> dict:
+    event = copy.deepcopy(event)
+    parent = event
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return event
+
+
+EMOTION = make_emotion()
+STATUS = make_status()
+
+
+@pytest.mark.parametrize(
+    ("topic", "event"),
+    [
+        pytest.param(TOPIC_EMOTION, without(EMOTION, "label"), id="emotion missing label"),
+        pytest.param(TOPIC_EMOTION, without(EMOTION, "seq"), id="emotion missing seq"),
+        pytest.param(TOPIC_EMOTION, without(EMOTION, "latency_ms"), id="emotion missing latency"),
+        pytest.param(TOPIC_EMOTION, without(EMOTION, "model", "sha256"), id="model missing sha256"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, "ser-stream.emotion/2", "schema"), id="wrong schema string"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, STATUS_SCHEMA, "schema"), id="status schema string"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, "0.6", "probabilities", "happy"), id="probability a string"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, 1.5, "probabilities", "sad"), id="probability above 1"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, "2024-05-01T12:00:03.250000", "timestamp"), id="naive time"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, 7.5, "seq"), id="seq fractional"),
+        pytest.param(TOPIC_STATUS, EMOTION, id="emotion on status topic"),
+        pytest.param(TOPIC_STATUS, changed(STATUS, "sleeping", "state"), id="unknown state"),
+        pytest.param(TOPIC_STATUS, without(STATUS, "counters", "drops"), id="counters missing drops"),
+        pytest.param(TOPIC_STATUS, without(STATUS, "counters", "uptime_s"), id="counters missing uptime"),
+        pytest.param(TOPIC_STATUS, changed(STATUS, 1.5, "counters", "queue_depth"), id="counter not integer"),
+        pytest.param(TOPIC_STATUS, changed(STATUS, 3, "message"), id="message not a string"),
+    ],
+)
+def test_schema_rejects(topic, event):
+    assert not validator_for(topic).is_valid(event)
+
+
+def test_root_schema_accepts_both_and_extensions():
+    root = Draft202012Validator(load_schema())
+    root.validate(EMOTION)
+    root.validate(STATUS)
+    validator_for(TOPIC_EMOTION).validate(EMOTION | {"speaker": "A", "model": MODEL | {"version": 2}})
