@@ -22,6 +22,12 @@ Bounds of an utterance, in stream samples:
   length with ``cut=True`` as soon as a frame crosses the limit; the next window starts at
   the sample the previous one ended.  Cut windows are not trimmed; if the speech ended
   before the cut (the hangover was still running), the silent remainder is no utterance.
+- Energy gate: webrtcvad also calls breaths, room noise and reverberation "voiced".  Inside
+  an utterance, a frame more than ``gate_db`` below the utterance's loudest voiced frame counts
+  as non-speech, so trailing noise does not hold the utterance open; and when the utterance
+  closes, its start moves up to ``pre_roll_ms`` before the first frame within ``gate_db`` of
+  that peak, so a breath before the first word does not pull the start early.  ``gate_db=0``
+  turns the gate off (plain webrtcvad).
 - ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
   utterances are dropped and counted in ``dropped_short``.
 """
@@ -71,11 +77,12 @@ class SegmenterConfig:
     sample_rate: int = 16000
     frame_ms: int = 30
     aggressiveness: int = 2
-    pre_roll_ms: int = 200
-    hangover_ms: int = 300
+    pre_roll_ms: int = 150
+    hangover_ms: int = 500
     min_utterance_ms: int = 500
     max_utterance_ms: int = 10000
     trigger_ratio: float = 0.6
+    gate_db: float = 35.0
 
     def __post_init__(self) -> None:
         choices = {"sample_rate": VAD_SAMPLE_RATES, "frame_ms": VAD_FRAME_MS, "aggressiveness": (0, 1, 2, 3)}
@@ -95,6 +102,9 @@ class SegmenterConfig:
                 f"max_utterance_ms must be a whole number of milliseconds >= min_utterance_ms and >= frame_ms "
                 f"({floor}), got {self.max_utterance_ms!r}"
             )
+        gate = self.gate_db
+        if not isinstance(gate, (int, float)) or isinstance(gate, bool) or not 0 <= gate <= 120:
+            raise ValueError(f"gate_db must be a number of decibels in [0, 120] (0 turns the gate off), got {gate!r}")
         ratio = self.trigger_ratio
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 1:
             raise ValueError(f"trigger_ratio must be a number in (0, 1], got {ratio!r}")
@@ -180,6 +190,8 @@ class Segmenter:
         self._release_needed = math.ceil(RELEASE_RATIO * hangover_frames - _RATIO_EPSILON)
         self._trigger = _Window(trigger_frames)
         self._hangover = _Window(hangover_frames)
+        self._recent_energy: deque[float] = deque(maxlen=trigger_frames)  # beside the trigger labels
+        self._gate_ratio = 10 ** (-config.gate_db / 10) if config.gate_db > 0 else 0.0
         # While silent, keep enough past audio for the earliest onset the trigger window can report.
         self._history = self._pre_roll + trigger_frames * self._frame
         # Compacting keeps at most max + history + two frames, so at least half the tape is free
@@ -196,7 +208,10 @@ class Segmenter:
         self._start = 0  # start of the utterance (or window) in progress
         self._floor = 0  # end of the last emitted utterance: the next may not start before it
         self._last_voiced_end = 0
+        self._peak = 0.0  # energy of the loudest voiced frame of the utterance in progress
+        self._voiced_frames: list[tuple[int, float]] = []  # (offset, energy) since the onset, until a cut
         self._trigger.clear()
+        self._recent_energy.clear()
         self._hangover.clear()
 
     @property
@@ -252,17 +267,27 @@ class Segmenter:
     def _step(self, done: list[Utterance]) -> None:
         """Label the next frame and advance the state machine."""
         offset = self._vad_pos - self._tape_start
-        frame = memoryview(self._tape[offset : offset + self._frame]).cast("B")
-        voiced = self._vad.is_speech(frame, self.config.sample_rate)
+        samples = self._tape[offset : offset + self._frame]
+        voiced = self._vad.is_speech(memoryview(samples).cast("B"), self.config.sample_rate)
+        as_float = samples.astype(np.float32)
+        energy = float(np.dot(as_float, as_float))
+        frame_start = self._vad_pos
         self._vad_pos += self._frame
-        if voiced:
-            self._last_voiced_end = self._vad_pos
         if not self._in_speech:
             self._trigger.push(voiced)
+            self._recent_energy.append(energy)
+            if voiced:
+                self._last_voiced_end = self._vad_pos
             if self._trigger.voiced >= self._trigger_needed:
                 self._open()
                 self._cut_windows(done, self._vad_pos, closed_at=self._vad_pos)
             return
+        if voiced:
+            self._peak = max(self._peak, energy)
+            voiced = energy >= self._peak * self._gate_ratio
+        if voiced:
+            self._last_voiced_end = self._vad_pos
+            self._voiced_frames.append((frame_start, energy))
         self._hangover.push(voiced)
         if self._hangover.unvoiced < self._release_needed:
             self._cut_windows(done, self._vad_pos, closed_at=self._vad_pos)
@@ -273,9 +298,15 @@ class Segmenter:
 
     def _open(self) -> None:
         """Speech starts: the onset is the first voiced frame of the trigger window."""
-        labels = self._trigger.labels
-        frames_back = len(labels) - labels.index(True)
-        onset = self._vad_pos - frames_back * self._frame
+        labels, energies = self._trigger.labels, self._recent_energy
+        first = labels.index(True)
+        onset = self._vad_pos - (len(labels) - first) * self._frame
+        self._voiced_frames = [
+            (onset + i * self._frame, energy)
+            for i, (voiced, energy) in enumerate(list(zip(labels, energies, strict=True))[first:])
+            if voiced
+        ]
+        self._peak = max(energy for _, energy in self._voiced_frames)
         self._start = max(onset - self._pre_roll, self._floor)
         self._in_speech = True
         self._hangover.clear()
@@ -285,11 +316,17 @@ class Segmenter:
         while end - self._start > self._max:
             self._emit(done, self._start + self._max, closed_at, cut=True)
             self._start += self._max
+            self._voiced_frames.clear()  # a window after a cut starts where the last ended: no start trim
 
     def _close(self, done: list[Utterance], end: int, closed_at: int) -> None:
         """Speech ended: emit ``[start, end)`` if long enough, else count it as dropped."""
         self._in_speech = False
         self._trigger.clear()
+        self._recent_energy.clear()
+        loud_enough = self._peak * self._gate_ratio
+        first_loud = next((offset for offset, energy in self._voiced_frames if energy >= loud_enough), None)
+        if first_loud is not None:
+            self._start = max(self._start, first_loud - self._pre_roll)
         if self._last_voiced_end <= self._start:
             return  # the window after a cut held only trailing silence: no utterance at all
         if end - self._start < self._min:

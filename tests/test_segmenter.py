@@ -94,9 +94,10 @@ def test_one_utterance_per_burst_hugging_its_bounds() -> None:
     assert_hugs(utterances, bursts, 16000)
     assert_exact_audio(utterances, samples)
     assert not any(u.cut for u in utterances)
-    # The onset is found to the frame: start is the burst start minus the 200 ms pre-roll.
+    # The onset is found to the frame: start is the burst start minus the pre-roll.
+    pre_roll = SegmenterConfig().pre_roll_ms * 16
     for utterance, (start, _) in zip(utterances, bursts, strict=True):
-        assert abs(utterance.start - (start - 3200)) <= 480
+        assert abs(utterance.start - (start - pre_roll)) <= 480
     assert segmenter.flush() == []
     assert (segmenter.emitted, segmenter.dropped_short) == (3, 0)
 
@@ -277,6 +278,9 @@ def test_emitted_samples_are_read_only_copies() -> None:
         ("trigger_ratio", 1.5),
         ("trigger_ratio", float("nan")),
         ("trigger_ratio", "0.6"),
+        ("gate_db", -1),
+        ("gate_db", "35"),
+        ("gate_db", float("nan")),
     ],
 )
 def test_bad_config_values_raise_naming_the_field(field: str, value: object) -> None:
@@ -299,3 +303,39 @@ def test_a_tiny_trigger_ratio_still_needs_a_voiced_frame() -> None:
 def test_feed_rejects_anything_but_1d_int16(bad: object) -> None:
     with pytest.raises(ValueError, match="int16"):
         Segmenter().feed(bad)  # type: ignore[arg-type]
+
+
+# -- the energy gate -------------------------------------------------------------------------------
+
+
+def speech_at(seconds: float, rate: int, gain_db: float, seed: int) -> np.ndarray:
+    return to_int16(speech_like(seconds, rate, seed=seed) * 10 ** (gain_db / 20))
+
+
+def test_quiet_voiced_sound_around_speech_is_gated_out_of_the_bounds() -> None:
+    """A murmur 28 dB below loud speech (webrtcvad alone calls it speech) stays outside the bounds."""
+    rate, config = 16000, SegmenterConfig(gate_db=25)
+    loud = speech_at(1.5, rate, 10, seed=1)  # about -7 dBFS
+    before, after = speech_at(0.6, rate, -18, seed=2), speech_at(0.4, rate, -18, seed=3)  # about -35 dBFS
+    zeros = np.zeros(rate, np.int16)
+    samples = np.concatenate([zeros, before, loud, after, zeros])
+    speech_start, speech_end = zeros.size + before.size, zeros.size + before.size + loud.size
+    vad = webrtcvad.Vad(config.aggressiveness)
+    frames = [before[i : i + 480].tobytes() for i in range(0, before.size - 479, 480)]
+    assert sum(vad.is_speech(f, rate) for f in frames) > 0.8 * len(frames)
+
+    gated, _ = segment(samples, config)
+    assert len(gated) == 1
+    assert abs(gated[0].start - speech_start) <= 0.3 * rate and abs(gated[0].end - speech_end) <= 0.3 * rate
+
+    plain, _ = segment(samples, replace(config, gate_db=0))
+    assert len(plain) == 1
+    assert plain[0].start < speech_start - 0.4 * rate and plain[0].end > speech_end + 0.25 * rate
+
+
+def test_the_gate_is_relative_so_quiet_talkers_are_still_heard() -> None:
+    rate = 16000
+    samples, bursts = stream(rate, ("silence", 1.0), ("speech", 1.5), ("silence", 1.0))
+    quiet = (samples.astype(np.float32) * 10 ** (-15 / 20)).astype(np.int16)  # about -32 dBFS
+    utterances, _ = segment(quiet)
+    assert_hugs(utterances, bursts, rate)

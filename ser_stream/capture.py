@@ -1,0 +1,294 @@
+"""Audio sources: a microphone through PortAudio, or an audio file played back like one.
+
+Both hand out int16 mono blocks tagged with their sample offset from the stream start, so
+utterance times stay sample-accurate whatever the source. The microphone side follows
+python-sounddevice's examples: the callback only copies into a bounded queue.
+
+sounddevice is imported lazily: importing it initialises PortAudio (which enumerates every
+ALSA device and contacts the sound server), and file sources must work without PortAudio.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+import numpy as np
+
+from .audio import load_audio, to_int16
+from .errors import UserError
+
+if TYPE_CHECKING:
+    import sounddevice
+
+#: Sample rate tried when the device refuses the requested one; webrtcvad accepts it too.
+FALLBACK_RATE = 48000
+
+
+class AudioBlock(NamedTuple):
+    samples: np.ndarray  # int16 mono, 1-D
+    start: int  # sample offset of samples[0] from stream start
+    captured_at: float  # time.monotonic() when the block's last sample was captured (file: when due / read)
+
+
+class Source(Protocol):
+    """What the daemon reads audio from."""
+
+    name: str  # device name or file path (the events' "source")
+    sample_rate: int  # rate of the blocks
+
+    def start(self) -> None: ...
+
+    def read(self, timeout: float) -> AudioBlock | None:
+        """The next block, or None when nothing arrived within ``timeout`` seconds."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """True once a file source's last block was returned; a microphone never finishes."""
+        ...
+
+    def stop(self) -> None: ...
+
+    def counters(self) -> dict[str, int]:
+        """frames_captured, overflows, queue_drops, queue_depth."""
+        ...
+
+
+class DeviceLostError(UserError):
+    """The input stream ended on its own (device unplugged, sound server gone)."""
+
+
+def _block_samples(sample_rate: int, block_ms: int) -> int:
+    if sample_rate <= 0 or block_ms <= 0:
+        raise ValueError(f"sample rate and block length must be positive, got {sample_rate} Hz, {block_ms} ms")
+    return sample_rate * block_ms // 1000
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _sounddevice() -> ModuleType:
+    try:
+        import sounddevice
+    except OSError as error:  # libportaudio2 missing
+        raise UserError(
+            f"cannot use audio devices: {_one_line(error)}; install Debian package libportaudio2, or use --source FILE"
+        ) from None
+    return sounddevice
+
+
+def rescan_devices() -> None:
+    """Make PortAudio enumerate devices again.
+
+    PortAudio lists devices once, when initialised, so a device plugged in (or a sound
+    server started) afterwards stays invisible until this is called. It closes every open
+    stream: call it only when none is open.
+    """
+    sd = _sounddevice()
+    sd._terminate()
+    sd._initialize()
+
+
+def list_input_devices() -> list[dict]:
+    """PortAudio's input devices: index, name, default_samplerate, max_input_channels, is_default."""
+    sd = _sounddevice()
+    default = sd.default.device[0]
+    return [
+        {
+            "index": index,
+            "name": info["name"],
+            "default_samplerate": info["default_samplerate"],
+            "max_input_channels": info["max_input_channels"],
+            "is_default": index == default,
+        }
+        for index, info in enumerate(sd.query_devices())
+        if info["max_input_channels"] > 0
+    ]
+
+
+def _describe(devices: list[dict]) -> str:
+    return ", ".join(f'{device["index"]} "{device["name"]}"' for device in devices)
+
+
+def resolve_device(device: str | int | None) -> int | None:
+    """The PortAudio index for a device given by index, exact name or unique case-insensitive substring.
+
+    None means PortAudio's default input and stays None when there is one (the first input
+    device otherwise). Raises UserError with one line when nothing or more than one matches.
+    """
+    devices = list_input_devices()
+    if not devices:
+        raise UserError("no audio input devices found; use --source FILE to read an audio file instead")
+    if device is None:
+        return None if any(d["is_default"] for d in devices) else devices[0]["index"]
+    if isinstance(device, int) or device.strip().isdigit():
+        index = int(device)
+        if any(d["index"] == index for d in devices):
+            return index
+        raise UserError(f"no input device with index {index}; input devices: {_describe(devices)}")
+    matches = [d for d in devices if d["name"] == device] or [d for d in devices if device.lower() in d["name"].lower()]
+    if len(matches) == 1:
+        return matches[0]["index"]
+    if not matches:
+        raise UserError(f'no input device matches "{device}"; input devices: {_describe(devices)}')
+    raise UserError(f'input device "{device}" is ambiguous: {_describe(matches)}; give its index or full name')
+
+
+class MicSource:
+    """Live capture from a PortAudio input device (sounddevice ``InputStream``).
+
+    The device and a sample rate it accepts are settled in ``__init__``, so ``name`` and
+    ``sample_rate`` are known before ``start()``: ``sample_rate`` is FALLBACK_RATE when the
+    device refused the requested rate. Offsets count every frame PortAudio delivered, queue
+    drops included, so stream time stays true; frames PortAudio itself lost (overflows) are
+    unknowable and not counted. ``read`` raises DeviceLostError once the stream ended on its
+    own and every block it delivered was read; ``stop()`` then ``start()`` reopens it.
+    """
+
+    def __init__(
+        self, device: str | int | None = None, sample_rate: int = 16000, block_ms: int = 30, queue_blocks: int = 200
+    ) -> None:
+        sd = _sounddevice()
+        self._device = resolve_device(device)
+        self.name: str = sd.query_devices(self._device, "input")["name"]
+        self.sample_rate = self._supported_rate(sd, sample_rate)
+        self._block = _block_samples(self.sample_rate, block_ms)
+        self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
+        self._stream: sounddevice.InputStream | None = None
+        self._frames = 0
+        self._overflows = 0
+        self._queue_drops = 0
+        self._stopping = False
+        self._lost = False
+
+    def _supported_rate(self, sd: ModuleType, wanted: int) -> int:
+        errors = []
+        for rate in dict.fromkeys((wanted, FALLBACK_RATE)):
+            try:
+                sd.check_input_settings(self._device, channels=1, dtype="int16", samplerate=rate)
+                return rate
+            except (sd.PortAudioError, ValueError) as error:
+                errors.append(f"{rate} Hz: {_one_line(error)}")
+        raise UserError(f'cannot capture mono 16-bit audio from "{self.name}" ({"; ".join(errors)})')
+
+    def _callback(self, indata: np.ndarray, frames: int, _time: object, status: sounddevice.CallbackFlags) -> None:
+        # PortAudio's thread: no blocking, no logging, no raising, nothing big allocated.
+        if status.input_overflow:
+            self._overflows += 1
+        start = self._frames
+        self._frames += frames
+        try:
+            self._queue.put_nowait(AudioBlock(indata[:, 0].copy(), start, time.monotonic()))
+        except queue.Full:
+            self._queue_drops += 1
+
+    def _finished(self) -> None:
+        if not self._stopping:
+            self._lost = True
+
+    def start(self) -> None:
+        sd = _sounddevice()
+        self._stopping = self._lost = False
+        try:
+            stream = sd.InputStream(
+                device=self._device,
+                channels=1,
+                samplerate=self.sample_rate,
+                dtype="int16",
+                blocksize=self._block,
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
+        except sd.PortAudioError as error:
+            raise UserError(f'cannot open input device "{self.name}": {_one_line(error)}') from None
+        try:
+            stream.start()
+        except sd.PortAudioError as error:
+            stream.close(ignore_errors=True)
+            raise UserError(f'cannot start input device "{self.name}": {_one_line(error)}') from None
+        self._stream = stream
+
+    def read(self, timeout: float) -> AudioBlock | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            if self._lost:
+                raise DeviceLostError(f'input device "{self.name}" stopped delivering audio (unplugged?)') from None
+            return None
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        """Stop and close the stream; blocks already captured stay readable. Safe to call twice."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        self._stopping = True
+        stream.stop(ignore_errors=True)  # before close: some PortAudio versions hang otherwise
+        stream.close(ignore_errors=True)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "frames_captured": self._frames,
+            "overflows": self._overflows,
+            "queue_drops": self._queue_drops,
+            "queue_depth": self._queue.qsize(),
+        }
+
+
+class FileSource:
+    """An audio file (any format libsndfile reads, any rate) as a stream of blocks.
+
+    The whole file is decoded and resampled up front, so a bad file fails in ``__init__``
+    with AudioError. With ``realtime`` the blocks come at wall-clock pace, as from a
+    microphone; without it, as fast as they are read. The last block may be shorter.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int = 16000, block_ms: int = 30, realtime: bool = False) -> None:
+        self.name = str(path)
+        self.sample_rate = sample_rate
+        self.realtime = realtime
+        self._block = _block_samples(sample_rate, block_ms)
+        self._samples = to_int16(load_audio(path, sample_rate))
+        self._position = 0
+        self._started_at: float | None = None
+
+    def start(self) -> None:
+        self._started_at = time.monotonic()
+
+    def read(self, timeout: float) -> AudioBlock | None:
+        if self._started_at is None:
+            raise RuntimeError("FileSource.read() before start()")
+        if self.finished:
+            return None
+        end = min(self._position + self._block, self._samples.size)
+        if self.realtime:
+            captured_at = self._started_at + end / self.sample_rate
+            wait = captured_at - time.monotonic()
+            if wait > timeout:
+                time.sleep(max(timeout, 0.0))
+                return None
+            if wait > 0:
+                time.sleep(wait)
+        else:
+            captured_at = time.monotonic()
+        block = AudioBlock(self._samples[self._position : end], self._position, captured_at)
+        self._position = end
+        return block
+
+    @property
+    def finished(self) -> bool:
+        return self._position >= self._samples.size
+
+    def stop(self) -> None:
+        """Nothing to release: the file was read whole in ``__init__``."""
+
+    def counters(self) -> dict[str, int]:
+        return {"frames_captured": self._position, "overflows": 0, "queue_drops": 0, "queue_depth": 0}

@@ -1,0 +1,210 @@
+"""`ser-stream run` end to end: a real subprocess, a real SUB socket, real RAVDESS clips."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import librosa
+import numpy as np
+import pytest
+import soundfile
+import zmq
+
+from ser_stream.events import validator_for
+from tests import pulse
+from tests.conftest import cli_executable, clip_path
+
+virtual_mic = pulse.virtual_mic  # the session fixture: a PulseAudio virtual microphone
+
+RATE = 16000
+#: (emotion code, actor) of the clips in the test stream: mixed voices and emotions, each with
+#: unambiguous speech bounds (librosa.effects.trim at 30 and 40 dB agree within 0.15 s), so
+#: "within 0.3 s of the speech" has a ground truth.
+STREAM_CLIPS = [(2, 1), (3, 1), (7, 2), (6, 3), (7, 4), (3, 5), (6, 7), (2, 12)]
+
+
+def free_endpoint() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def build_stream(ravdess, path, clips=STREAM_CLIPS, gap_s=1.5):
+    """Clips separated by digital silence; returns the speech bounds (s) of each clip in the stream."""
+    parts, bounds, offset = [np.zeros(int(gap_s * RATE), np.float32)], [], int(gap_s * RATE)
+    for code, actor in clips:
+        samples, rate = soundfile.read(clip_path(ravdess, code, actor, intensity=2), dtype="float32")
+        assert rate == RATE
+        _, (speech_start, speech_end) = librosa.effects.trim(samples, top_db=30)
+        bounds.append(((offset + speech_start) / RATE, (offset + speech_end) / RATE))
+        parts += [samples, np.zeros(int(gap_s * RATE), np.float32)]
+        offset += samples.size + int(gap_s * RATE)
+    soundfile.write(path, np.concatenate(parts), RATE, subtype="PCM_16")
+    return bounds
+
+
+class Subscriber:
+    """A real SUB socket collecting [topic, json] messages in a background thread."""
+
+    def __init__(self, endpoint: str):
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self.socket.connect(endpoint)
+        self.messages: list[tuple[str, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self):
+        while not self._stop.is_set():
+            if self.socket.poll(50):
+                topic, payload = self.socket.recv_multipart()
+                self.messages.append((topic.decode(), json.loads(payload)))
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self.socket.close(linger=0)
+        self.context.term()
+
+    def of(self, topic):
+        return [event for t, event in self.messages if t == topic]
+
+
+def start_daemon(*args, endpoint):
+    return subprocess.Popen(
+        [cli_executable(), "run", "--publish", endpoint, "--print", "--heartbeat-s", "1", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_one_event_per_clip_none_in_silence(ravdess, tmp_path):
+    stream = tmp_path / "stream.wav"
+    bounds = build_stream(ravdess, stream)
+    endpoint = free_endpoint()
+    subscriber = Subscriber(endpoint)
+    try:
+        daemon = start_daemon("--source", str(stream), "--no-realtime", "--wait-subscriber", "10", endpoint=endpoint)
+        stdout, stderr = daemon.communicate(timeout=120)
+        time.sleep(0.3)
+    finally:
+        subscriber.close()
+    assert daemon.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+    emotions = subscriber.of("emotion")
+    assert len(emotions) == len(bounds), [(e["start_s"], e["end_s"]) for e in emotions]
+    for event, (speech_start, speech_end) in zip(emotions, bounds, strict=True):
+        assert abs(event["start_s"] - speech_start) <= 0.3, (event["start_s"], speech_start)
+        assert abs(event["end_s"] - speech_end) <= 0.3, (event["end_s"], speech_end)
+        assert event["source"] == str(stream)
+        assert event["latency_ms"] >= 0
+
+    validators = {topic: validator_for(topic) for topic in ("emotion", "status")}
+    for topic, event in subscriber.messages:
+        validators[topic].validate(event)
+    seqs = [event["seq"] for _, event in subscriber.messages]
+    assert seqs == sorted(set(seqs)) and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+    statuses = subscriber.of("status")
+    assert statuses[-1]["state"] == "stopping"
+    assert statuses[-1]["counters"]["events_published"] >= len(bounds)
+    assert statuses[-1]["counters"]["utterances"] == len(bounds)
+
+    printed = [json.loads(line) for line in stdout.splitlines()]
+    assert [e for e in printed if e["schema"].startswith("ser-stream.emotion")] == emotions
+
+
+@pytest.mark.slow
+def test_sigterm_mid_utterance_still_publishes_it(ravdess, tmp_path):
+    long_speech = tmp_path / "long.wav"
+    samples = np.concatenate(
+        [soundfile.read(clip_path(ravdess, code, 4, intensity=2), dtype="float32")[0] for code in (2, 3, 6, 7)]
+    )
+    soundfile.write(long_speech, samples, RATE)
+    endpoint = free_endpoint()
+    subscriber = Subscriber(endpoint)
+    try:
+        daemon = start_daemon(
+            "--source", str(long_speech), "--realtime", "--max-utterance-ms", "30000", endpoint=endpoint
+        )
+        started = daemon.stdout.readline()
+        assert json.loads(started)["state"] == "started"
+        time.sleep(2.5)  # inside the first clip's speech
+        daemon.send_signal(signal.SIGTERM)
+        stdout, stderr = daemon.communicate(timeout=5)
+        time.sleep(0.3)
+    finally:
+        subscriber.close()
+    assert daemon.returncode == 0, stderr
+    emotions = [json.loads(line) for line in stdout.splitlines() if '"ser-stream.emotion/1"' in line]
+    assert len(emotions) == 1
+    assert 1.0 < emotions[0]["end_s"] < 4.0
+    assert json.loads(stdout.splitlines()[-1])["state"] == "stopping"
+
+
+@pytest.mark.slow
+def test_microphone_capture_through_a_pulseaudio_virtual_mic(virtual_mic, ravdess):
+    """The real capture path: PortAudio → sounddevice callback → queue → daemon, fed by paplay."""
+    clips = STREAM_CLIPS[:3]
+    endpoint = free_endpoint()
+    subscriber = Subscriber(endpoint)
+    try:
+        daemon = start_daemon("--device", virtual_mic.device, endpoint=endpoint)
+        started = json.loads(daemon.stdout.readline())
+        assert started["state"] == "started" and started["source"] == virtual_mic.device
+        for code, actor in clips:
+            virtual_mic.play(clip_path(ravdess, code, actor, intensity=2))
+            time.sleep(1.0)  # silence between utterances, longer than the hangover
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=5)
+        time.sleep(0.3)
+    finally:
+        subscriber.close()
+    assert daemon.returncode == 0, stderr
+    emotions = subscriber.of("emotion")
+    assert len(emotions) == len(clips), [(e["start_s"], e["end_s"], e["label"]) for e in emotions]
+    validator = validator_for("emotion")
+    for event in emotions:
+        validator.validate(event)
+        assert event["source"] == virtual_mic.device and 1.0 < event["duration_s"] < 5.0
+    final = subscriber.of("status")[-1]
+    assert final["state"] == "stopping"
+    assert final["counters"]["frames_captured"] > 3 * 16000 and final["counters"]["overflows"] == 0
+
+
+def test_usage_and_input_errors_are_one_line(tmp_path, ravdess):
+    endpoint = free_endpoint()
+    clip = clip_path(ravdess, 2, 1)
+    cases = [
+        (["--source", str(tmp_path / "missing.wav")], 2, "no such file"),
+        (["--source", str(tmp_path), "--no-realtime"], 2, "directory"),
+        (["--model", str(tmp_path / "nope.joblib"), "--source", str(tmp_path)], 3, "no such file"),
+        (["--publish", "nonsense", "--source", str(clip)], 4, "nonsense"),
+        (["--vad-aggressiveness", "7", "--source", str(clip)], 2, "--vad-aggressiveness"),
+        (["--hangover-ms", "0", "--source", str(clip)], 2, "hangover_ms"),
+        ([], 2, "--source FILE"),  # no sound server reachable: no input device at all
+    ]
+    no_sound_server = {**os.environ, "PULSE_SERVER": "unix:/nonexistent/pulse"}
+    for args, code, message in cases:
+        result = subprocess.run(
+            [cli_executable(), "run", "--publish", endpoint, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            env=no_sound_server,
+        )
+        assert result.returncode == code, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
