@@ -11,6 +11,7 @@ shipped model uses.  The mean block always comes first, equal to the seed's.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -83,7 +84,9 @@ class FeatureExtractor:
     def frames(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-frame MFCC, chroma and mel power, each (bands, frames), from one STFT."""
         p = self.params
-        magnitude = np.abs(librosa.stft(samples, n_fft=p.n_fft, hop_length=p.hop_length))
+        with warnings.catch_warnings():  # an utterance shorter than n_fft is centre-padded, as the seed's was
+            warnings.filterwarnings("ignore", message="n_fft=.* is too large")
+            magnitude = np.abs(librosa.stft(samples, n_fft=p.n_fft, hop_length=p.hop_length))
         power = magnitude**2
         mel = self._mel_basis @ power
         mfcc = scipy.fft.dct(librosa.power_to_db(mel), axis=0, type=2, norm="ortho")[: p.n_mfcc]

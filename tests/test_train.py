@@ -86,14 +86,14 @@ def test_retraining_twice_gives_identical_metrics_and_model(original_layout, tmp
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--data", "/nonexistent"], "no such data folder"),
+        (["--data", "MISSING"], "no such data folder"),
         (["--data", "EMPTY"], "no RAVDESS speech clips"),
         (["--data", "EMPTY", "--emotions", "calm,joy"], "--emotions"),
         (["--data", "EMPTY", "--actors", "0-30"], "--actors"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, args, message):
-    args = [str(tmp_path) if a == "EMPTY" else a for a in args]
+    args = [{"EMPTY": str(tmp_path), "MISSING": str(tmp_path / "missing")}.get(a, a) for a in args]
     result = run_train(*args, "--cache", str(tmp_path / "cache"), timeout=60)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr
