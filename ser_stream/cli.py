@@ -13,6 +13,7 @@ from typing import NoReturn
 from . import __version__
 from .errors import UserError
 from .publisher import DEFAULT_ENDPOINT
+from .segmenter import SegmenterConfig
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -55,7 +56,6 @@ def _run(args: argparse.Namespace) -> int:
     from .daemon import Daemon, DaemonSettings
     from .model import load_bundle
     from .publisher import Publisher
-    from .segmenter import SegmenterConfig
 
     logging.basicConfig(level=logging.INFO, format="ser-stream: %(message)s", stream=sys.stderr)
     classifier = Classifier(load_bundle(args.model))
@@ -72,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
             hangover_ms=args.hangover_ms,
             min_utterance_ms=args.min_utterance_ms,
             max_utterance_ms=args.max_utterance_ms,
+            gate_db=args.gate_db,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
@@ -153,22 +154,41 @@ def build_parser() -> argparse.ArgumentParser:
         default=16000,
         help="capture and VAD rate in Hz (default: %(default)s)",
     )
-    run.add_argument("--frame-ms", type=int, choices=(10, 20, 30), default=30, help="VAD frame (default: 30)")
+    vad = SegmenterConfig()  # the flags' defaults are the segmenter's, which the model was trained with
+    run.add_argument("--frame-ms", type=int, choices=(10, 20, 30), default=vad.frame_ms, help="VAD frame (default: 30)")
     run.add_argument(
         "--vad-aggressiveness",
         type=int,
         choices=range(4),
-        default=2,
+        default=vad.aggressiveness,
         help="webrtcvad aggressiveness 0-3 (default: %(default)s)",
     )
-    run.add_argument("--pre-roll-ms", type=int, default=200, help="audio kept before speech onset (default: 200)")
-    run.add_argument("--hangover-ms", type=int, default=300, help="silence that ends an utterance (default: 300)")
-    run.add_argument("--min-utterance-ms", type=int, default=500, help="shorter ones are dropped (default: 500)")
+    run.add_argument(
+        "--pre-roll-ms", type=int, default=vad.pre_roll_ms, help="audio kept before speech onset (default: %(default)s)"
+    )
+    run.add_argument(
+        "--hangover-ms",
+        type=int,
+        default=vad.hangover_ms,
+        help="non-speech that ends an utterance (default: %(default)s)",
+    )
+    run.add_argument(
+        "--min-utterance-ms",
+        type=int,
+        default=vad.min_utterance_ms,
+        help="shorter ones are dropped (default: %(default)s)",
+    )
     run.add_argument(
         "--max-utterance-ms",
         type=int,
-        default=10000,
-        help="longer speech is cut into windows of this length (default: 10000)",
+        default=vad.max_utterance_ms,
+        help="longer speech is cut into windows of this length (default: %(default)s)",
+    )
+    run.add_argument(
+        "--gate-db",
+        type=float,
+        default=vad.gate_db,
+        help="frames this far below the utterance's loudest count as non-speech; 0 = off (default: %(default)s)",
     )
     run.add_argument(
         "--wait-subscriber",
