@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO
 
-import numpy as np
-
-from .audio import to_model_rate
+from .audio import from_int16, to_model_rate
 from .capture import Source
 from .classifier import Classifier
+from .errors import UserError
 from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
 from .publisher import Publisher
 from .segmenter import Segmenter, SegmenterConfig, Utterance
@@ -56,8 +55,11 @@ class _StatusChange:
     message: str | None = None
 
 
+@dataclass(frozen=True)
 class _Stop:
-    """Sentinel telling the worker to finish the queue, send the final status and exit."""
+    """Tells the worker to finish the queue, send the final status (saying why) and exit."""
+
+    reason: str
 
 
 class Daemon:
@@ -103,13 +105,19 @@ class Daemon:
         self._started = time.monotonic()
         self._worker.start()
         self._enqueue(_StatusChange("started", f"listening on {self.source.name} at {self.source.sample_rate} Hz"))
+        reason = "stop requested"
         try:
             self._segment_until_stopped()
+            if self.source.finished:
+                reason = "end of input"
+        except UserError as error:  # e.g. the input device went away: say so, then exit with it
+            reason = str(error)
+            raise
         finally:
             self.source.stop()
             for utterance in self.segmenter.flush():
                 self._enqueue(_Job(utterance, time.monotonic()))
-            self._jobs.put(_Stop())  # waits only if the worker is behind; it drains the queue
+            self._jobs.put(_Stop(reason))  # waits only if the worker is behind; it drains the queue
             self._worker.join()
         return 0
 
@@ -138,11 +146,7 @@ class Daemon:
                     continue
                 if isinstance(dropped, _Job):
                     self.utterance_drops += 1
-                    log.warning(
-                        "worker behind: dropped utterance %.2f–%.2f s",
-                        dropped.utterance.start_s,
-                        dropped.utterance.end_s,
-                    )
+                    log.warning("worker behind: dropped utterance %.2f–%.2f s", *dropped.utterance.bounds_s)
 
     # -- worker thread: utterances → events ----------------------------------------------------
 
@@ -158,17 +162,19 @@ class Daemon:
                 self._publish_status("running")
                 next_heartbeat = time.monotonic() + self.settings.heartbeat_s
             if isinstance(item, _Job):
-                self._classify_and_publish(item)
+                try:
+                    self._classify_and_publish(item)
+                except Exception:  # a bug must cost one utterance, not the daemon
+                    log.exception("could not classify utterance %.2f–%.2f s", *item.utterance.bounds_s)
             elif isinstance(item, _StatusChange):
                 self._publish_status(item.state, item.message)
             elif isinstance(item, _Stop):
-                self._publish_status("stopping", "end of input" if self.source.finished else "stop requested")
+                self._publish_status("stopping", item.reason)
                 return
 
     def _classify_and_publish(self, job: _Job) -> None:
         utterance = job.utterance
-        samples = utterance.samples.astype(np.float32) / 32768.0
-        samples = to_model_rate(samples, utterance.sample_rate, self.classifier.sample_rate)
+        samples = to_model_rate(from_int16(utterance.samples), utterance.sample_rate, self.classifier.sample_rate)
         prediction = self.classifier.classify(samples)
         event = emotion_event(
             label=prediction.label,

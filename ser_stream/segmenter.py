@@ -140,6 +140,10 @@ class Utterance:
         return self.end / self.sample_rate
 
     @property
+    def bounds_s(self) -> tuple[float, float]:
+        return self.start_s, self.end_s
+
+    @property
     def duration_s(self) -> float:
         return (self.end - self.start) / self.sample_rate
 
