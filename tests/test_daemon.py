@@ -208,3 +208,46 @@ def test_usage_and_input_errors_are_one_line(tmp_path, ravdess):
         )
         assert result.returncode == code, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+
+
+def test_devices_lists_the_virtual_mic(virtual_mic):
+    result = subprocess.run(
+        [cli_executable(), "devices"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()
+    assert any(f"  {virtual_mic.device}  (" in row for row in rows)
+    assert all(row[1:5].strip().isdigit() and "Hz" in row for row in rows)
+
+
+def test_devices_without_any_input_device_is_one_line():
+    env = {**os.environ, "PULSE_SERVER": "unix:/nonexistent/pulse"}
+    result = subprocess.run(
+        [cli_executable(), "devices"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "--source FILE" in result.stderr
+
+
+@pytest.mark.slow
+def test_subscribe_prints_the_daemons_events_as_json_lines(ravdess, tmp_path):
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS[:2])
+    endpoint = free_endpoint()
+    subscriber = subprocess.Popen(
+        [cli_executable(), "subscribe", endpoint, "--topic", "emotion"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        daemon = start_daemon("--source", str(stream), "--no-realtime", "--wait-subscriber", "20", endpoint=endpoint)
+        daemon_out, _ = daemon.communicate(timeout=120)
+        lines = [subscriber.stdout.readline() for _ in range(2)]
+    finally:
+        subscriber.send_signal(signal.SIGINT)
+        _, subscriber_err = subscriber.communicate(timeout=10)
+    printed = [json.loads(line) for line in daemon_out.splitlines() if '"ser-stream.emotion/1"' in line]
+    assert [json.loads(line) for line in lines] == printed
+    assert subscriber.returncode == 130 and "Traceback" not in subscriber_err
