@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,9 @@ from ser_stream.cli import ArgumentParser
 from ser_stream.errors import UserError
 
 from .ravdess import EMOTIONS, SEED_EMOTIONS
+
+#: Modules of the `train` extra in pyproject.toml.
+TRAIN_EXTRA = ("tqdm", "matplotlib")
 
 
 def parse_emotions(text: str) -> tuple[str, ...]:
@@ -64,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:  # the daemon's install leaves them out
+        print(
+            f"python -m train: {', '.join(missing)} missing: install the training extra with "
+            "`.venv/bin/pip install -e '.[train]'` (scripts/setup --dev does)",
+            file=sys.stderr,
+        )
+        return 2
     args = build_parser().parse_args(argv)
     if args.jobs < 1 or args.repeats < 2:
         print("python -m train: --jobs must be ≥ 1 and --repeats ≥ 2", file=sys.stderr)
