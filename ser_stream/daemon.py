@@ -100,6 +100,7 @@ class Daemon:
     def run(self) -> int:
         if self.source.sample_rate != self.settings.segmenter.sample_rate:
             raise ValueError("segmenter rate must equal the source rate")
+        self.classifier.warm_up()  # before the input opens: no audio waits for it
         self.source.start()
         self._wall_start = datetime.now(timezone.utc)
         self._started = time.monotonic()
