@@ -83,8 +83,8 @@ class Daemon:
         self._jobs: queue.Queue[_Job | _StatusChange | _Stop] = queue.Queue(maxsize=settings.worker_queue)
         self._stop_requested = threading.Event()
         self._worker = threading.Thread(target=self._work, name="ser-stream-worker", daemon=True)
-        self._started = time.monotonic()
-        self._wall_start = datetime.now(timezone.utc)
+        self._started: float  # monotonic and wall-clock time the input opened, set by run()
+        self._wall_start: datetime
         self.utterance_drops = 0
 
     # -- control -------------------------------------------------------------------------------

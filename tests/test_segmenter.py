@@ -9,15 +9,12 @@ import numpy as np
 import pytest
 import webrtcvad
 
+from ser_stream.audio import to_int16
 from ser_stream.segmenter import Segmenter, SegmenterConfig, Utterance
 from tests.conftest import speech_like
 
 #: How far an utterance's bounds may land from the true burst bounds (pre-roll, tail, frame rounding).
 TOLERANCE_S = 0.3
-
-
-def to_int16(signal: np.ndarray) -> np.ndarray:
-    return np.round(signal * 32767).astype(np.int16)
 
 
 def noise(seconds: float, rate: int, level: float, seed: int = 0) -> np.ndarray:
