@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import soxr
 
 from .errors import AudioError
@@ -26,6 +25,8 @@ def load_audio(path: str | Path, target_rate: int = 16000) -> np.ndarray:
 
     Raises AudioError with a one-line reason for missing, empty, non-audio or corrupt files.
     """
+    import soundfile  # only for files: the daemon on a microphone never needs it
+
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")

@@ -6,18 +6,21 @@ averaged over time: 40 + 12 + 128 = 180 values.  We reproduce it with one STFT
 per utterance and filter banks built once per parameter set, and optionally
 append more statistics over time (standard deviation, MFCC delta) that the
 shipped model uses.  The mean block always comes first, equal to the seed's.
+
+It is plain numpy: the STFT, the mel and chroma filter banks, the tuning estimate
+(librosa's ``piptrack``) and the delta follow librosa 0.11's definitions, so serving
+imports neither librosa nor, through it, numba and llvmlite (about 110 MB and half
+a second at start-up, and a JIT compilation on the first utterance), nor scipy.
+The tests hold each piece to librosa and the whole to the recipe.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import librosa
 import numpy as np
-import scipy.fft
 
 #: Added before log10 so silent bands stay finite.
 LOG_FLOOR = 1e-10
@@ -69,32 +72,151 @@ class FeatureParams:
 SEED_PARAMS = FeatureParams()
 
 
+#: librosa's defaults that the recipe relies on.
+AMIN = 1e-10  # power_to_db floor
+TOP_DB = 80.0  # power_to_db dynamic range
+PITCH_FMIN, PITCH_FMAX, PITCH_THRESHOLD = 150.0, 4000.0, 0.1  # piptrack, for the chroma tuning estimate
+TUNING_RESOLUTION = 0.01  # estimate_tuning: fractions of a chroma bin
+#: STFT frames transformed at a time: the float64 temporaries stay in cache and reuse memory.
+FFT_BLOCK = 32
+
+
+def hann_window(n_fft: int) -> np.ndarray:
+    """The periodic Hann window, computed as scipy.signal.get_window("hann", n_fft) does (float64)."""
+    return 0.5 + 0.5 * np.cos(np.linspace(-np.pi, np.pi, n_fft + 1)[:-1])
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = np.atleast_1d(np.asarray(hz, dtype=np.float64))
+    log_region = hz >= 1000.0
+    mels = hz / (200.0 / 3)
+    mels[log_region] = 15.0 + np.log(hz[log_region] / 1000.0) / (np.log(6.4) / 27.0)
+    return mels
+
+
+def mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    """The inverse of `hz_to_mel`."""
+    mels = np.atleast_1d(np.asarray(mels, dtype=np.float64))
+    log_region = mels >= 15.0
+    hz = (200.0 / 3) * mels
+    hz[log_region] = 1000.0 * np.exp(np.log(6.4) / 27.0 * (mels[log_region] - 15.0))
+    return hz
+
+
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels): Slaney-normalised triangles, float32."""
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    lowest, highest = hz_to_mel(np.array([0.0, sample_rate / 2]))
+    mel_f = mel_to_hz(np.linspace(lowest, highest, n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    weights = np.zeros((n_mels, fft_freqs.size), dtype=np.float32)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
+    return weights
+
+
+def chroma_filters(sample_rate: int, n_fft: int, n_chroma: int, tuning: float) -> np.ndarray:
+    """librosa.filters.chroma(sr=..., n_fft=..., n_chroma=..., tuning=...): Gaussian bumps per pitch class, float32."""
+    frequencies = np.linspace(0, sample_rate, n_fft, endpoint=False)[1:]
+    a440 = 440.0 * 2.0 ** (tuning / n_chroma)
+    frqbins = n_chroma * np.log2(frequencies / (a440 / 16))
+    frqbins = np.concatenate(([frqbins[0] - 1.5 * n_chroma], frqbins))
+    binwidthbins = np.concatenate((np.maximum(frqbins[1:] - frqbins[:-1], 1.0), [1]))
+    distance = np.subtract.outer(frqbins, np.arange(0, n_chroma, dtype="d")).T
+    half = np.round(float(n_chroma) / 2)
+    distance = np.remainder(distance + half + 10 * n_chroma, n_chroma) - half
+    weights = np.exp(-0.5 * (2 * distance / np.tile(binwidthbins, (n_chroma, 1))) ** 2)
+    weights /= np.sqrt(np.sum(weights**2, axis=0, keepdims=True))  # unit L2 norm per FFT bin (none is zero)
+    weights *= np.tile(np.exp(-0.5 * ((frqbins / n_chroma - 5.0) / 2) ** 2), (n_chroma, 1))  # centred on octave 5
+    weights = np.roll(weights, -3 * (n_chroma // 12), axis=0)  # start at C
+    return np.ascontiguousarray(weights[:, : 1 + n_fft // 2], dtype=np.float32)
+
+
+def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix: ``dct_matrix(k, n) @ x`` = scipy.fft.dct(x, type=2, norm="ortho")[:k]."""
+    k = np.arange(n_out)[:, np.newaxis]
+    basis = np.cos(np.pi * k * (2 * np.arange(n_in) + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[0] /= np.sqrt(2.0)
+    return basis
+
+
+def power_to_db(power: np.ndarray) -> np.ndarray:
+    """librosa.power_to_db(power) with its defaults (ref 1, amin 1e-10, top_db 80)."""
+    db = 10.0 * np.log10(np.maximum(AMIN, power))
+    return np.maximum(db, db.max() - TOP_DB)
+
+
 class FeatureExtractor:
     """Turns one utterance into a feature vector; holds the filter banks for its params."""
 
     def __init__(self, params: FeatureParams = SEED_PARAMS) -> None:
         self.params = params
-        self._mel_basis = librosa.filters.mel(sr=params.sample_rate, n_fft=params.n_fft, n_mels=params.n_mels)
+        self._window = hann_window(params.n_fft)
+        self._mel_basis = mel_filters(params.sample_rate, params.n_fft, params.n_mels)
+        self._dct = dct_matrix(params.n_mfcc, params.n_mels)
+        fft_freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.sample_rate)
+        in_range = np.flatnonzero((fft_freqs >= PITCH_FMIN) & (fft_freqs < min(PITCH_FMAX, params.sample_rate / 2)))
+        self._pitch_rows = slice(int(in_range[0]), int(in_range[-1]) + 1)  # the FFT bins piptrack looks at
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one extractor per params, lives for the process
     def _chroma_basis(self, tuning: float) -> np.ndarray:
         p = self.params
-        return librosa.filters.chroma(sr=p.sample_rate, n_fft=p.n_fft, tuning=tuning, n_chroma=p.n_chroma)
+        return chroma_filters(p.sample_rate, p.n_fft, p.n_chroma, tuning)
+
+    def magnitude(self, samples: np.ndarray) -> np.ndarray:
+        """|librosa.stft(samples)| (centred, zero-padded, periodic Hann), (1 + n_fft/2, frames) float32."""
+        p = self.params
+        padded = np.pad(samples, p.n_fft // 2)
+        frames = np.lib.stride_tricks.sliding_window_view(padded, p.n_fft)[:: p.hop_length]
+        magnitude = np.empty((frames.shape[0], p.n_fft // 2 + 1), dtype=np.float32)
+        for start in range(0, frames.shape[0], FFT_BLOCK):  # small temporaries: 3x faster than one big FFT
+            block = np.fft.rfft(frames[start : start + FFT_BLOCK] * self._window, axis=1)
+            magnitude[start : start + FFT_BLOCK] = np.abs(block.astype(np.complex64))  # librosa keeps complex64
+        return magnitude.T
+
+    def tuning(self, magnitude: np.ndarray) -> float:
+        """librosa.estimate_tuning(S=magnitude): the commonest deviation of spectral peaks from equal temperament.
+
+        piptrack's peaks (local maxima above a tenth of their frame's loudest bin, 150 Hz to 4 kHz) with
+        its parabolic interpolation, computed at the peaks only; the arithmetic is librosa's numba
+        stencil's (sums in float32, the rest in float64), so the estimate is the same to the bit.
+        """
+        p = self.params
+        lo, hi = (
+            self._pitch_rows.start,
+            self._pitch_rows.stop,
+        )  # 0 Hz, Nyquist outside: 2 neighbours each
+        context = magnitude[lo - 1 : hi + 1]
+        gated = context * (context > PITCH_THRESHOLD * magnitude.max(axis=0))
+        centre = gated[1:-1]
+        rows, columns = np.nonzero((centre > gated[:-2]) & (centre >= gated[2:]))
+        if rows.size == 0:
+            return 0.0
+        below, peak, above = (context[rows + k, columns] for k in range(3))
+        a = (above + below).astype(np.float64) - 2 * peak.astype(np.float64)
+        b = (above - below).astype(np.float64) / 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a).astype(np.float32)
+        pitches = ((rows + lo + shift) * float(p.sample_rate) / p.n_fft).astype(np.float32)
+        magnitudes = peak + 0.5 * ((above - below) / 2.0) * shift
+        pitches = pitches[magnitudes >= np.median(magnitudes)]
+        residual = np.mod(p.n_chroma * np.log2(pitches / (440.0 / 16)), 1.0)
+        residual[residual >= 0.5] -= 1.0
+        counts, edges = np.histogram(residual, np.linspace(-0.5, 0.5, int(np.ceil(1.0 / TUNING_RESOLUTION)) + 1))
+        return float(edges[np.argmax(counts)])
 
     def frames(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-frame MFCC, chroma and mel power, each (bands, frames), from one STFT."""
-        p = self.params
-        with warnings.catch_warnings():  # an utterance shorter than n_fft is centre-padded, as the seed's was
-            warnings.filterwarnings("ignore", message="n_fft=.* is too large")
-            magnitude = np.abs(librosa.stft(samples, n_fft=p.n_fft, hop_length=p.hop_length))
-        power = magnitude**2
-        mel = self._mel_basis @ power
-        mfcc = scipy.fft.dct(librosa.power_to_db(mel), axis=0, type=2, norm="ortho")[: p.n_mfcc]
-        # chroma_stft(S=magnitude) uses the magnitude as given, with its own tuning estimate.
-        tuning = librosa.estimate_tuning(S=magnitude, sr=p.sample_rate, bins_per_octave=p.n_chroma)
-        raw_chroma = self._chroma_basis(float(tuning)) @ magnitude
-        chroma = librosa.util.normalize(raw_chroma, norm=np.inf, axis=0)
-        return mfcc, chroma, mel
+        magnitude = self.magnitude(samples)
+        mel = self._mel_basis @ magnitude**2
+        mfcc = (self._dct @ power_to_db(mel)).astype(np.float32)  # float32, as scipy's DCT gives the recipe
+        raw_chroma = self._chroma_basis(self.tuning(magnitude)) @ magnitude
+        peak = np.max(np.abs(raw_chroma), axis=0)
+        peak[peak < np.finfo(raw_chroma.dtype).tiny] = 1.0  # silent frames stay zero
+        return mfcc, raw_chroma / peak, mel
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Feature vector (``params.n_features`` float64 values) for mono float audio."""
@@ -112,10 +234,26 @@ class FeatureExtractor:
                     values[mel_rows] = np.log10(values[mel_rows] + LOG_FLOOR)
                 parts.append(values)
             else:  # delta_std: how fast the timbre moves
-                width = min(9, mfcc.shape[1] - (1 - mfcc.shape[1] % 2))
-                delta = librosa.feature.delta(mfcc, width=width) if width >= 3 else np.zeros_like(mfcc)
-                parts.append(delta.std(axis=1))
+                parts.append(delta(mfcc).std(axis=1))
         return np.concatenate(parts).astype(np.float64)
+
+
+def delta(frames: np.ndarray, max_width: int = 9) -> np.ndarray:
+    """librosa.feature.delta along time with the widest odd window up to ``max_width`` that fits; zeros if none.
+
+    A Savitzky-Golay first derivative of order 1 (a least-squares slope) in "interp" mode: the
+    edge frames take the slope fitted to the first or last full window.
+    """
+    n = frames.shape[1]
+    width = min(max_width, n - (1 - n % 2))
+    if width < 3:
+        return np.zeros_like(frames)
+    half = width // 2
+    offsets = np.arange(-half, half + 1, dtype=np.float64)
+    slopes = np.lib.stride_tricks.sliding_window_view(frames, width, axis=1) @ (offsets / np.sum(offsets**2))
+    return np.concatenate(
+        [np.repeat(slopes[:, :1], half, axis=1), slopes, np.repeat(slopes[:, -1:], half, axis=1)], axis=1
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import ModelError
 from .features import FeatureParams
+from .mlp import lean_load
 from .segmenter import SegmenterConfig
 
 #: The manifest format this code reads and writes.
@@ -48,7 +49,7 @@ def manifest_path(joblib_path: Path) -> Path:
 class ModelBundle:
     """A verified, loaded classifier with what it needs to be fed correctly."""
 
-    estimator: Any
+    estimator: Any  # predict_proba and classes_: a LeanMLP, or any scikit-learn classifier
     manifest: dict[str, Any]
     path: Path
 
@@ -115,7 +116,9 @@ def load_bundle(path: str | Path) -> ModelBundle:
             f"{str(manifest['sha256'])[:12]}…; refusing to load a file that may have been tampered with"
         )
     try:
-        estimator = joblib.load(path)
+        estimator = lean_load(path)  # scikit-learn's MLP pipelines: without importing scikit-learn
+        if estimator is None:
+            estimator = joblib.load(path)
     except Exception as error:  # a verified file that still fails is reported, not raised raw
         raise ModelError(f"model {path}: cannot be loaded ({type(error).__name__}: {error})") from None
     classes = {str(c) for c in getattr(estimator, "classes_", [])}

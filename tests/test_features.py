@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 import pytest
 
-from ser_stream.features import SEED_PARAMS, FeatureExtractor, FeatureParams, extract_features
+from ser_stream.features import (
+    SEED_PARAMS,
+    FeatureExtractor,
+    FeatureParams,
+    chroma_filters,
+    dct_matrix,
+    delta,
+    extract_features,
+    hann_window,
+    mel_filters,
+)
 from tests.conftest import clip_path, speech_like
+
+SHIPPED_PARAMS = FeatureParams(statistics=("mean", "std", "delta_std"), mel_scale="log")
 
 
 def seed_recipe(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -80,3 +94,72 @@ def test_rejects_wrong_rate_bad_shapes_and_bad_params():
 def test_params_round_trip_through_dict():
     params = FeatureParams(statistics=("mean", "std"), mel_scale="log")
     assert FeatureParams.from_dict(params.to_dict()) == params
+
+
+def librosa_features(samples: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Every statistic of `params` from librosa's own per-frame MFCC, chroma, mel and delta."""
+    mfcc = librosa.feature.mfcc(y=samples, sr=16000, n_mfcc=40)
+    chroma = librosa.feature.chroma_stft(S=np.abs(librosa.stft(samples)), sr=16000)
+    mel = librosa.feature.melspectrogram(y=samples, sr=16000)
+    frames = np.concatenate([mfcc, chroma, mel])
+    parts = []
+    for statistic in params.statistics:
+        if statistic == "delta_std":
+            parts.append(librosa.feature.delta(mfcc, width=9).std(axis=1))
+            continue
+        values = frames.mean(axis=1) if statistic == "mean" else frames.std(axis=1)
+        values[52:] = np.log10(values[52:] + 1e-10) if params.mel_scale == "log" else values[52:]
+        parts.append(values)
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("emotion,actor", [(2, 4), (3, 9), (6, 13), (7, 18)])
+def test_shipped_parameters_equal_librosa_on_ravdess(ravdess, emotion, actor):
+    import soundfile
+
+    samples, _ = soundfile.read(clip_path(ravdess, emotion, actor), dtype="float32")
+    expected = librosa_features(samples, SHIPPED_PARAMS)
+    actual = extract_features(samples, 16000, SHIPPED_PARAMS)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+
+
+def test_tuning_estimate_is_librosas_to_the_bit(ravdess):
+    """The chroma tuning is a histogram peak: equal inputs and arithmetic, or a different filter bank."""
+    import soundfile
+
+    extractor = FeatureExtractor(SEED_PARAMS)
+    clips = sorted(ravdess.glob("Actor_*/*.flac"))[::23]
+    signals = [soundfile.read(clip, dtype="float32")[0] for clip in clips]
+    signals += [speech_like(0.1), speech_like(2.0, seed=5), np.zeros(4000, np.float32)]
+    tunings = set()
+    for samples in signals:
+        magnitude = extractor.magnitude(samples)
+        with warnings.catch_warnings():  # librosa warns on short or silent input
+            warnings.simplefilter("ignore")
+            reference = np.abs(librosa.stft(samples))
+            expected = librosa.estimate_tuning(S=reference, sr=16000, bins_per_octave=12)
+        np.testing.assert_array_equal(magnitude, reference)
+        assert extractor.tuning(magnitude) == expected
+        tunings.add(expected)
+    assert len(tunings) > 5  # the clips exercise many histogram bins
+
+
+def test_building_blocks_equal_librosa_and_scipy():
+    import scipy.fft
+    import scipy.signal
+
+    np.testing.assert_array_equal(hann_window(2048), scipy.signal.get_window("hann", 2048))
+    np.testing.assert_allclose(mel_filters(16000, 2048, 128), librosa.filters.mel(sr=16000, n_fft=2048), rtol=1e-6)
+    np.testing.assert_allclose(mel_filters(22050, 1024, 40), librosa.filters.mel(sr=22050, n_fft=1024, n_mels=40))
+    for tuning in (-0.5, -0.07, 0.0, 0.31):
+        expected = librosa.filters.chroma(sr=16000, n_fft=2048, tuning=tuning)
+        np.testing.assert_allclose(chroma_filters(16000, 2048, 12, tuning), expected, rtol=1e-6, atol=1e-9)
+    mel = np.random.default_rng(1).normal(-40, 20, (128, 30)).astype(np.float32)
+    expected = scipy.fft.dct(mel, axis=0, type=2, norm="ortho")[:40]
+    np.testing.assert_allclose(dct_matrix(40, 128) @ mel, expected, rtol=1e-5, atol=1e-4)
+    mfcc = np.random.default_rng(2).normal(0, 10, (40, 40)).astype(np.float32)
+    for frames in (3, 4, 8, 9, 40):
+        width = min(9, frames - (1 - frames % 2))
+        expected = librosa.feature.delta(mfcc[:, :frames], width=width)
+        np.testing.assert_allclose(delta(mfcc[:, :frames]), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(delta(mfcc[:, :2]), 0)
