@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import to_int16
+from .audio import load_audio, to_int16
+from .errors import UserError
 from .features import extractor_for
 from .model import ModelBundle
 from .segmenter import speech_span
@@ -62,3 +66,46 @@ class Classifier:
         probabilities = self.bundle.predict_proba(self._extract(samples))
         label = max(probabilities, key=probabilities.__getitem__)
         return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities)
+
+
+def _outcome(classifier: Classifier, file: str) -> Prediction | str:
+    try:
+        return classifier.classify_recording(load_audio(file, classifier.sample_rate))
+    except UserError as error:
+        return str(error)
+
+
+#: A worker process's classifier, set once by `_start_worker`.
+_worker: Classifier | None = None
+
+
+def _start_worker(bundle: ModelBundle) -> None:
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: no traceback per worker
+    _worker = Classifier(bundle)
+
+
+def _worker_outcome(file: str) -> Prediction | str:
+    assert _worker is not None, "_start_worker runs first in every worker"
+    return _outcome(_worker, file)
+
+
+def classify_files(bundle: ModelBundle, files: Sequence[str], jobs: int) -> Iterator[tuple[str, Prediction | str]]:
+    """Each file as one recording, in the order given: its prediction, or the one-line reason it failed.
+
+    ``jobs`` > 1 spreads the files over that many worker processes (a process uses about one core:
+    the GIL, and BLAS in one thread), each with its own classifier for ``bundle``.
+    """
+    jobs = max(1, min(jobs, len(files)))
+    if jobs == 1:
+        classifier = Classifier(bundle)
+        for file in files:
+            yield file, _outcome(classifier, file)
+        return
+    with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(bundle,)) as pool:
+        try:
+            chunk = max(1, min(16, len(files) // (4 * jobs)))  # few round trips, yet every worker busy to the end
+            yield from zip(files, pool.map(_worker_outcome, files, chunksize=chunk), strict=True)
+        except BaseException:  # interrupted, or the caller stopped reading: drop the files not started
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise

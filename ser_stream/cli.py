@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,30 +25,31 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from .audio import load_audio
-    from .classifier import Classifier
+    from .classifier import classify_files
     from .model import load_bundle
 
-    classifier = Classifier(load_bundle(args.model))
     failures = 0
-    for file in args.files:
-        try:
-            prediction = classifier.classify_recording(load_audio(file, classifier.sample_rate))
-        except UserError as error:
-            print(f"ser-stream: {error}", file=sys.stderr)
+    for file, outcome in classify_files(load_bundle(args.model), args.files, args.jobs):
+        if isinstance(outcome, str):
+            print(f"ser-stream: {outcome}", file=sys.stderr, flush=True)
             failures += 1
-            continue
-        if args.json:
+        elif args.json:
             record = {
                 "file": file,
-                "label": prediction.label,
-                "confidence": prediction.confidence,
-                "probabilities": prediction.probabilities,
+                "label": outcome.label,
+                "confidence": outcome.confidence,
+                "probabilities": outcome.probabilities,
             }
             print(json.dumps(record), flush=True)
         else:
-            print(f"{file}\t{prediction.label}\t{prediction.confidence:.3f}", flush=True)
+            print(f"{file}\t{outcome.label}\t{outcome.confidence:.3f}", flush=True)
     return 1 if failures else 0
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -130,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=default_model_path(),
         help="model bundle .joblib (manifest .json beside it); default: %(default)s",
+    )
+    classify.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="files classified in parallel; 1: one after another (default: all cores, %(default)s)",
     )
     classify.set_defaults(handler=_classify)
 

@@ -87,3 +87,21 @@ def test_usage_errors_are_one_line():
     assert len(result.stderr.splitlines()) == 1 and "FILE" in result.stderr
     result = run_cli("frobnicate")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+
+
+def test_parallel_jobs_print_what_one_job_prints_in_file_order(tmp_path, ravdess):
+    good = [clip_path(ravdess, code, actor) for code in SEED_CODES for actor in (2, 9)]
+    files = [*map(str, good[:3]), str(tmp_path / "missing.wav"), *map(str, good[3:])]
+    serial = run_cli("classify", "--jobs", "1", *files)
+    parallel = run_cli("classify", "--jobs", "3", *files)
+    assert serial.returncode == parallel.returncode == 1
+    assert parallel.stdout == serial.stdout
+    assert [line.split("\t")[0] for line in parallel.stdout.splitlines()] == [str(f) for f in good]
+    assert parallel.stderr == serial.stderr == f"ser-stream: {tmp_path / 'missing.wav'}: no such file\n"
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2", "many"])
+def test_jobs_must_be_a_positive_whole_number(jobs):
+    result = run_cli("classify", "--jobs", jobs, "a.wav")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "--jobs" in result.stderr
