@@ -27,8 +27,8 @@ FAST_CLIPS = [(code, actor) for actor in range(1, 21, 2) for code in (2, 3, 6, 7
 PACED_CLIPS = [(2, 1), (3, 1), (7, 2), (6, 3), (7, 4), (3, 5), (6, 7)]
 
 
-def stream(path: Path, realtime: bool) -> tuple[list[float], float]:
-    """(latency_ms of each emotion event, the daemon's uptime when it stopped) for one run."""
+def stream(path: Path, realtime: bool) -> tuple[list[float], dict]:
+    """(latency_ms of each emotion event, the counters of the daemon's final status) for one run."""
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
     pace = "--realtime" if realtime else "--no-realtime"
@@ -43,7 +43,7 @@ def stream(path: Path, realtime: bool) -> tuple[list[float], float]:
     finally:
         subscriber.close()
     stopping = [event for event in subscriber.of("status") if event["state"] == "stopping"]
-    return [event["latency_ms"] for event in subscriber.of("emotion")], stopping[-1]["counters"]["uptime_s"]
+    return [event["latency_ms"] for event in subscriber.of("emotion")], stopping[-1]["counters"]
 
 
 def run(data: Path = DEFAULT_DATA, runs: int = 3) -> None:
@@ -52,15 +52,20 @@ def run(data: Path = DEFAULT_DATA, runs: int = 3) -> None:
         build_stream(data, fast, FAST_CLIPS, gap_s=0.5)
         build_stream(data, paced, PACED_CLIPS, gap_s=0.5)
         fast_s, paced_s = soundfile.info(fast).duration, soundfile.info(paced).duration
-        latencies, factors = [], []
+        latencies, factors, utterances, dropped = [], [], 0, 0
         for _ in range(runs):
-            run_latencies, uptime = stream(fast, realtime=False)
+            run_latencies, counters = stream(fast, realtime=False)
             latencies += run_latencies
-            factors.append(uptime / fast_s)
+            factors.append(counters["uptime_s"] / fast_s)
+            utterances += counters["utterances"]
+            dropped += counters["queue_drops"]
         paced_latencies, _ = stream(paced, realtime=True)
     section(f"pipeline: {len(FAST_CLIPS)} clips in a {fast_s:.1f} s file, `ser-stream run --no-realtime` x{runs}")
     line("real-time factor (median)", f"{median(factors):.4f}  ({1 / median(factors):.0f}x faster than real time)")
-    line("events per run", f"{len(latencies) / runs:.0f} (clips: {len(FAST_CLIPS)})")
+    line(
+        "events per run",
+        f"{len(latencies) / runs:.0f} of {utterances / runs:.0f} utterances ({dropped / runs:.0f} dropped: queue full)",
+    )
     p95 = percentile(latencies, 95)
     line(
         "latency_ms p50 / p95 / max",
