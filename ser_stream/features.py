@@ -185,11 +185,8 @@ class FeatureExtractor:
         stencil's (sums in float32, the rest in float64), so the estimate is the same to the bit.
         """
         p = self.params
-        lo, hi = (
-            self._pitch_rows.start,
-            self._pitch_rows.stop,
-        )  # 0 Hz, Nyquist outside: 2 neighbours each
-        context = magnitude[lo - 1 : hi + 1]
+        lo, hi = self._pitch_rows.start, self._pitch_rows.stop
+        context = magnitude[lo - 1 : hi + 1]  # and each bin's neighbours: 0 Hz and Nyquist are out of range
         gated = context * (context > PITCH_THRESHOLD * magnitude.max(axis=0))
         centre = gated[1:-1]
         rows, columns = np.nonzero((centre > gated[:-2]) & (centre >= gated[2:]))
