@@ -79,6 +79,8 @@ PITCH_FMIN, PITCH_FMAX, PITCH_THRESHOLD = 150.0, 4000.0, 0.1  # piptrack, for th
 TUNING_RESOLUTION = 0.01  # estimate_tuning: fractions of a chroma bin
 #: STFT frames transformed at a time: the float64 temporaries stay in cache and reuse memory.
 FFT_BLOCK = 32
+#: Mel bands projected together, over just the FFT bins they cover: 1/7 of the full product's work.
+MEL_GROUP = 8
 
 
 def hann_window(n_fft: int) -> np.ndarray:
@@ -149,13 +151,28 @@ def power_to_db(power: np.ndarray) -> np.ndarray:
     return np.maximum(db, db.max() - TOP_DB)
 
 
+def band_blocks(basis: np.ndarray, group: int) -> list[tuple[slice, slice, np.ndarray]]:
+    """(bands, bins, weights) per group of consecutive bands: ``basis`` without its columns of zeros.
+
+    ``basis @ x`` is the sum of ``weights @ x[bins]`` into rows ``bands``; groups of zeros are left out.
+    """
+    blocks = []
+    for start in range(0, basis.shape[0], group):
+        bands = slice(start, start + group)
+        covered = np.flatnonzero(basis[bands].any(axis=0))
+        if covered.size:
+            bins = slice(int(covered[0]), int(covered[-1]) + 1)
+            blocks.append((bands, bins, np.ascontiguousarray(basis[bands, bins])))
+    return blocks
+
+
 class FeatureExtractor:
     """Turns one utterance into a feature vector; holds the filter banks for its params."""
 
     def __init__(self, params: FeatureParams = SEED_PARAMS) -> None:
         self.params = params
         self._window = hann_window(params.n_fft)
-        self._mel_basis = mel_filters(params.sample_rate, params.n_fft, params.n_mels)
+        self._mel_blocks = band_blocks(mel_filters(params.sample_rate, params.n_fft, params.n_mels), MEL_GROUP)
         self._dct = dct_matrix(params.n_mfcc, params.n_mels)
         fft_freqs = np.fft.rfftfreq(params.n_fft, 1.0 / params.sample_rate)
         in_range = np.flatnonzero((fft_freqs >= PITCH_FMIN) & (fft_freqs < min(PITCH_FMAX, params.sample_rate / 2)))
@@ -208,7 +225,10 @@ class FeatureExtractor:
     def frames(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-frame MFCC, chroma and mel power, each (bands, frames), from one STFT."""
         magnitude = self.magnitude(samples)
-        mel = self._mel_basis @ magnitude**2
+        power = magnitude**2
+        mel = np.zeros((self.params.n_mels, power.shape[1]), dtype=np.float32)
+        for bands, bins, weights in self._mel_blocks:
+            np.matmul(weights, power[bins], out=mel[bands])
         mfcc = (self._dct @ power_to_db(mel)).astype(np.float32)  # float32, as scipy's DCT gives the recipe
         raw_chroma = self._chroma_basis(self.tuning(magnitude)) @ magnitude
         peak = np.max(np.abs(raw_chroma), axis=0)

@@ -12,6 +12,7 @@ from ser_stream.features import (
     SEED_PARAMS,
     FeatureExtractor,
     FeatureParams,
+    band_blocks,
     chroma_filters,
     dct_matrix,
     delta,
@@ -163,3 +164,16 @@ def test_building_blocks_equal_librosa_and_scipy():
         expected = librosa.feature.delta(mfcc[:, :frames], width=width)
         np.testing.assert_allclose(delta(mfcc[:, :frames]), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(delta(mfcc[:, :2]), 0)
+
+
+def test_band_blocks_leave_out_zeros_and_keep_the_product():
+    basis = np.zeros((20, 50), dtype=np.float32)
+    basis[3:7, 10:20] = 1.0
+    basis[12, 40:45] = 2.0  # bands 16-19 are all zero: no block
+    x = np.random.default_rng(3).random((50, 7)).astype(np.float32)
+    product = np.zeros((20, 7), dtype=np.float32)
+    blocks = band_blocks(basis, 8)
+    for bands, bins, weights in blocks:
+        product[bands] = weights @ x[bins]
+    assert [(b.start, b.stop) for _, b, _ in blocks] == [(10, 20), (40, 45)]
+    np.testing.assert_allclose(product, basis @ x, rtol=1e-6)
