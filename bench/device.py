@@ -135,7 +135,7 @@ def startup(mic: VirtualMic, runs: int = 5) -> None:
     section("start-up: import time of each heavy module, fresh interpreter (median of 3)")
     for module in HEAVY:
         ms = 1000 * median([import_s(module) for _ in range(3)])
-        line(module, f"{ms:6.0f} ms  {'loaded by the daemon' if module in loaded else '-'}")
+        line(module, f"{ms:6.0f} ms  {'imported by run before the input opens' if module in loaded else '-'}")
 
 
 def idle(mic: VirtualMic, seconds: float) -> None:
