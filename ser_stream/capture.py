@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 
 from .audio import load_audio, to_int16
-from .errors import UserError
+from .errors import DeviceError, UserError
 
 if TYPE_CHECKING:
     import sounddevice
@@ -58,7 +58,7 @@ class Source(Protocol):
         ...
 
 
-class DeviceLostError(UserError):
+class DeviceLostError(DeviceError):
     """The input stream ended on its own (device unplugged, sound server gone)."""
 
 
@@ -119,24 +119,24 @@ def resolve_device(device: str | int | None) -> int | None:
     """The PortAudio index for a device given by index, exact name or unique case-insensitive substring.
 
     None means PortAudio's default input and stays None when there is one (the first input
-    device otherwise). Raises UserError with one line when nothing or more than one matches.
+    device otherwise). Raises DeviceError with one line when nothing or more than one matches.
     """
     devices = list_input_devices()
     if not devices:
-        raise UserError("no audio input devices found; use --source FILE to read an audio file instead")
+        raise DeviceError("no audio input devices found; use --source FILE to read an audio file instead")
     if device is None:
         return None if any(d["is_default"] for d in devices) else devices[0]["index"]
     if isinstance(device, int) or device.strip().isdigit():
         index = int(device)
         if any(d["index"] == index for d in devices):
             return index
-        raise UserError(f"no input device with index {index}; input devices: {_describe(devices)}")
+        raise DeviceError(f"no input device with index {index}; input devices: {_describe(devices)}")
     matches = [d for d in devices if d["name"] == device] or [d for d in devices if device.lower() in d["name"].lower()]
     if len(matches) == 1:
         return matches[0]["index"]
     if not matches:
-        raise UserError(f'no input device matches "{device}"; input devices: {_describe(devices)}')
-    raise UserError(f'input device "{device}" is ambiguous: {_describe(matches)}; give its index or full name')
+        raise DeviceError(f'no input device matches "{device}"; input devices: {_describe(devices)}')
+    raise DeviceError(f'input device "{device}" is ambiguous: {_describe(matches)}; give its index or full name')
 
 
 class MicSource:
@@ -174,7 +174,7 @@ class MicSource:
                 return rate
             except (sd.PortAudioError, ValueError) as error:
                 errors.append(f"{rate} Hz: {_one_line(error)}")
-        raise UserError(f'cannot capture mono 16-bit audio from "{self.name}" ({"; ".join(errors)})')
+        raise DeviceError(f'cannot capture mono 16-bit audio from "{self.name}" ({"; ".join(errors)})')
 
     def _callback(self, indata: np.ndarray, frames: int, _time: object, status: sounddevice.CallbackFlags) -> None:
         # PortAudio's thread: no blocking, no logging, no raising, nothing big allocated.
@@ -205,12 +205,12 @@ class MicSource:
                 finished_callback=self._finished,
             )
         except sd.PortAudioError as error:
-            raise UserError(f'cannot open input device "{self.name}": {_one_line(error)}') from None
+            raise DeviceError(f'cannot open input device "{self.name}": {_one_line(error)}') from None
         try:
             stream.start()
         except sd.PortAudioError as error:
             stream.close(ignore_errors=True)
-            raise UserError(f'cannot start input device "{self.name}": {_one_line(error)}') from None
+            raise DeviceError(f'cannot start input device "{self.name}": {_one_line(error)}') from None
         self._stream = stream
 
     def read(self, timeout: float) -> AudioBlock | None:

@@ -193,8 +193,9 @@ def test_usage_and_input_errors_are_one_line(tmp_path, ravdess):
         (["--model", str(tmp_path / "nope.joblib"), "--source", str(tmp_path)], 3, "no such file"),
         (["--publish", "nonsense", "--source", str(clip)], 4, "nonsense"),
         (["--vad-aggressiveness", "7", "--source", str(clip)], 2, "--vad-aggressiveness"),
-        (["--hangover-ms", "0", "--source", str(clip)], 2, "hangover_ms"),
-        ([], 2, "--source FILE"),  # no sound server reachable: no input device at all
+        (["--hangover-ms", "0", "--source", str(clip)], 2, "--hangover-ms"),
+        (["--max-utterance-ms", "100", "--source", str(clip)], 78, "max_utterance_ms"),
+        ([], 5, "--source FILE"),  # no sound server reachable: no input device at all
     ]
     no_sound_server = {**os.environ, "PULSE_SERVER": "unix:/nonexistent/pulse"}
     for args, code, message in cases:
