@@ -129,9 +129,9 @@ class Daemon:
         self._wall_start = datetime.now(timezone.utc)
         self._started = time.monotonic()
         self._main_alive = self._started
+        self.notifier.ready(self.status_line("listening"))
         self._worker.start()
         self._enqueue(_StatusChange("started", f"listening on {self.source.name} at {self.source.sample_rate} Hz"))
-        self.notifier.ready(self.status_line("listening"))
         reason = "stop requested"
         try:
             self._segment_until_stopped()
@@ -155,8 +155,7 @@ class Daemon:
         bundle = self.classifier.bundle
         return (
             f"{state}: {self.source.name} at {self.source.sample_rate} Hz, {counters['utterances']} utterances, "
-            f"{counters['events_published']} events, {counters['queue_drops'] + counters['drops']} dropped; "
-            f"model {bundle.name} {bundle.sha256[:12]}"
+            f"{counters['queue_drops'] + counters['drops']} dropped; model {bundle.name} {bundle.sha256[:12]}"
         )
 
     # -- reload: config and model loaded off the audio path, swapped in by the main thread ------

@@ -65,5 +65,5 @@ def set_level(level: str) -> None:
 
 
 def error_line(message: str, stream: IO[str] = sys.stderr) -> str:
-    """The one line a fatal user error prints: ``<3>``-prefixed for the journal."""
-    return f"<3>ser-stream: {message}" if journal_stream(stream) else f"ser-stream: {message}"
+    """The one line a fatal user error prints: ``<3>``-prefixed for the journal, which names us itself."""
+    return f"<3>{message}" if journal_stream(stream) else f"ser-stream: {message}"
