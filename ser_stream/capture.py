@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: Sample rate tried when the device refuses the requested one; webrtcvad accepts it too.
 FALLBACK_RATE = 48000
+#: A running stream that delivers nothing for this long is treated as lost (a hung driver or
+#: server never calls PortAudio's finished callback); blocks normally come every 10-30 ms.
+STALL_S = 3.0
 
 
 class AudioBlock(NamedTuple):
@@ -52,6 +55,10 @@ class Source(Protocol):
         ...
 
     def stop(self) -> None: ...
+
+    def reopen(self) -> None:
+        """After DeviceLostError: open the input again, or raise DeviceError if it is still gone."""
+        ...
 
     def counters(self) -> dict[str, int]:
         """frames_captured, overflows, queue_drops, queue_depth."""
@@ -147,17 +154,20 @@ class MicSource:
     device refused the requested rate. Offsets count every frame PortAudio delivered, queue
     drops included, so stream time stays true; frames PortAudio itself lost (overflows) are
     unknowable and not counted. ``read`` raises DeviceLostError once the stream ended on its
-    own and every block it delivered was read; ``stop()`` then ``start()`` reopens it.
+    own (or delivered nothing for STALL_S) and every block it delivered was read; ``reopen()``
+    then finds the device again, as PortAudio sees it now, and restarts the stream.
     """
 
     def __init__(
         self, device: str | int | None = None, sample_rate: int = 16000, block_ms: int = 30, queue_blocks: int = 200
     ) -> None:
         sd = _sounddevice()
+        self._wanted = device
         self._device = resolve_device(device)
         self.name: str = sd.query_devices(self._device, "input")["name"]
         self.sample_rate = self._supported_rate(sd, sample_rate)
         self._block = _block_samples(self.sample_rate, block_ms)
+        self._last_block_at = 0.0
         self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
         self._stream: sounddevice.InputStream | None = None
         self._frames = 0
@@ -182,8 +192,10 @@ class MicSource:
             self._overflows += 1
         start = self._frames
         self._frames += frames
+        now = time.monotonic()
+        self._last_block_at = now
         try:
-            self._queue.put_nowait(AudioBlock(indata[:, 0].copy(), start, time.monotonic()))
+            self._queue.put_nowait(AudioBlock(indata[:, 0].copy(), start, now))
         except queue.Full:
             self._queue_drops += 1
 
@@ -211,6 +223,7 @@ class MicSource:
         except sd.PortAudioError as error:
             stream.close(ignore_errors=True)
             raise DeviceError(f'cannot start input device "{self.name}": {_one_line(error)}') from None
+        self._last_block_at = time.monotonic()
         self._stream = stream
 
     def read(self, timeout: float) -> AudioBlock | None:
@@ -219,7 +232,28 @@ class MicSource:
         except queue.Empty:
             if self._lost:
                 raise DeviceLostError(f'input device "{self.name}" stopped delivering audio (unplugged?)') from None
+            if self._stream is not None and time.monotonic() - self._last_block_at > STALL_S:
+                raise DeviceLostError(f'input device "{self.name}" delivered no audio for {STALL_S:g} s') from None
             return None
+
+    def reopen(self) -> None:
+        """Close what is left of the stream, let PortAudio look for devices afresh, and start again.
+
+        The device is found by what was asked for (index, name or the default) among the devices
+        present now, at the rate the stream had: the pipeline after it is built for that rate.
+        """
+        self.stop()
+        rescan_devices()
+        sd = _sounddevice()
+        self._device = resolve_device(self._wanted)
+        name = sd.query_devices(self._device, "input")["name"]
+        try:
+            sd.check_input_settings(self._device, channels=1, dtype="int16", samplerate=self.sample_rate)
+        except (sd.PortAudioError, ValueError) as error:
+            reason = _one_line(error)
+            raise DeviceError(f'input device "{name}" does not take {self.sample_rate} Hz now: {reason}') from None
+        self.name = name
+        self.start()
 
     @property
     def finished(self) -> bool:
@@ -289,6 +323,10 @@ class FileSource:
 
     def stop(self) -> None:
         """Nothing to release: the file was read whole in ``__init__``."""
+
+    def reopen(self) -> None:
+        """Never needed: a file is not lost mid-stream (read() never raises DeviceLostError)."""
+        raise RuntimeError("a file source cannot be reopened")
 
     def counters(self) -> dict[str, int]:
         return {"frames_captured": self._position, "overflows": 0, "queue_drops": 0, "queue_depth": 0}

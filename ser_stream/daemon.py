@@ -28,9 +28,9 @@ from datetime import datetime, timedelta, timezone
 from typing import IO
 
 from .audio import from_int16, to_model_rate
-from .capture import Source
+from .capture import DeviceLostError, Source
 from .classifier import Classifier
-from .errors import UserError
+from .errors import DeviceError, UserError
 from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
 from .notify import Notifier
 from .publisher import Publisher
@@ -40,6 +40,9 @@ log = logging.getLogger("ser_stream")
 
 #: How long the main loop waits for audio before checking for a stop request.
 READ_TIMEOUT_S = 0.1
+#: Reopening a lost input device: first retry after this long, doubling up to the cap.
+REOPEN_FIRST_S = 0.5
+REOPEN_MAX_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -214,13 +217,54 @@ class Daemon:
             if self._pending_segmenter is not None and not self.segmenter.in_speech:
                 self.segmenter = self.segmenter.reconfigured(self._pending_segmenter)
                 self._pending_segmenter = None
-            block = self.source.read(READ_TIMEOUT_S)
+            try:
+                block = self.source.read(READ_TIMEOUT_S)
+            except DeviceLostError as error:
+                self._recover_device(error)
+                continue
             if block is None:
                 if self.source.finished:
                     return
                 continue
             for utterance in self.segmenter.feed(block.samples):
                 self._enqueue(_Job(utterance, block.captured_at))
+
+    def _recover_device(self, lost: DeviceLostError) -> None:
+        """Publish what was captured, say the device is lost, and reopen it with capped backoff.
+
+        Returns when the device is back or a stop was requested.  The main loop stays alive for
+        the watchdog meanwhile: waiting for a device is not a hang.
+        """
+        for utterance in self.segmenter.flush():
+            self._enqueue(_Job(utterance, time.monotonic()))
+        lost_at = time.monotonic()
+        log.warning("%s; reopening it", lost)
+        self._enqueue(_StatusChange("device lost", str(lost)))
+        self.notifier.status(self.status_line(f"device lost ({lost})"))
+        delay = REOPEN_FIRST_S
+        while not self._sleep_unless_stopped(delay):
+            try:
+                self.source.reopen()
+            except DeviceError as error:
+                log.info("input device not back yet (%s); next try in %.1f s", error, min(2 * delay, REOPEN_MAX_S))
+                delay = min(2 * delay, REOPEN_MAX_S)
+                continue
+            # Offsets go on counting time since the start, so event times stay true across the gap.
+            self.segmenter.restart_at(round((time.monotonic() - self._started) * self.source.sample_rate))
+            message = f"{self.source.name} is back after {time.monotonic() - lost_at:.1f} s"
+            log.info("%s", message)
+            self._enqueue(_StatusChange("device back", message))
+            self.notifier.status(self.status_line("listening"))
+            return
+
+    def _sleep_unless_stopped(self, seconds: float) -> bool:
+        """Wait, keeping the main loop's watchdog stamp fresh; True if a stop was requested."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._main_alive = time.monotonic()
+            if self._stop_requested.wait(min(left, READ_TIMEOUT_S)):
+                return True
+        return self._stop_requested.is_set()
 
     def _enqueue(self, job: _Job | _StatusChange) -> None:
         """Never blocks the audio path: when the worker lags, the oldest waiting utterance goes."""

@@ -249,6 +249,13 @@ class Segmenter:
                 self._step(done)
         return done
 
+    def restart_at(self, origin: int) -> None:
+        """Begin a new stream at offset ``origin``, e.g. after a gap in the input, so that offsets
+        keep counting time since the first stream began.  Call it after ``flush``."""
+        if self._in_speech:
+            raise RuntimeError("flush the utterance in progress before restarting the stream")
+        self._reset(origin)
+
     def reconfigured(self, config: SegmenterConfig) -> Segmenter:
         """A segmenter with new settings that carries on this stream: same offsets, same counters.
 

@@ -25,7 +25,7 @@ from ser_stream.capture import (
     list_input_devices,
     resolve_device,
 )
-from ser_stream.errors import AudioError, UserError
+from ser_stream.errors import AudioError, DeviceError, UserError
 from tests import pulse
 from tests.conftest import clip_path, speech_like
 from tests.test_audio import bad_files
@@ -295,16 +295,37 @@ def test_lost_device_is_reported_and_can_be_reopened(virtual_mic):
         assert source.read(15.0) is not None
         virtual_mic.stop_server()  # the sound server dies under the open stream
         try:
-            with pytest.raises(DeviceLostError, match="stopped delivering audio"):
+            with pytest.raises(DeviceLostError, match=r"stopped delivering audio|delivered no audio"):
                 deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:
                     source.read(0.5)
         finally:
             virtual_mic.start_server()
-        source.stop()
         frames = source.counters()["frames_captured"]
-        source.start()
+        source.reopen()
         block = source.read(15.0)
         assert block is not None and block.start == frames  # offsets go on from where they were
+    finally:
+        source.stop()
+
+
+def test_an_unplugged_device_cannot_be_reopened_until_it_is_back(virtual_mic):
+    source = MicSource(virtual_mic.device, sample_rate=RATE)
+    source.start()
+    try:
+        assert source.read(15.0) is not None
+        virtual_mic.unplug()
+        try:
+            with pytest.raises(DeviceLostError):
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    source.read(0.5)
+            with pytest.raises(DeviceError) as refused:
+                source.reopen()
+            assert "\n" not in str(refused.value)
+        finally:
+            virtual_mic.plug_in()
+        source.reopen()
+        assert source.read(15.0) is not None
     finally:
         source.stop()
