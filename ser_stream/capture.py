@@ -17,8 +17,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
+import soxr
 
-from .audio import load_audio, to_int16
+from .audio import open_audio, read_frames, to_int16
 from .errors import DeviceError, UserError
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Source(Protocol):
 
     name: str  # device name or file path (the events' "source")
     sample_rate: int  # rate of the blocks
+    live: bool  # audio that will not wait: the daemon drops utterances rather than fall behind it
 
     def start(self) -> None: ...
 
@@ -168,6 +170,7 @@ class MicSource:
         self.sample_rate = self._supported_rate(sd, sample_rate)
         self._block = _block_samples(self.sample_rate, block_ms)
         self._last_block_at = 0.0
+        self.live = True
         self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
         self._stream: sounddevice.InputStream | None = None
         self._frames = 0
@@ -280,19 +283,39 @@ class MicSource:
 class FileSource:
     """An audio file (any format libsndfile reads, any rate) as a stream of blocks.
 
-    The whole file is decoded and resampled up front, so a bad file fails in ``__init__``
-    with AudioError. With ``realtime`` the blocks come at wall-clock pace, as from a
-    microphone; without it, as fast as they are read. The last block may be shorter.
+    Decoded and resampled a second at a time, so an hour-long file costs no more memory than a
+    short one. A file that cannot be opened fails in ``__init__``; bad data further in (corrupt
+    frames, NaN samples) raises AudioError from ``read`` once the blocks before it were handed
+    out. With ``realtime`` the blocks come at wall-clock pace, as from a microphone; without
+    it, as fast as they are read, and the daemon waits for its worker rather than dropping
+    utterances (``live`` is False). The last block may be shorter.
     """
+
+    #: Input decoded per refill, in seconds.
+    CHUNK_S = 1.0
 
     def __init__(self, path: str | Path, sample_rate: int = 16000, block_ms: int = 30, realtime: bool = False) -> None:
         self.name = str(path)
         self.sample_rate = sample_rate
         self.realtime = realtime
+        self.live = realtime
         self._block = _block_samples(sample_rate, block_ms)
-        self._samples = to_int16(load_audio(path, sample_rate))
+        self._file = open_audio(path)
+        rate = self._file.samplerate
+        self._resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32") if rate != sample_rate else None
+        self._chunk = max(1, int(rate * self.CHUNK_S))
+        self._pending = np.empty(0, dtype=np.int16)  # decoded, resampled, not yet handed out
+        self._decoded_all = False
         self._position = 0
         self._started_at: float | None = None
+
+    def _decode_more(self) -> None:
+        samples = read_frames(self._file, self._chunk).mean(axis=1)
+        last = samples.size < self._chunk or self._file.tell() >= self._file.frames
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples, last=last)
+        self._pending = np.concatenate((self._pending, to_int16(samples)))
+        self._decoded_all = last
 
     def start(self) -> None:
         self._started_at = time.monotonic()
@@ -300,9 +323,12 @@ class FileSource:
     def read(self, timeout: float) -> AudioBlock | None:
         if self._started_at is None:
             raise RuntimeError("FileSource.read() before start()")
+        while self._pending.size < self._block and not self._decoded_all:
+            self._decode_more()
         if self.finished:
             return None
-        end = min(self._position + self._block, self._samples.size)
+        size = min(self._block, self._pending.size)
+        end = self._position + size
         if self.realtime:
             captured_at = self._started_at + end / self.sample_rate
             wait = captured_at - time.monotonic()
@@ -313,16 +339,17 @@ class FileSource:
                 time.sleep(wait)
         else:
             captured_at = time.monotonic()
-        block = AudioBlock(self._samples[self._position : end], self._position, captured_at)
+        block = AudioBlock(self._pending[:size], self._position, captured_at)
+        self._pending = self._pending[size:]
         self._position = end
         return block
 
     @property
     def finished(self) -> bool:
-        return self._position >= self._samples.size
+        return self._decoded_all and self._pending.size == 0
 
     def stop(self) -> None:
-        """Nothing to release: the file was read whole in ``__init__``."""
+        self._file.close()
 
     def reopen(self) -> None:
         """Never needed: a file is not lost mid-stream (read() never raises DeviceLostError)."""

@@ -267,7 +267,12 @@ class Daemon:
         return self._stop_requested.is_set()
 
     def _enqueue(self, job: _Job | _StatusChange) -> None:
-        """Never blocks the audio path: when the worker lags, the oldest waiting utterance goes."""
+        """Never blocks a live audio path: when the worker lags, the oldest waiting utterance goes.
+        A source that can wait (a file read as fast as possible) waits for the worker instead."""
+        if not self.source.live:
+            while not self._put_within(job, READ_TIMEOUT_S):
+                self._main_alive = time.monotonic()  # waiting for the worker; the worker's own pings tell if it hangs
+            return
         while True:
             try:
                 self._jobs.put_nowait(job)
@@ -280,6 +285,13 @@ class Daemon:
                 if isinstance(dropped, _Job):
                     self.utterance_drops += 1
                     log.warning("worker behind: dropped utterance %.2f–%.2f s", *dropped.utterance.bounds_s)
+
+    def _put_within(self, job: _Job | _StatusChange, seconds: float) -> bool:
+        try:
+            self._jobs.put(job, timeout=seconds)
+        except queue.Full:
+            return False
+        return True
 
     # -- worker thread: utterances → events ----------------------------------------------------
 

@@ -36,6 +36,9 @@ def test_device_unplugged_mid_utterance_is_flushed_reported_and_reopened(virtual
     daemon = start_daemon("--device", virtual_mic.device, endpoint=endpoint)
     try:
         assert json.loads(daemon.stdout.readline())["state"] == "started"
+        wait_until(  # PulseAudio takes a moment to start the stream
+            lambda: any(s["counters"]["frames_captured"] for s in subscriber.of("status")), 15, "audio flowing"
+        )
         player = virtual_mic.start_playing(clip_path(ravdess, 3, 1, intensity=2))
         time.sleep(2.3)  # into the speech (about 1.0-3.0 s of the clip)
         virtual_mic.unplug()
