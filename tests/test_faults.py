@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 
 import pytest
+import zmq
 
+from ser_stream.capture import FileSource, MicSource
+from ser_stream.classifier import Classifier
+from ser_stream.daemon import Daemon, DaemonSettings
 from ser_stream.events import validator_for
+from ser_stream.model import load_bundle
+from ser_stream.publisher import Publisher
 from tests import pulse
-from tests.conftest import clip_path
-from tests.live import Subscriber, free_endpoint, start_daemon
+from tests.conftest import SHIPPED_MODEL, clip_path
+from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
 
 virtual_mic = pulse.virtual_mic
 
@@ -68,3 +75,92 @@ def test_device_unplugged_mid_utterance_is_flushed_reported_and_reopened(virtual
         for event in subscriber.of(topic):
             validator.validate(event)
     assert "Traceback" not in stderr and "reopening it" in stderr
+
+
+class _SlowClassifier(Classifier):
+    """A worker slower than real time: every utterance takes 0.3 s."""
+
+    def __init__(self, bundle, jobs) -> None:
+        super().__init__(bundle)
+        self.jobs = jobs
+        self.most_waiting = 0
+
+    def classify(self, samples):
+        self.most_waiting = max(self.most_waiting, self.jobs.qsize())
+        time.sleep(0.3)
+        return super().classify(samples)
+
+
+def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravdess, tmp_path, caplog):
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS, gap_s=1.0)
+    source = FileSource(stream, realtime=False)
+    source.live = True  # a microphone's policy at file speed: audio that cannot wait for the worker
+    with Publisher(free_endpoint()) as publisher:
+        daemon = Daemon(source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, DaemonSettings(worker_queue=2))
+        daemon.classifier = slow = _SlowClassifier(daemon.classifier.bundle, daemon._jobs)
+        with caplog.at_level(logging.WARNING, logger="ser_stream"):
+            assert daemon.run() == 0
+        counters = daemon.counters()
+    assert slow.most_waiting <= 2  # memory bounded by the queue, however far behind
+    assert counters["utterances"] == len(STREAM_CLIPS)
+    emotions = counters["events_published"] - 2  # minus the started and stopping statuses
+    assert daemon.utterance_drops > 0 and emotions + daemon.utterance_drops == counters["utterances"]
+    assert counters["queue_drops"] == daemon.utterance_drops
+    dropped = [r.getMessage() for r in caplog.records if "worker behind: dropped utterance" in r.getMessage()]
+    assert len(dropped) == daemon.utterance_drops
+
+
+def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
+    source = MicSource(virtual_mic.device, queue_blocks=5)
+    source.start()
+    try:
+        time.sleep(1.5)  # nobody reads: the callback finds the queue full
+        blocks = [source.read(5.0) for _ in range(8)]
+        counters = source.counters()
+    finally:
+        source.stop()
+    assert counters["queue_drops"] > 0
+    assert all(block is not None for block in blocks)
+    starts = [block.start for block in blocks]
+    assert starts[5] - starts[4] > 480  # the offsets skip what was dropped: stream time stays true
+
+
+@pytest.mark.slow
+def test_fifty_subscribers_a_stuck_one_and_one_that_reconnects(ravdess, tmp_path):
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS[:4], gap_s=1.5)
+    endpoint = free_endpoint()
+    context = zmq.Context()
+    stuck = context.socket(zmq.SUB)  # subscribes and never reads
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"")
+    stuck.connect(endpoint)
+    subscribers = [Subscriber(endpoint) for _ in range(50)]
+    leaving = Subscriber(endpoint)
+    daemon = start_daemon("--source", str(stream), "--wait-subscriber", "10", endpoint=endpoint)
+    try:
+        wait_until(lambda: len(leaving.of("emotion")) >= 1, 30, "a first event")
+        leaving.close()  # disconnects ...
+        wait_until(lambda: len(subscribers[0].of("emotion")) >= 2, 30, "an event while it is away")
+        returning = Subscriber(endpoint)  # ... and comes back
+        _, stderr = daemon.communicate(timeout=60)
+        time.sleep(0.3)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        for subscriber in subscribers:
+            subscriber.close()
+        stuck.close(linger=0)
+        context.term()
+    returning.close()
+    assert daemon.returncode == 0, stderr
+    seqs = [[event["seq"] for _, event in subscriber.messages] for subscriber in subscribers]
+    assert all(seq == seqs[0] for seq in seqs)  # every one of the 50 got everything
+    assert seqs[0] == list(range(1, len(seqs[0]) + 1))
+    assert len(subscribers[0].of("emotion")) == 4
+    final = subscribers[0].of("status")[-1]
+    assert final["counters"]["queue_drops"] == 0 and final["counters"]["drops"] == 0
+    came_back = [event["seq"] for _, event in returning.messages]
+    assert came_back and came_back[0] > max(event["seq"] for _, event in leaving.messages) + 1  # it sees the gap
+    assert came_back == list(range(came_back[0], came_back[-1] + 1))  # and nothing missing after
