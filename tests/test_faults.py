@@ -19,6 +19,7 @@ from ser_stream.publisher import Publisher
 from tests import pulse
 from tests.conftest import SHIPPED_MODEL, clip_path
 from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
+from tests.soak import soak
 
 virtual_mic = pulse.virtual_mic
 
@@ -164,3 +165,14 @@ def test_fifty_subscribers_a_stuck_one_and_one_that_reconnects(ravdess, tmp_path
     came_back = [event["seq"] for _, event in returning.messages]
     assert came_back and came_back[0] > max(event["seq"] for _, event in leaving.messages) + 1  # it sees the gap
     assert came_back == list(range(came_back[0], came_back[-1] + 1))  # and nothing missing after
+
+
+@pytest.mark.slow
+def test_soak_short(ravdess, tmp_path):
+    """Ten minutes of speech; the hour-long run is `python -m tests.soak` (see the README)."""
+    result = soak(ravdess, minutes=10, workdir=tmp_path, sample_every_s=0.1)
+    assert result.returncode == 0, result.stderr
+    assert result.utterances >= 0.9 * result.clips  # one per clip, give or take a split or a merge
+    assert result.emotion_events == result.utterances and result.queue_drops == result.drops == 0
+    assert result.seq_gapless
+    assert result.growth_after_warm_up_mb < 10, result.summary()
