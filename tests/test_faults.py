@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from ser_stream.events import validator_for
 from ser_stream.model import load_bundle
 from ser_stream.publisher import Publisher
 from tests import pulse
-from tests.conftest import SHIPPED_MODEL, clip_path
+from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
 from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
 from tests.soak import soak
 
@@ -176,3 +177,20 @@ def test_soak_short(ravdess, tmp_path):
     assert result.emotion_events == result.utterances and result.queue_drops == result.drops == 0
     assert result.seq_gapless
     assert result.growth_after_warm_up_mb < 10, result.summary()
+
+
+def test_a_busy_or_malformed_endpoint_is_one_line_and_exit_4(ravdess):
+    clip = str(clip_path(ravdess, 2, 1))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = f"tcp://127.0.0.1:{holder.getsockname()[1]}"
+        for endpoint, message in [
+            (busy, f"cannot bind {busy}: address already in use"),
+            ("tcp://127.0.0.1:99999", "the TCP port must be a number 0-65535"),
+            ("udp://x", "cannot bind udp://x: the protocol is not compatible with the socket type"),
+            ("127.0.0.1:5556", "expected transport://address"),
+        ]:
+            result = run_cli("run", "--source", clip, "--no-realtime", "--publish", endpoint)
+            assert result.returncode == 4, result.stderr
+            assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
