@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import CLI, REPO, line, median, python_start_s, section, verdict
+from tests.live import free_endpoint
 from tests.pulse import RUN_DIR_PREFIX, VirtualMic
-from tests.test_daemon import free_endpoint
 
 TARGET_READY_S = 1.5
 TARGET_IDLE_CPU = 2.0
@@ -48,7 +48,7 @@ HEAVY = (
 LOADS = """
 import sys, time
 started = time.perf_counter()
-import ser_stream.cli, ser_stream.daemon, ser_stream.capture
+import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture
 from ser_stream.classifier import Classifier
 from ser_stream.model import default_model_path, load_bundle
 imported = time.perf_counter()

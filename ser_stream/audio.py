@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import soxr
 
 from .errors import AudioError
@@ -20,13 +21,9 @@ def to_model_rate(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarra
     return samples
 
 
-def load_audio(path: str | Path, target_rate: int = 16000) -> np.ndarray:
-    """Any file libsndfile reads (wav, flac, ogg; any rate, channels, int or float) as mono float32.
-
-    Raises AudioError with a one-line reason for missing, empty, non-audio or corrupt files.
-    """
-    import soundfile  # only for files: the daemon on a microphone never needs it
-
+def open_audio(path: str | Path) -> soundfile.SoundFile:
+    """The file opened for reading; AudioError with a one-line reason if it is missing, a
+    directory, empty or not audio."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -35,14 +32,44 @@ def load_audio(path: str | Path, target_rate: int = 16000) -> np.ndarray:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: is an empty file")
     try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        handle = soundfile.SoundFile(path)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        reason = str(error).split(":")[-1].strip() or "unreadable"
-        raise AudioError(f"{path}: not a readable audio file ({reason})") from None
-    if samples.shape[0] == 0:
+        raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
+    if handle.frames == 0:
+        handle.close()
         raise AudioError(f"{path}: contains no audio samples")
-    if not np.isfinite(samples).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
+    return handle
+
+
+def read_frames(handle: soundfile.SoundFile, frames: int = -1) -> np.ndarray:
+    """Up to ``frames`` frames (all that are left: -1) as float32 (frames, channels); AudioError if
+    the data is corrupt or holds NaN or infinite samples, naming where."""
+    offset = handle.tell()
+    try:
+        samples = handle.read(frames, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+        raise AudioError(
+            f"{handle.name}: unreadable at {offset / handle.samplerate:.1f} s ({_reason(error)})"
+        ) from None
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        at = (offset + int(np.argmax(bad.any(axis=1)))) / handle.samplerate
+        raise AudioError(f"{handle.name}: contains NaN or infinite samples (first at {at:.2f} s)")
+    return samples
+
+
+def _reason(error: Exception) -> str:
+    return str(error).split(":")[-1].strip() or "unreadable"
+
+
+def load_audio(path: str | Path, target_rate: int = 16000) -> np.ndarray:
+    """Any file libsndfile reads (wav, flac, ogg; any rate, channels, int or float) as mono float32.
+
+    Raises AudioError with a one-line reason for missing, empty, non-audio or corrupt files.
+    """
+    with open_audio(path) as handle:
+        samples = read_frames(handle)
+        rate = handle.samplerate
     return to_model_rate(samples, rate, target_rate)
 
 

@@ -17,15 +17,19 @@ from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
+import soxr
 
-from .audio import load_audio, to_int16
-from .errors import UserError
+from .audio import open_audio, read_frames, to_int16
+from .errors import DeviceError, UserError
 
 if TYPE_CHECKING:
     import sounddevice
 
 #: Sample rate tried when the device refuses the requested one; webrtcvad accepts it too.
 FALLBACK_RATE = 48000
+#: A running stream that delivers nothing for this long is treated as lost (a hung driver or
+#: server never calls PortAudio's finished callback); blocks normally come every 10-30 ms.
+STALL_S = 3.0
 
 
 class AudioBlock(NamedTuple):
@@ -39,6 +43,7 @@ class Source(Protocol):
 
     name: str  # device name or file path (the events' "source")
     sample_rate: int  # rate of the blocks
+    live: bool  # audio that will not wait: the daemon drops utterances rather than fall behind it
 
     def start(self) -> None: ...
 
@@ -53,12 +58,16 @@ class Source(Protocol):
 
     def stop(self) -> None: ...
 
+    def reopen(self) -> None:
+        """After DeviceLostError: open the input again, or raise DeviceError if it is still gone."""
+        ...
+
     def counters(self) -> dict[str, int]:
         """frames_captured, overflows, queue_drops, queue_depth."""
         ...
 
 
-class DeviceLostError(UserError):
+class DeviceLostError(DeviceError):
     """The input stream ended on its own (device unplugged, sound server gone)."""
 
 
@@ -119,24 +128,24 @@ def resolve_device(device: str | int | None) -> int | None:
     """The PortAudio index for a device given by index, exact name or unique case-insensitive substring.
 
     None means PortAudio's default input and stays None when there is one (the first input
-    device otherwise). Raises UserError with one line when nothing or more than one matches.
+    device otherwise). Raises DeviceError with one line when nothing or more than one matches.
     """
     devices = list_input_devices()
     if not devices:
-        raise UserError("no audio input devices found; use --source FILE to read an audio file instead")
+        raise DeviceError("no audio input devices found; use --source FILE to read an audio file instead")
     if device is None:
         return None if any(d["is_default"] for d in devices) else devices[0]["index"]
     if isinstance(device, int) or device.strip().isdigit():
         index = int(device)
         if any(d["index"] == index for d in devices):
             return index
-        raise UserError(f"no input device with index {index}; input devices: {_describe(devices)}")
+        raise DeviceError(f"no input device with index {index}; input devices: {_describe(devices)}")
     matches = [d for d in devices if d["name"] == device] or [d for d in devices if device.lower() in d["name"].lower()]
     if len(matches) == 1:
         return matches[0]["index"]
     if not matches:
-        raise UserError(f'no input device matches "{device}"; input devices: {_describe(devices)}')
-    raise UserError(f'input device "{device}" is ambiguous: {_describe(matches)}; give its index or full name')
+        raise DeviceError(f'no input device matches "{device}"; input devices: {_describe(devices)}')
+    raise DeviceError(f'input device "{device}" is ambiguous: {_describe(matches)}; give its index or full name')
 
 
 class MicSource:
@@ -147,17 +156,21 @@ class MicSource:
     device refused the requested rate. Offsets count every frame PortAudio delivered, queue
     drops included, so stream time stays true; frames PortAudio itself lost (overflows) are
     unknowable and not counted. ``read`` raises DeviceLostError once the stream ended on its
-    own and every block it delivered was read; ``stop()`` then ``start()`` reopens it.
+    own (or delivered nothing for STALL_S) and every block it delivered was read; ``reopen()``
+    then finds the device again, as PortAudio sees it now, and restarts the stream.
     """
 
     def __init__(
         self, device: str | int | None = None, sample_rate: int = 16000, block_ms: int = 30, queue_blocks: int = 200
     ) -> None:
         sd = _sounddevice()
+        self._wanted = device
         self._device = resolve_device(device)
         self.name: str = sd.query_devices(self._device, "input")["name"]
         self.sample_rate = self._supported_rate(sd, sample_rate)
         self._block = _block_samples(self.sample_rate, block_ms)
+        self._last_block_at = 0.0
+        self.live = True
         self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
         self._stream: sounddevice.InputStream | None = None
         self._frames = 0
@@ -174,7 +187,7 @@ class MicSource:
                 return rate
             except (sd.PortAudioError, ValueError) as error:
                 errors.append(f"{rate} Hz: {_one_line(error)}")
-        raise UserError(f'cannot capture mono 16-bit audio from "{self.name}" ({"; ".join(errors)})')
+        raise DeviceError(f'cannot capture mono 16-bit audio from "{self.name}" ({"; ".join(errors)})')
 
     def _callback(self, indata: np.ndarray, frames: int, _time: object, status: sounddevice.CallbackFlags) -> None:
         # PortAudio's thread: no blocking, no logging, no raising, nothing big allocated.
@@ -182,8 +195,10 @@ class MicSource:
             self._overflows += 1
         start = self._frames
         self._frames += frames
+        now = time.monotonic()
+        self._last_block_at = now
         try:
-            self._queue.put_nowait(AudioBlock(indata[:, 0].copy(), start, time.monotonic()))
+            self._queue.put_nowait(AudioBlock(indata[:, 0].copy(), start, now))
         except queue.Full:
             self._queue_drops += 1
 
@@ -205,12 +220,13 @@ class MicSource:
                 finished_callback=self._finished,
             )
         except sd.PortAudioError as error:
-            raise UserError(f'cannot open input device "{self.name}": {_one_line(error)}') from None
+            raise DeviceError(f'cannot open input device "{self.name}": {_one_line(error)}') from None
         try:
             stream.start()
         except sd.PortAudioError as error:
             stream.close(ignore_errors=True)
-            raise UserError(f'cannot start input device "{self.name}": {_one_line(error)}') from None
+            raise DeviceError(f'cannot start input device "{self.name}": {_one_line(error)}') from None
+        self._last_block_at = time.monotonic()
         self._stream = stream
 
     def read(self, timeout: float) -> AudioBlock | None:
@@ -219,7 +235,28 @@ class MicSource:
         except queue.Empty:
             if self._lost:
                 raise DeviceLostError(f'input device "{self.name}" stopped delivering audio (unplugged?)') from None
+            if self._stream is not None and time.monotonic() - self._last_block_at > STALL_S:
+                raise DeviceLostError(f'input device "{self.name}" delivered no audio for {STALL_S:g} s') from None
             return None
+
+    def reopen(self) -> None:
+        """Close what is left of the stream, let PortAudio look for devices afresh, and start again.
+
+        The device is found by what was asked for (index, name or the default) among the devices
+        present now, at the rate the stream had: the pipeline after it is built for that rate.
+        """
+        self.stop()
+        rescan_devices()
+        sd = _sounddevice()
+        self._device = resolve_device(self._wanted)
+        name = sd.query_devices(self._device, "input")["name"]
+        try:
+            sd.check_input_settings(self._device, channels=1, dtype="int16", samplerate=self.sample_rate)
+        except (sd.PortAudioError, ValueError) as error:
+            reason = _one_line(error)
+            raise DeviceError(f'input device "{name}" does not take {self.sample_rate} Hz now: {reason}') from None
+        self.name = name
+        self.start()
 
     @property
     def finished(self) -> bool:
@@ -246,19 +283,39 @@ class MicSource:
 class FileSource:
     """An audio file (any format libsndfile reads, any rate) as a stream of blocks.
 
-    The whole file is decoded and resampled up front, so a bad file fails in ``__init__``
-    with AudioError. With ``realtime`` the blocks come at wall-clock pace, as from a
-    microphone; without it, as fast as they are read. The last block may be shorter.
+    Decoded and resampled a second at a time, so an hour-long file costs no more memory than a
+    short one. A file that cannot be opened fails in ``__init__``; bad data further in (corrupt
+    frames, NaN samples) raises AudioError from ``read`` once the blocks before it were handed
+    out. With ``realtime`` the blocks come at wall-clock pace, as from a microphone; without
+    it, as fast as they are read, and the daemon waits for its worker rather than dropping
+    utterances (``live`` is False). The last block may be shorter.
     """
+
+    #: Input decoded per refill, in seconds.
+    CHUNK_S = 1.0
 
     def __init__(self, path: str | Path, sample_rate: int = 16000, block_ms: int = 30, realtime: bool = False) -> None:
         self.name = str(path)
         self.sample_rate = sample_rate
         self.realtime = realtime
+        self.live = realtime
         self._block = _block_samples(sample_rate, block_ms)
-        self._samples = to_int16(load_audio(path, sample_rate))
+        self._file = open_audio(path)
+        rate = self._file.samplerate
+        self._resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32") if rate != sample_rate else None
+        self._chunk = max(1, int(rate * self.CHUNK_S))
+        self._pending = np.empty(0, dtype=np.int16)  # decoded, resampled, not yet handed out
+        self._decoded_all = False
         self._position = 0
         self._started_at: float | None = None
+
+    def _decode_more(self) -> None:
+        samples = read_frames(self._file, self._chunk).mean(axis=1)
+        last = samples.size < self._chunk or self._file.tell() >= self._file.frames
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples, last=last)
+        self._pending = np.concatenate((self._pending, to_int16(samples)))
+        self._decoded_all = last
 
     def start(self) -> None:
         self._started_at = time.monotonic()
@@ -266,9 +323,12 @@ class FileSource:
     def read(self, timeout: float) -> AudioBlock | None:
         if self._started_at is None:
             raise RuntimeError("FileSource.read() before start()")
+        while self._pending.size < self._block and not self._decoded_all:
+            self._decode_more()
         if self.finished:
             return None
-        end = min(self._position + self._block, self._samples.size)
+        size = min(self._block, self._pending.size)
+        end = self._position + size
         if self.realtime:
             captured_at = self._started_at + end / self.sample_rate
             wait = captured_at - time.monotonic()
@@ -279,16 +339,21 @@ class FileSource:
                 time.sleep(wait)
         else:
             captured_at = time.monotonic()
-        block = AudioBlock(self._samples[self._position : end], self._position, captured_at)
+        block = AudioBlock(self._pending[:size], self._position, captured_at)
+        self._pending = self._pending[size:]
         self._position = end
         return block
 
     @property
     def finished(self) -> bool:
-        return self._position >= self._samples.size
+        return self._decoded_all and self._pending.size == 0
 
     def stop(self) -> None:
-        """Nothing to release: the file was read whole in ``__init__``."""
+        self._file.close()
+
+    def reopen(self) -> None:
+        """Never needed: a file is not lost mid-stream (read() never raises DeviceLostError)."""
+        raise RuntimeError("a file source cannot be reopened")
 
     def counters(self) -> dict[str, int]:
         return {"frames_captured": self._position, "overflows": 0, "queue_drops": 0, "queue_depth": 0}

@@ -5,11 +5,16 @@ microphone); the main thread segments them, which is cheap, and hands finished
 utterances to the worker thread through a bounded queue.  The worker owns the
 ZeroMQ socket: it classifies, publishes emotion events and sends status
 heartbeats, so nothing on the audio path waits for features, the model or the
-network.
+network.  A reload (SIGHUP) loads the new config and model on a third, short-lived
+thread; the main thread swaps them in, so the input stays open throughout.
+
+Under systemd the worker also pets the watchdog, and only while the main thread is
+moving too: a wedged stage stops the pings and systemd restarts the service.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -17,15 +22,17 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO
 
 from .audio import from_int16, to_model_rate
-from .capture import Source
+from .capture import DeviceLostError, Source
 from .classifier import Classifier
-from .errors import UserError
+from .errors import DeviceError, UserError
 from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
+from .notify import Notifier
 from .publisher import Publisher
 from .segmenter import Segmenter, SegmenterConfig, Utterance
 
@@ -33,6 +40,9 @@ log = logging.getLogger("ser_stream")
 
 #: How long the main loop waits for audio before checking for a stop request.
 READ_TIMEOUT_S = 0.1
+#: Reopening a lost input device: first retry after this long, doubling up to the cap.
+REOPEN_FIRST_S = 0.5
+REOPEN_MAX_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,12 @@ class _Stop:
     reason: str
 
 
+#: Loads the config and model again for a reload; raises UserError (one line) to keep the running ones.
+Reloader = Callable[[], tuple[Classifier, DaemonSettings]]
+
+
 class Daemon:
-    """Runs until the source ends (file) or a stop is requested (SIGTERM/SIGINT)."""
+    """Runs until the source ends (file) or a stop is requested (SIGTERM/SIGINT); SIGHUP reloads."""
 
     def __init__(
         self,
@@ -72,19 +86,27 @@ class Daemon:
         publisher: Publisher,
         settings: DaemonSettings = DaemonSettings(),
         out: IO[str] = sys.stdout,
+        notifier: Notifier | None = None,
+        reloader: Reloader | None = None,
     ) -> None:
         self.source = source
-        self.classifier = classifier
+        self.classifier = classifier  # replaced whole by a reload; the worker reads it once per utterance
         self.publisher = publisher
         self.settings = settings
         self.out = out
+        self.notifier = Notifier({}) if notifier is None else notifier
         self.segmenter = Segmenter(settings.segmenter)
-        self.model_info = {"name": classifier.bundle.name, "sha256": classifier.bundle.sha256}
+        self._reloader = reloader
         self._jobs: queue.Queue[_Job | _StatusChange | _Stop] = queue.Queue(maxsize=settings.worker_queue)
         self._stop_requested = threading.Event()
+        self._reload_requested = threading.Event()
+        self._reload_thread: threading.Thread | None = None
+        self._reloaded: queue.Queue[tuple[Classifier, DaemonSettings] | str] = queue.Queue()
+        self._pending_segmenter: SegmenterConfig | None = None
         self._worker = threading.Thread(target=self._work, name="ser-stream-worker", daemon=True)
         self._started: float  # monotonic and wall-clock time the input opened, set by run()
         self._wall_start: datetime
+        self._main_alive = time.monotonic()  # the main loop's last pass, for the watchdog
         self.utterance_drops = 0
 
     # -- control -------------------------------------------------------------------------------
@@ -93,9 +115,14 @@ class Daemon:
         """Signal-handler safe: only sets a flag the main loop polls."""
         self._stop_requested.set()
 
+    def request_reload(self, *_: object) -> None:
+        """Signal-handler safe, like request_stop."""
+        self._reload_requested.set()
+
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
 
     def run(self) -> int:
         if self.source.sample_rate != self.settings.segmenter.sample_rate:
@@ -104,6 +131,8 @@ class Daemon:
         self.source.start()
         self._wall_start = datetime.now(timezone.utc)
         self._started = time.monotonic()
+        self._main_alive = self._started
+        self.notifier.ready(self.status_line("listening"))
         self._worker.start()
         self._enqueue(_StatusChange("started", f"listening on {self.source.name} at {self.source.sample_rate} Hz"))
         reason = "stop requested"
@@ -115,6 +144,7 @@ class Daemon:
             reason = str(error)
             raise
         finally:
+            self.notifier.stopping(self.status_line(f"stopping ({reason})"))
             self.source.stop()
             for utterance in self.segmenter.flush():
                 self._enqueue(_Job(utterance, time.monotonic()))
@@ -122,11 +152,76 @@ class Daemon:
             self._worker.join()
         return 0
 
+    def status_line(self, state: str) -> str:
+        """One line for `systemctl status`."""
+        counters = self.counters()
+        bundle = self.classifier.bundle
+        return (
+            f"{state}: {self.source.name} at {self.source.sample_rate} Hz, {counters['utterances']} utterances, "
+            f"{counters['queue_drops'] + counters['drops']} dropped; model {bundle.name} {bundle.sha256[:12]}"
+        )
+
+    # -- reload: config and model loaded off the audio path, swapped in by the main thread ------
+
+    def _start_reload(self) -> None:
+        self._reload_requested.clear()
+        if self._reload_thread is not None and self._reload_thread.is_alive():
+            log.info("reload already in progress; SIGHUP ignored")
+            return
+        if self._reloader is None:
+            log.warning("SIGHUP ignored: this daemon has nothing to reload from")
+            return
+        self.notifier.reloading()
+        self.notifier.status(self.status_line("reloading"))
+        log.info("reloading config and model (SIGHUP)")
+        self._reload_thread = threading.Thread(target=self._load_for_reload, name="ser-stream-reload", daemon=True)
+        self._reload_thread.start()
+
+    def _load_for_reload(self) -> None:
+        try:
+            classifier, settings = self._reloader()
+            classifier.warm_up()
+            self._reloaded.put((classifier, settings))
+        except UserError as error:
+            self._reloaded.put(str(error))
+        except Exception as error:  # a bug in a reload must not take down the running pipeline
+            log.exception("reload failed")
+            self._reloaded.put(f"{type(error).__name__}: {error}")
+
+    def _apply_reload(self, result: tuple[Classifier, DaemonSettings] | str) -> None:
+        if isinstance(result, str):
+            log.error("reload failed, still running the previous config and model: %s", result)
+            message = f"reload failed: {result}"
+        else:
+            classifier, settings = result
+            changed_model = classifier.bundle.sha256 != self.classifier.bundle.sha256
+            self.classifier = classifier
+            if settings.segmenter != self.segmenter.config:
+                self._pending_segmenter = settings.segmenter  # applied between utterances
+            self.settings = settings
+            bundle = classifier.bundle
+            message = f"reloaded: model {bundle.name} {bundle.sha256[:12]}" + ("" if changed_model else " (unchanged)")
+            log.info("%s", message)
+        self._enqueue(_StatusChange("running", message))
+        self.notifier.ready(self.status_line(message))
+
     # -- main thread: audio → utterances --------------------------------------------------------
 
     def _segment_until_stopped(self) -> None:
         while not self._stop_requested.is_set():
-            block = self.source.read(READ_TIMEOUT_S)
+            self._main_alive = time.monotonic()
+            if self._reload_requested.is_set():
+                self._start_reload()
+            with contextlib.suppress(queue.Empty):
+                self._apply_reload(self._reloaded.get_nowait())
+            if self._pending_segmenter is not None and not self.segmenter.in_speech:
+                self.segmenter = self.segmenter.reconfigured(self._pending_segmenter)
+                self._pending_segmenter = None
+            try:
+                block = self.source.read(READ_TIMEOUT_S)
+            except DeviceLostError as error:
+                self._recover_device(error)
+                continue
             if block is None:
                 if self.source.finished:
                     return
@@ -134,8 +229,50 @@ class Daemon:
             for utterance in self.segmenter.feed(block.samples):
                 self._enqueue(_Job(utterance, block.captured_at))
 
+    def _recover_device(self, lost: DeviceLostError) -> None:
+        """Publish what was captured, say the device is lost, and reopen it with capped backoff.
+
+        Returns when the device is back or a stop was requested.  The main loop stays alive for
+        the watchdog meanwhile: waiting for a device is not a hang.
+        """
+        for utterance in self.segmenter.flush():
+            self._enqueue(_Job(utterance, time.monotonic()))
+        lost_at = time.monotonic()
+        log.warning("%s; reopening it", lost)
+        self._enqueue(_StatusChange("device lost", str(lost)))
+        self.notifier.status(self.status_line(f"device lost ({lost})"))
+        delay = REOPEN_FIRST_S
+        while not self._sleep_unless_stopped(delay):
+            try:
+                self.source.reopen()
+            except DeviceError as error:
+                log.info("input device not back yet (%s); next try in %.1f s", error, min(2 * delay, REOPEN_MAX_S))
+                delay = min(2 * delay, REOPEN_MAX_S)
+                continue
+            # Offsets go on counting time since the start, so event times stay true across the gap.
+            self.segmenter.restart_at(round((time.monotonic() - self._started) * self.source.sample_rate))
+            message = f"{self.source.name} is back after {time.monotonic() - lost_at:.1f} s"
+            log.info("%s", message)
+            self._enqueue(_StatusChange("device back", message))
+            self.notifier.status(self.status_line("listening"))
+            return
+
+    def _sleep_unless_stopped(self, seconds: float) -> bool:
+        """Wait, keeping the main loop's watchdog stamp fresh; True if a stop was requested."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._main_alive = time.monotonic()
+            if self._stop_requested.wait(min(left, READ_TIMEOUT_S)):
+                return True
+        return self._stop_requested.is_set()
+
     def _enqueue(self, job: _Job | _StatusChange) -> None:
-        """Never blocks the audio path: when the worker lags, the oldest waiting utterance goes."""
+        """Never blocks a live audio path: when the worker lags, the oldest waiting utterance goes.
+        A source that can wait (a file read as fast as possible) waits for the worker instead."""
+        if not self.source.live:
+            while not self._put_within(job, READ_TIMEOUT_S):
+                self._main_alive = time.monotonic()  # waiting for the worker; the worker's own pings tell if it hangs
+            return
         while True:
             try:
                 self._jobs.put_nowait(job)
@@ -149,18 +286,34 @@ class Daemon:
                     self.utterance_drops += 1
                     log.warning("worker behind: dropped utterance %.2f–%.2f s", *dropped.utterance.bounds_s)
 
+    def _put_within(self, job: _Job | _StatusChange, seconds: float) -> bool:
+        try:
+            self._jobs.put(job, timeout=seconds)
+        except queue.Full:
+            return False
+        return True
+
     # -- worker thread: utterances → events ----------------------------------------------------
 
     def _work(self) -> None:
         next_heartbeat = time.monotonic() + self.settings.heartbeat_s
+        next_ping = time.monotonic()
+        watchdog_s = self.notifier.watchdog_interval_s
         while True:
-            timeout = max(0.0, next_heartbeat - time.monotonic())
+            wake = next_heartbeat if watchdog_s is None else min(next_heartbeat, next_ping)
             try:
-                item = self._jobs.get(timeout=timeout)
+                item = self._jobs.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
                 item = None
-            if time.monotonic() >= next_heartbeat:
+            now = time.monotonic()
+            if watchdog_s is not None and now >= next_ping:
+                # Pinged from here, the processing path, and only while the audio loop moves too.
+                if now - self._main_alive <= watchdog_s:
+                    self.notifier.watchdog()
+                next_ping = now + watchdog_s
+            if now >= next_heartbeat:
                 self._publish_status("running")
+                self.notifier.status(self.status_line("running"))
                 next_heartbeat = time.monotonic() + self.settings.heartbeat_s
             if isinstance(item, _Job):
                 try:
@@ -175,8 +328,9 @@ class Daemon:
 
     def _classify_and_publish(self, job: _Job) -> None:
         utterance = job.utterance
-        samples = to_model_rate(from_int16(utterance.samples), utterance.sample_rate, self.classifier.sample_rate)
-        prediction = self.classifier.classify(samples)
+        classifier = self.classifier  # one model per utterance, even if a reload swaps it meanwhile
+        samples = to_model_rate(from_int16(utterance.samples), utterance.sample_rate, classifier.sample_rate)
+        prediction = classifier.classify(samples)
         event = emotion_event(
             label=prediction.label,
             confidence=prediction.confidence,
@@ -185,7 +339,7 @@ class Daemon:
             end_s=utterance.end_s,
             wall_end=self._wall_start + timedelta(seconds=utterance.end_s),
             source=self.source.name,
-            model=self.model_info,
+            model=_model_info(classifier),
         )
         self._send(TOPIC_EMOTION, event, job.captured_at)
 
@@ -208,7 +362,7 @@ class Daemon:
             counters=self.counters(),
             uptime_s=time.monotonic() - self._started,
             source=self.source.name,
-            model=self.model_info,
+            model=_model_info(self.classifier),
             message=message,
         )
         self._send(TOPIC_STATUS, event)
@@ -217,3 +371,7 @@ class Daemon:
         self.publisher.publish(topic, event, captured_at)
         if self.settings.print_events:
             print(json.dumps(event), file=self.out, flush=True)
+
+
+def _model_info(classifier: Classifier) -> dict[str, str]:
+    return {"name": classifier.bundle.name, "sha256": classifier.bundle.sha256}

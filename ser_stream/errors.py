@@ -15,3 +15,9 @@ class ModelError(UserError):
     """A model bundle that is missing, tampered with or unusable."""
 
     exit_code = 3
+
+
+class DeviceError(UserError):
+    """An input device that is absent, busy or went away: worth retrying, unlike a bad setting."""
+
+    exit_code = 5

@@ -203,15 +203,16 @@ class Segmenter:
         self._tape = np.empty(2 * (self._max + self._history + 2 * self._frame), dtype=np.int16)
         self._reset()
 
-    def _reset(self) -> None:
+    def _reset(self, origin: int = 0) -> None:
+        """Start a stream whose first sample will be at offset ``origin``."""
         self._vad = webrtcvad.Vad(self.config.aggressiveness)  # fresh noise estimate per stream
-        self._tape_start = 0  # stream offset of _tape[0]
-        self._tape_end = 0  # stream offset just past the last sample fed
-        self._vad_pos = 0  # stream offset of the first sample not yet labelled
+        self._tape_start = origin  # stream offset of _tape[0]
+        self._tape_end = origin  # stream offset just past the last sample fed
+        self._vad_pos = origin  # stream offset of the first sample not yet labelled
         self._in_speech = False
-        self._start = 0  # start of the utterance (or window) in progress
-        self._floor = 0  # end of the last emitted utterance: the next may not start before it
-        self._last_voiced_end = 0
+        self._start = origin  # start of the utterance (or window) in progress
+        self._floor = origin  # end of the last emitted utterance: the next may not start before it
+        self._last_voiced_end = origin
         self._peak = 0.0  # energy of the loudest voiced frame of the utterance in progress
         self._voiced_frames: list[tuple[int, float]] = []  # (offset, energy) since the onset, until a cut
         self._trigger.clear()
@@ -247,6 +248,30 @@ class Segmenter:
             while self._tape_end - self._vad_pos >= self._frame:
                 self._step(done)
         return done
+
+    def restart_at(self, origin: int) -> None:
+        """Begin a new stream at offset ``origin``, e.g. after a gap in the input, so that offsets
+        keep counting time since the first stream began.  Call it after ``flush``."""
+        if self._in_speech:
+            raise RuntimeError("flush the utterance in progress before restarting the stream")
+        self._reset(origin)
+
+    def reconfigured(self, config: SegmenterConfig) -> Segmenter:
+        """A segmenter with new settings that carries on this stream: same offsets, same counters.
+
+        For a reload between utterances (``in_speech`` False), at the same rate and frame length.
+        The new one starts with a fresh VAD and no history, so an utterance that begins within
+        ``pre_roll_ms`` of the switch gets a shorter pre-roll.
+        """
+        if self._in_speech:
+            raise RuntimeError("a segmenter can only be reconfigured between utterances")
+        if (config.sample_rate, config.frame_ms) != (self.config.sample_rate, self.config.frame_ms):
+            raise ValueError("a reconfigured segmenter keeps the sample rate and frame length")
+        successor = Segmenter(config)
+        successor.emitted, successor.dropped_short = self.emitted, self.dropped_short
+        successor._reset(origin=self._vad_pos)
+        successor.feed(self._tape[self._vad_pos - self._tape_start : self._tape_end - self._tape_start].copy())
+        return successor
 
     def flush(self) -> list[Utterance]:
         """End of stream: emit the utterance in progress (trimmed as if the hangover expired) and reset.

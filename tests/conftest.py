@@ -21,7 +21,7 @@ HOW_TO_GET_RAVDESS = (
 
 @pytest.fixture(scope="session")
 def ravdess() -> Path:
-    path = Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared" / "data" / "ravdess16k"))
+    path = Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared" / "data" / "ravdess16k")).resolve()
     if not any(path.glob("Actor_*/*.flac")) and not any(path.glob("Actor_*/*.wav")):
         pytest.skip(HOW_TO_GET_RAVDESS)
     return path

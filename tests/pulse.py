@@ -82,9 +82,7 @@ class VirtualMic:
             "--exit-idle-time=-1",
             "-n",
             f"--log-target=file:{self.log}",
-            f"--load=module-null-sink sink_name={SINK}",
             "--load=module-native-protocol-unix",
-            "--load=module-always-sink",
         )
         if result.returncode != 0:
             self.fail("pulseaudio did not start", result)
@@ -93,7 +91,12 @@ class VirtualMic:
             if time.monotonic() > deadline:
                 self.fail("pulseaudio does not answer", info)
             time.sleep(0.1)
+        self.plug_in()
+
+    def plug_in(self) -> None:
+        """Load the null sink and the microphone remapped from its monitor, and make them the defaults."""
         for command in (
+            ("load-module", "module-null-sink", f"sink_name={SINK}"),
             ("load-module", "module-remap-source", f"master={SINK}.monitor", f"source_name={SOURCE}", "channels=1"),
             ("set-default-source", SOURCE),
             ("set-default-sink", SINK),
@@ -101,6 +104,18 @@ class VirtualMic:
             result = self._run("pactl", *command)
             if result.returncode != 0:
                 self.fail(f"pactl {' '.join(command)} failed", result)
+
+    def unplug(self) -> None:
+        """Unload the microphone's modules, as if it were unplugged: with no source left to move it
+        to, PulseAudio ends the recording stream and PortAudio reports the stream gone."""
+        modules = self._run("pactl", "list", "short", "modules").stdout.splitlines()
+        for name in ("module-remap-source", "module-null-sink"):
+            for line in modules:
+                index, module = line.split("\t")[:2]
+                if module == name:
+                    result = self._run("pactl", "unload-module", index)
+                    if result.returncode != 0:
+                        self.fail(f"pactl unload-module {index} ({name}) failed", result)
 
     def stop_server(self) -> None:
         """End the daemon (``pulseaudio --kill``) and wait until it is gone."""
@@ -114,6 +129,16 @@ class VirtualMic:
         result = self._run("paplay", f"--device={SINK}", str(path), timeout=timeout)
         if result.returncode != 0:
             self.fail(f"paplay {path} failed", result)
+
+    def start_playing(self, path: str | Path) -> subprocess.Popen:
+        """Start playing an audio file into the virtual microphone and return at once."""
+        return subprocess.Popen(
+            ["paplay", f"--device={SINK}", str(path)],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 def _end_abandoned_daemons() -> None:

@@ -56,7 +56,7 @@ def bad_files(tmp_path, ravdess_clip=None):
         "directory": (tmp_path, "is a directory"),
         "empty": (tmp_path / "empty.wav", "empty file"),
         "not audio": (tmp_path / "text.wav", "not a readable audio file"),
-        "truncated": (tmp_path / "truncated.flac", "not a readable audio file"),
+        "truncated": (tmp_path / "truncated.flac", "unreadable at 0.0 s (flac decoder lost sync.)"),
         "nan": (nan, "NaN or infinite"),
     }
 

@@ -7,6 +7,7 @@ and check that a RAVDESS clip played into it comes out of MicSource intact.
 from __future__ import annotations
 
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,7 +26,7 @@ from ser_stream.capture import (
     list_input_devices,
     resolve_device,
 )
-from ser_stream.errors import AudioError, UserError
+from ser_stream.errors import AudioError, DeviceError, UserError
 from tests import pulse
 from tests.conftest import clip_path, speech_like
 from tests.test_audio import bad_files
@@ -121,11 +122,48 @@ def test_stereo_44k_file_is_downmixed_and_resampled(tmp_path):
         assert np.abs(samples).max() == pytest.approx(0.25 * 32767, rel=0.05)  # mean of a 0.5 tone and silence
 
 
-def test_bad_files_raise_audio_error(tmp_path):
+def test_bad_files_raise_audio_error_on_opening_or_where_the_bad_data_is(tmp_path):
     for path, reason in bad_files(tmp_path).values():
-        with pytest.raises(AudioError, match=reason) as caught:
-            FileSource(path)
-        assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+        with pytest.raises(AudioError) as caught:
+            source = FileSource(path)
+            source.start()
+            read_all(source)
+        assert str(path) in str(caught.value) and reason in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_samples_before_bad_data_are_streamed_first(tmp_path):
+    samples = np.full(3 * RATE, 0.1, dtype=np.float32)
+    samples[2 * RATE + 5] = np.nan
+    path = tmp_path / "nan-at-2s.wav"
+    soundfile.write(path, samples, RATE, subtype="FLOAT")
+    source = FileSource(path, block_ms=10)
+    source.start()
+    blocks = []
+    with pytest.raises(AudioError, match=r"NaN or infinite samples \(first at 2.00 s\)"):
+        while (block := source.read(0.0)) is not None:
+            blocks.append(block)
+    assert sum(block.samples.size for block in blocks) >= int(FileSource.CHUNK_S * RATE)
+
+
+def test_an_hour_long_file_streams_in_bounded_memory(tmp_path):
+    path = tmp_path / "hour.wav"
+    minute = (0.1 * np.sin(2 * np.pi * 220 * np.arange(60 * 48000) / 48000)).astype(np.float32)
+    with soundfile.SoundFile(path, "w", 48000, 1, subtype="PCM_16") as out:
+        for _ in range(60):
+            out.write(minute)
+    tracemalloc.start()
+    try:
+        source = FileSource(path, sample_rate=16000)
+        source.start()
+        total = 0
+        while (block := source.read(0.0)) is not None:
+            total += block.samples.size
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        source.stop()
+    assert total == pytest.approx(3600 * 16000, abs=16)
+    assert peak < 5_000_000  # a few chunks in flight, not the 115 MB the hour holds at 16 kHz
 
 
 # -- device resolution --------------------------------------------------------------------------
@@ -295,16 +333,37 @@ def test_lost_device_is_reported_and_can_be_reopened(virtual_mic):
         assert source.read(15.0) is not None
         virtual_mic.stop_server()  # the sound server dies under the open stream
         try:
-            with pytest.raises(DeviceLostError, match="stopped delivering audio"):
+            with pytest.raises(DeviceLostError, match=r"stopped delivering audio|delivered no audio"):
                 deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:
                     source.read(0.5)
         finally:
             virtual_mic.start_server()
-        source.stop()
         frames = source.counters()["frames_captured"]
-        source.start()
+        source.reopen()
         block = source.read(15.0)
         assert block is not None and block.start == frames  # offsets go on from where they were
+    finally:
+        source.stop()
+
+
+def test_an_unplugged_device_cannot_be_reopened_until_it_is_back(virtual_mic):
+    source = MicSource(virtual_mic.device, sample_rate=RATE)
+    source.start()
+    try:
+        assert source.read(15.0) is not None
+        virtual_mic.unplug()
+        try:
+            with pytest.raises(DeviceLostError):
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    source.read(0.5)
+            with pytest.raises(DeviceError) as refused:
+                source.reopen()
+            assert "\n" not in str(refused.value)
+        finally:
+            virtual_mic.plug_in()
+        source.reopen()
+        assert source.read(15.0) is not None
     finally:
         source.stop()

@@ -5,87 +5,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
 
-import librosa
 import numpy as np
 import pytest
 import soundfile
-import zmq
 
 from ser_stream.events import validator_for
 from tests import pulse
 from tests.conftest import cli_executable, clip_path
+from tests.live import RATE, STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
 
 virtual_mic = pulse.virtual_mic  # the session fixture: a PulseAudio virtual microphone
-
-RATE = 16000
-#: (emotion code, actor) of the clips in the test stream: mixed voices and emotions, each with
-#: unambiguous speech bounds (librosa.effects.trim at 30 and 40 dB agree within 0.15 s), so
-#: "within 0.3 s of the speech" has a ground truth.
-STREAM_CLIPS = [(2, 1), (3, 1), (7, 2), (6, 3), (7, 4), (3, 5), (6, 7), (2, 12)]
-
-
-def free_endpoint() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
-
-
-def build_stream(ravdess, path, clips=STREAM_CLIPS, gap_s=1.5):
-    """Clips separated by digital silence; returns the speech bounds (s) of each clip in the stream."""
-    parts, bounds, offset = [np.zeros(int(gap_s * RATE), np.float32)], [], int(gap_s * RATE)
-    for code, actor in clips:
-        samples, rate = soundfile.read(clip_path(ravdess, code, actor, intensity=2), dtype="float32")
-        assert rate == RATE
-        _, (speech_start, speech_end) = librosa.effects.trim(samples, top_db=30)
-        bounds.append(((offset + speech_start) / RATE, (offset + speech_end) / RATE))
-        parts += [samples, np.zeros(int(gap_s * RATE), np.float32)]
-        offset += samples.size + int(gap_s * RATE)
-    soundfile.write(path, np.concatenate(parts), RATE, subtype="PCM_16")
-    return bounds
-
-
-class Subscriber:
-    """A real SUB socket collecting [topic, json] messages in a background thread."""
-
-    def __init__(self, endpoint: str):
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.SUB)
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self.socket.connect(endpoint)
-        self.messages: list[tuple[str, dict]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._collect, daemon=True)
-        self._thread.start()
-
-    def _collect(self):
-        while not self._stop.is_set():
-            if self.socket.poll(50):
-                topic, payload = self.socket.recv_multipart()
-                self.messages.append((topic.decode(), json.loads(payload)))
-
-    def close(self):
-        self._stop.set()
-        self._thread.join()
-        self.socket.close(linger=0)
-        self.context.term()
-
-    def of(self, topic):
-        return [event for t, event in self.messages if t == topic]
-
-
-def start_daemon(*args, endpoint):
-    return subprocess.Popen(
-        [cli_executable(), "run", "--publish", endpoint, "--print", "--heartbeat-s", "1", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
 
 
 @pytest.mark.slow
@@ -193,8 +125,9 @@ def test_usage_and_input_errors_are_one_line(tmp_path, ravdess):
         (["--model", str(tmp_path / "nope.joblib"), "--source", str(tmp_path)], 3, "no such file"),
         (["--publish", "nonsense", "--source", str(clip)], 4, "nonsense"),
         (["--vad-aggressiveness", "7", "--source", str(clip)], 2, "--vad-aggressiveness"),
-        (["--hangover-ms", "0", "--source", str(clip)], 2, "hangover_ms"),
-        ([], 2, "--source FILE"),  # no sound server reachable: no input device at all
+        (["--hangover-ms", "0", "--source", str(clip)], 2, "--hangover-ms"),
+        (["--max-utterance-ms", "100", "--source", str(clip)], 78, "max_utterance_ms"),
+        ([], 5, "--source FILE"),  # no sound server reachable: no input device at all
     ]
     no_sound_server = {**os.environ, "PULSE_SERVER": "unix:/nonexistent/pulse"}
     for args, code, message in cases:

@@ -1,0 +1,290 @@
+"""Settings of `ser-stream run`: one dataclass makes the command-line flags and the TOML keys.
+
+Every field is a flag (``hangover_ms`` → ``--hangover-ms``) and a key of the config file
+(default ``/etc/ser-stream/config.toml``).  Values resolve as defaults ← file ← flags, and
+both the file and the flags go through the same checks, so a bad value fails at start-up with
+one line naming the key and what it allows.  Pure logic: the caller decides when to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
+
+from .errors import UserError
+from .model import default_model_path
+from .publisher import DEFAULT_ENDPOINT
+from .segmenter import SegmenterConfig
+
+DEFAULT_CONFIG = Path("/etc/ser-stream/config.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_VAD = SegmenterConfig()  # the VAD defaults are the segmenter's, which the model was trained with
+
+
+class ConfigError(UserError):
+    """A config file or setting that cannot be used.  Exit status 78 is EX_CONFIG (sysexits.h): the
+    systemd unit lists it in ``RestartPreventExitStatus=``, so a broken config is not restarted forever."""
+
+    exit_code = 78
+
+
+def _meta(
+    help: str,
+    *,
+    choices: tuple | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    restart: bool = False,
+    metavar: str | None = None,
+) -> dict[str, Any]:
+    """What a key's flag and checks need: help, allowed values, and whether a reload may change it."""
+    return {
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "restart": restart,
+        "metavar": metavar,
+    }
+
+
+def _option(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata=_meta(help, **meta))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What `ser-stream run` does; ``restart=True`` fields are not changed by a reload (SIGHUP)."""
+
+    source: str = _option("mic", "'mic' or an audio file to stream", restart=True, metavar="mic|FILE")
+    device: int | str | None = _option(None, "input device index or name", restart=True, metavar="NAME_OR_INDEX")
+    publish: str = _option(DEFAULT_ENDPOINT, "ZeroMQ PUB bind address", restart=True, metavar="ENDPOINT")
+    model: Path = field(
+        default_factory=default_model_path,
+        metadata=_meta("model bundle .joblib (manifest .json beside it)", metavar="PATH"),
+    )
+    realtime: bool = _option(True, "pace a file source like a microphone, or run it as fast as possible", restart=True)
+    print: bool = _option(False, "also write every event as a JSON line on stdout")
+    capture_rate: int = _option(16000, "capture and VAD rate in Hz", choices=(16000, 48000), restart=True)
+    frame_ms: int = _option(_VAD.frame_ms, "VAD frame in ms", choices=(10, 20, 30), restart=True)
+    vad_aggressiveness: int = _option(_VAD.aggressiveness, "webrtcvad aggressiveness", choices=(0, 1, 2, 3))
+    pre_roll_ms: int = _option(_VAD.pre_roll_ms, "audio kept before speech onset, ms", minimum=0, metavar="MS")
+    hangover_ms: int = _option(_VAD.hangover_ms, "non-speech that ends an utterance, ms", minimum=1, metavar="MS")
+    min_utterance_ms: int = _option(
+        _VAD.min_utterance_ms, "shorter utterances are dropped, ms", minimum=0, metavar="MS"
+    )
+    max_utterance_ms: int = _option(
+        _VAD.max_utterance_ms, "longer speech is cut into windows of this length, ms", minimum=1, metavar="MS"
+    )
+    gate_db: float = _option(
+        _VAD.gate_db,
+        "frames this far below the utterance's loudest count as non-speech; 0 = off",
+        minimum=0,
+        maximum=120,
+        metavar="DB",
+    )
+    wait_subscriber: float = _option(
+        0.0,
+        "before streaming, wait up to this long for a first subscriber; 0 = don't wait",
+        minimum=0,
+        restart=True,
+        metavar="SECONDS",
+    )
+    heartbeat_s: float = _option(5.0, "status heartbeat period", minimum=0.1, metavar="SECONDS")
+    log_level: str = _option("info", "least severe log messages shown", choices=LOG_LEVELS)
+
+    def segmenter(self, sample_rate: int | None = None) -> SegmenterConfig:
+        """The segmenter these settings describe, at the rate the input really delivers (a device may
+        refuse ``capture_rate``); cross-field rules (e.g. max ≥ min) are checked here."""
+        try:
+            return SegmenterConfig(
+                sample_rate=sample_rate or self.capture_rate,
+                frame_ms=self.frame_ms,
+                aggressiveness=self.vad_aggressiveness,
+                pre_roll_ms=self.pre_roll_ms,
+                hangover_ms=self.hangover_ms,
+                min_utterance_ms=self.min_utterance_ms,
+                max_utterance_ms=self.max_utterance_ms,
+                gate_db=self.gate_db,
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    def restart_only_changes(self, new: RunConfig) -> list[str]:
+        """Keys whose change a reload cannot apply without closing the input or the socket."""
+        return [f.name for f in fields(self) if f.metadata["restart"] and getattr(self, f.name) != getattr(new, f.name)]
+
+    def keeping_restart_only(self, new: RunConfig) -> RunConfig:
+        """``new`` with the restart-only keys of the running settings."""
+        return replace(new, **{f.name: getattr(self, f.name) for f in fields(self) if f.metadata["restart"]})
+
+
+KEYS = tuple(f.name for f in fields(RunConfig))
+_FIELDS = {f.name: f for f in fields(RunConfig)}
+
+
+def _kind(name: str) -> str:
+    """The field's value type as written in its annotation: int, float, bool, str, Path or a device."""
+    annotation = str(_FIELDS[name].type)
+    return "device" if "|" in annotation else annotation
+
+
+def _allowed(name: str) -> str:
+    """What a key accepts, in words, for error messages."""
+    meta, kind = _FIELDS[name].metadata, _kind(name)
+    if meta["choices"]:
+        return "one of " + ", ".join(map(str, meta["choices"]))
+    noun = {
+        "int": "a whole number",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+        "Path": "a file path (string)",
+        "device": "a device index or name",
+    }[kind]
+    low, high = meta["minimum"], meta["maximum"]
+    if low is not None and high is not None:
+        return f"{noun} from {low:g} to {high:g}"
+    if low is not None:
+        return f"{noun} >= {low:g}"
+    return noun
+
+
+def check_value(name: str, value: Any, base: Path | None = None) -> Any:
+    """``value`` as the field stores it, or ValueError saying what is allowed.
+
+    Types are strict (TOML has them: ``hangover_ms = "500"`` is an error, not a guess); a
+    relative model path is taken relative to ``base``, the config file's folder.
+    """
+    meta, kind = _FIELDS[name].metadata, _kind(name)
+    is_bool = isinstance(value, bool)
+    ok_type = {
+        "int": isinstance(value, int) and not is_bool,
+        "float": isinstance(value, (int, float)) and not is_bool and math.isfinite(value),
+        "bool": is_bool,
+        "str": isinstance(value, str) and value != "",
+        "Path": isinstance(value, (str, Path)) and str(value) != "",
+        "device": (isinstance(value, int) and not is_bool and value >= 0) or (isinstance(value, str) and value != ""),
+    }[kind]
+    in_range = ok_type and (
+        (meta["choices"] is None or value in meta["choices"])
+        and (meta["minimum"] is None or value >= meta["minimum"])
+        and (meta["maximum"] is None or value <= meta["maximum"])
+    )
+    if not in_range:
+        raise ValueError(f"must be {_allowed(name)}")
+    if kind == "float":
+        return float(value)
+    if kind == "Path":
+        path = Path(value).expanduser()
+        return base / path if base is not None and not path.is_absolute() else path
+    return value
+
+
+def _from_flag(name: str):
+    """An argparse ``type=`` that parses the flag's text and applies the key's checks."""
+    kind = _kind(name)
+
+    def parse(text: str) -> Any:
+        try:
+            if kind == "int":
+                value: Any = int(text)
+            elif kind == "float":
+                value = float(text)
+            elif kind == "device":
+                value = int(text) if text.isdigit() else text
+            else:
+                value = text
+            return check_value(name, value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {_allowed(name)}") from None
+
+    return parse
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per key; unset flags stay out of the namespace, so the file's value stands."""
+    for f in fields(RunConfig):
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        default = f.default_factory() if f.name == "model" else f.default
+        if default is None:
+            shown = "the system default"
+        else:
+            shown = str(default).lower() if _kind(f.name) == "bool" else default
+        help_text = f"{meta['help']} (default: {shown})".replace("%", "%%")
+        if _kind(f.name) == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(
+                flag,
+                type=_from_flag(f.name),
+                default=argparse.SUPPRESS,
+                metavar=meta["metavar"] or _choices_metavar(meta["choices"]),
+                help=help_text,
+            )
+
+
+def _choices_metavar(choices: tuple | None) -> str | None:
+    return "{" + ",".join(map(str, choices)) + "}" if choices else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The checked keys of a TOML config file; ConfigError (one line) for anything wrong in it."""
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    values = {}
+    for key, value in document.items():
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}; allowed keys: {', '.join(KEYS)}")
+        try:
+            values[key] = check_value(key, value, base=path.parent)
+        except ValueError as error:
+            raise ConfigError(f"{path}: {key} = {_toml_repr(value)}: {error}") from None
+    return values
+
+
+def _toml_repr(value: Any) -> str:
+    """The value roughly as written in the file (JSON and TOML agree on scalars)."""
+    return "{...}" if isinstance(value, dict) else json.dumps(value, default=str)
+
+
+def resolve(config_path: Path | None, flags: dict[str, Any]) -> RunConfig:
+    """Defaults ← the config file ← the flags given.
+
+    ``config_path`` None means the default file, which may be absent; a file named explicitly
+    must exist.
+    """
+    path = DEFAULT_CONFIG if config_path is None else config_path
+    from_file = {} if config_path is None and not path.exists() else read_config_file(path)
+    config = RunConfig(**{**from_file, **flags})
+    where = f"{path}: " if from_file else ""
+    try:
+        config.segmenter()
+    except ConfigError as error:
+        raise ConfigError(f"{where}{error}") from None
+    return config

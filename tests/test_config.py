@@ -1,0 +1,169 @@
+"""The config file and the `run` flags: one table, the same checks, defaults ← file ← flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from ser_stream.config import KEYS, ConfigError, RunConfig, read_config_file, resolve
+from ser_stream.errors import UserError
+from tests.conftest import REPO, SHIPPED_MODEL, clip_path, run_cli
+from tests.live import free_endpoint
+
+EXAMPLE = REPO / "systemd" / "config.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_every_run_flag_has_a_key_and_every_key_a_flag():
+    help_text = run_cli("run", "--help").stdout
+    flags = set(re.findall(r"--([a-z][a-z-]+)", help_text)) - {"help", "config", "no-realtime", "no-print"}
+    assert flags == {key.replace("_", "-") for key in KEYS}
+
+
+def test_the_example_config_names_every_key_and_its_defaults_are_the_real_ones(tmp_path):
+    text = EXAMPLE.read_text()
+    for key in KEYS:
+        assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), key
+    uncommented = re.sub(r"^# ([a-z_]+ = )", r"\1", text, flags=re.MULTILINE)
+    values = read_config_file(write(tmp_path, uncommented))
+    assert set(values) == set(KEYS)
+    defaults = RunConfig()
+    for key in set(KEYS) - {"model", "device"}:  # the example points at the installed model; device is an example
+        assert values[key] == getattr(defaults, key), key
+
+
+def test_the_readme_documents_every_key():
+    readme = (REPO / "README.md").read_text()
+    for key in KEYS:
+        assert f"`{key}`" in readme, key
+
+
+def test_flags_override_the_file_which_overrides_the_defaults(tmp_path):
+    path = write(tmp_path, 'hangover_ms = 700\ngate_db = 20\nlog_level = "debug"\nrealtime = false\n')
+    config = resolve(path, {"gate_db": 10.0})
+    assert (config.hangover_ms, config.gate_db, config.log_level, config.realtime) == (700, 10.0, "debug", False)
+    assert config.pre_roll_ms == RunConfig().pre_roll_ms
+
+
+def test_the_default_file_may_be_absent_but_a_named_one_may_not(tmp_path, monkeypatch):
+    monkeypatch.setattr("ser_stream.config.DEFAULT_CONFIG", tmp_path / "absent.toml")
+    assert resolve(None, {}) == RunConfig()
+    with pytest.raises(ConfigError, match="not found"):
+        resolve(tmp_path / "missing.toml", {})
+
+
+def test_a_relative_model_path_is_relative_to_the_config_file(tmp_path):
+    (tmp_path / "etc").mkdir()
+    config = resolve(write(tmp_path / "etc", 'model = "../models/m.joblib"\n'), {})
+    assert config.model == tmp_path / "etc" / "../models/m.joblib"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hangover = 300\n", "unknown key 'hangover' (did you mean 'hangover_ms'?); allowed keys: source,"),
+        ("[vad]\nhangover_ms = 300\n", "unknown key 'vad'"),
+        ('hangover_ms = "300"\n', 'hangover_ms = "300": must be a whole number >= 1'),
+        ("hangover_ms = 0\n", "hangover_ms = 0: must be a whole number >= 1"),
+        ("hangover_ms = 2.5\n", "hangover_ms = 2.5: must be a whole number >= 1"),
+        ("capture_rate = 44100\n", "capture_rate = 44100: must be one of 16000, 48000"),
+        ("frame_ms = true\n", "frame_ms = true: must be one of 10, 20, 30"),
+        ("vad_aggressiveness = 4\n", "must be one of 0, 1, 2, 3"),
+        ("gate_db = 121\n", "gate_db = 121: must be a number from 0 to 120"),
+        ("gate_db = nan\n", "gate_db = NaN: must be a number from 0 to 120"),
+        ("heartbeat_s = 0\n", "heartbeat_s = 0: must be a number >= 0.1"),
+        ("wait_subscriber = -1\n", "must be a number >= 0"),
+        ('realtime = "yes"\n', 'realtime = "yes": must be true or false'),
+        ("print = 1\n", "print = 1: must be true or false"),
+        ('log_level = "verbose"\n', "must be one of debug, info, warning, error"),
+        ('source = ""\n', 'source = "": must be a string'),
+        ("publish = 5556\n", "publish = 5556: must be a string"),
+        ("model = 3\n", "model = 3: must be a file path (string)"),
+        ("device = -1\n", "device = -1: must be a device index or name"),
+        ("device = [1, 2]\n", "must be a device index or name"),
+        ("hangover_ms = \n", "not valid TOML: Invalid value (at line 1, column 15)"),
+        ("max_utterance_ms = 400\n", "max_utterance_ms must be a whole number of milliseconds >= min_utterance_ms"),
+    ],
+)
+def test_a_bad_key_or_value_is_one_line_naming_it_and_what_is_allowed(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        resolve(path, {})
+    assert message in str(raised.value) and str(path) in str(raised.value)
+    assert "\n" not in str(raised.value) and raised.value.exit_code == 78
+
+
+def test_unreadable_config_files_are_one_line(tmp_path):
+    (tmp_path / "dir.toml").mkdir()
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    for path, message in [(tmp_path / "dir.toml", "is a directory"), (binary, "not valid TOML")]:
+        with pytest.raises(ConfigError, match=message):
+            read_config_file(path)
+
+
+def test_config_errors_are_user_errors_with_their_own_exit_status():
+    assert issubclass(ConfigError, UserError) and ConfigError.exit_code == 78
+
+
+def test_restart_only_keys_keep_their_running_values_on_reload():
+    running = RunConfig(publish="tcp://127.0.0.1:1", hangover_ms=500)
+    new = dataclasses.replace(running, publish="tcp://127.0.0.1:2", hangover_ms=800, device=3)
+    assert running.restart_only_changes(new) == ["device", "publish"]
+    kept = running.keeping_restart_only(new)
+    assert (kept.publish, kept.device, kept.hangover_ms) == ("tcp://127.0.0.1:1", None, 800)
+
+
+def test_run_reads_the_config_file_and_flags_win(tmp_path, ravdess):
+    """The real CLI: the file's endpoint and VAD keys are used, a flag overrides one of them."""
+    file_endpoint, flag_endpoint = free_endpoint(), free_endpoint()
+    clip = clip_path(ravdess, 2, 1)
+    path = write(
+        tmp_path,
+        f'source = "{clip}"\nrealtime = false\npublish = "{file_endpoint}"\nprint = true\nmin_utterance_ms = 9000\n',
+    )
+    from_file = run_cli("run", "--config", str(path))
+    assert from_file.returncode == 0, from_file.stderr
+    assert f"publishing on {file_endpoint}" in from_file.stderr
+    assert '"label"' not in from_file.stdout  # the 9 s minimum dropped the only utterance
+    overridden = run_cli("run", "--config", str(path), "--publish", flag_endpoint, "--min-utterance-ms", "500")
+    assert overridden.returncode == 0, overridden.stderr
+    assert f"publishing on {flag_endpoint}" in overridden.stderr and '"label"' in overridden.stdout
+
+
+def test_run_with_a_bad_config_is_one_line_and_exit_78(tmp_path):
+    path = write(tmp_path, "hangover = 300\n")
+    result = run_cli("run", "--config", str(path))
+    assert result.returncode == 78
+    assert result.stderr.count("\n") == 1 and "unknown key 'hangover'" in result.stderr
+    missing = run_cli("run", "--config", str(tmp_path / "nope.toml"))
+    assert (
+        missing.returncode == 78 and missing.stderr.strip() == f"ser-stream: config file {tmp_path}/nope.toml not found"
+    )
+
+
+def test_a_bad_flag_value_is_one_line_naming_the_flag(ravdess):
+    result = run_cli("run", "--source", str(clip_path(ravdess, 2, 1)), "--gate-db", "loud")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--gate-db: 'loud': must be a number from 0 to 120" in result.stderr
+
+
+def test_the_shipped_model_is_the_default(monkeypatch):
+    monkeypatch.delenv("SER_STREAM_MODEL", raising=False)
+    assert RunConfig().model == SHIPPED_MODEL
+
+
+def test_log_level_filters_what_reaches_stderr(ravdess):
+    clip = str(clip_path(ravdess, 2, 1))
+    quiet = run_cli("run", "--source", clip, "--no-realtime", "--publish", free_endpoint(), "--log-level", "warning")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    normal = run_cli("run", "--source", clip, "--no-realtime", "--publish", free_endpoint())
+    assert normal.returncode == 0 and normal.stderr.startswith("ser-stream: model ser-mlp")

@@ -1,0 +1,196 @@
+"""Faults made to happen for real: the daemon keeps running, loses nothing it had, and says what happened."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import time
+
+import pytest
+import zmq
+
+from ser_stream.capture import FileSource, MicSource
+from ser_stream.classifier import Classifier
+from ser_stream.daemon import Daemon, DaemonSettings
+from ser_stream.events import validator_for
+from ser_stream.model import load_bundle
+from ser_stream.publisher import Publisher
+from tests import pulse
+from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
+from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
+from tests.soak import soak
+
+virtual_mic = pulse.virtual_mic
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def status_with(subscriber: Subscriber, state: str) -> dict | None:
+    return next((event for event in subscriber.of("status") if event["state"] == state), None)
+
+
+@pytest.mark.slow
+def test_device_unplugged_mid_utterance_is_flushed_reported_and_reopened(virtual_mic, ravdess):
+    endpoint = free_endpoint()
+    subscriber = Subscriber(endpoint)
+    daemon = start_daemon("--device", virtual_mic.device, endpoint=endpoint)
+    try:
+        assert json.loads(daemon.stdout.readline())["state"] == "started"
+        wait_until(  # PulseAudio takes a moment to start the stream
+            lambda: any(s["counters"]["frames_captured"] for s in subscriber.of("status")), 15, "audio flowing"
+        )
+        player = virtual_mic.start_playing(clip_path(ravdess, 3, 1, intensity=2))
+        time.sleep(2.3)  # into the speech (about 1.0-3.0 s of the clip)
+        virtual_mic.unplug()
+        player.wait(30)
+        lost = wait_until(lambda: status_with(subscriber, "device lost"), 15, "a 'device lost' status")
+        time.sleep(1.0)  # a few reopen attempts fail meanwhile
+        virtual_mic.plug_in()
+        back = wait_until(lambda: status_with(subscriber, "device back"), 30, "a 'device back' status")
+        virtual_mic.play(clip_path(ravdess, 6, 2, intensity=2))
+        wait_until(lambda: len(subscriber.of("emotion")) >= 2, 15, "an event after the device came back")
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=10)
+    finally:
+        if daemon.poll() is None:
+            virtual_mic.plug_in()
+            daemon.kill()
+        subscriber.close()
+    assert daemon.returncode == 0, stderr
+    flushed, after = subscriber.of("emotion")[:2]
+    assert flushed["seq"] < lost["seq"] < back["seq"] < after["seq"]  # the cut utterance came first
+    assert 0.5 <= flushed["duration_s"] < 2.5
+    assert lost["message"].startswith(f'input device "{virtual_mic.device}"')
+    assert back["message"].startswith(f"{virtual_mic.device} is back after ")
+    assert after["start_s"] > flushed["end_s"] + 1.0  # stream time went on across the gap
+    for topic in ("emotion", "status"):
+        validator = validator_for(topic)
+        for event in subscriber.of(topic):
+            validator.validate(event)
+    assert "Traceback" not in stderr and "reopening it" in stderr
+
+
+class _SlowClassifier(Classifier):
+    """A worker slower than real time: every utterance takes 0.3 s."""
+
+    def __init__(self, bundle, jobs) -> None:
+        super().__init__(bundle)
+        self.jobs = jobs
+        self.most_waiting = 0
+
+    def classify(self, samples):
+        self.most_waiting = max(self.most_waiting, self.jobs.qsize())
+        time.sleep(0.3)
+        return super().classify(samples)
+
+
+def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravdess, tmp_path, caplog):
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS, gap_s=1.0)
+    source = FileSource(stream, realtime=False)
+    source.live = True  # a microphone's policy at file speed: audio that cannot wait for the worker
+    with Publisher(free_endpoint()) as publisher:
+        daemon = Daemon(source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, DaemonSettings(worker_queue=2))
+        daemon.classifier = slow = _SlowClassifier(daemon.classifier.bundle, daemon._jobs)
+        with caplog.at_level(logging.WARNING, logger="ser_stream"):
+            assert daemon.run() == 0
+        counters = daemon.counters()
+    assert slow.most_waiting <= 2  # memory bounded by the queue, however far behind
+    assert counters["utterances"] == len(STREAM_CLIPS)
+    emotions = counters["events_published"] - 2  # minus the started and stopping statuses
+    assert daemon.utterance_drops > 0 and emotions + daemon.utterance_drops == counters["utterances"]
+    assert counters["queue_drops"] == daemon.utterance_drops
+    dropped = [r.getMessage() for r in caplog.records if "worker behind: dropped utterance" in r.getMessage()]
+    assert len(dropped) == daemon.utterance_drops
+
+
+def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
+    source = MicSource(virtual_mic.device, queue_blocks=5)
+    source.start()
+    try:
+        time.sleep(1.5)  # nobody reads: the callback finds the queue full
+        blocks = [source.read(5.0) for _ in range(8)]
+        counters = source.counters()
+    finally:
+        source.stop()
+    assert counters["queue_drops"] > 0
+    assert all(block is not None for block in blocks)
+    starts = [block.start for block in blocks]
+    assert starts[5] - starts[4] > 480  # the offsets skip what was dropped: stream time stays true
+
+
+@pytest.mark.slow
+def test_fifty_subscribers_a_stuck_one_and_one_that_reconnects(ravdess, tmp_path):
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS[:4], gap_s=1.5)
+    endpoint = free_endpoint()
+    context = zmq.Context()
+    stuck = context.socket(zmq.SUB)  # subscribes and never reads
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"")
+    stuck.connect(endpoint)
+    subscribers = [Subscriber(endpoint) for _ in range(50)]
+    leaving = Subscriber(endpoint)
+    daemon = start_daemon("--source", str(stream), "--wait-subscriber", "10", endpoint=endpoint)
+    try:
+        wait_until(lambda: len(leaving.of("emotion")) >= 1, 30, "a first event")
+        leaving.close()  # disconnects ...
+        wait_until(lambda: len(subscribers[0].of("emotion")) >= 2, 30, "an event while it is away")
+        returning = Subscriber(endpoint)  # ... and comes back
+        _, stderr = daemon.communicate(timeout=60)
+        time.sleep(0.3)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        for subscriber in subscribers:
+            subscriber.close()
+        stuck.close(linger=0)
+        context.term()
+    returning.close()
+    assert daemon.returncode == 0, stderr
+    seqs = [[event["seq"] for _, event in subscriber.messages] for subscriber in subscribers]
+    assert all(seq == seqs[0] for seq in seqs)  # every one of the 50 got everything
+    assert seqs[0] == list(range(1, len(seqs[0]) + 1))
+    assert len(subscribers[0].of("emotion")) == 4
+    final = subscribers[0].of("status")[-1]
+    assert final["counters"]["queue_drops"] == 0 and final["counters"]["drops"] == 0
+    came_back = [event["seq"] for _, event in returning.messages]
+    assert came_back and came_back[0] > max(event["seq"] for _, event in leaving.messages) + 1  # it sees the gap
+    assert came_back == list(range(came_back[0], came_back[-1] + 1))  # and nothing missing after
+
+
+@pytest.mark.slow
+def test_soak_short(ravdess, tmp_path):
+    """Ten minutes of speech; the hour-long run is `python -m tests.soak` (see the README)."""
+    result = soak(ravdess, minutes=10, workdir=tmp_path, sample_every_s=0.1)
+    assert result.returncode == 0, result.stderr
+    assert result.utterances >= 0.9 * result.clips  # one per clip, give or take a split or a merge
+    assert result.emotion_events == result.utterances and result.queue_drops == result.drops == 0
+    assert result.seq_gapless
+    assert result.growth_after_warm_up_mb < 10, result.summary()
+
+
+def test_a_busy_or_malformed_endpoint_is_one_line_and_exit_4(ravdess):
+    clip = str(clip_path(ravdess, 2, 1))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = f"tcp://127.0.0.1:{holder.getsockname()[1]}"
+        for endpoint, message in [
+            (busy, f"cannot bind {busy}: address already in use"),
+            ("tcp://127.0.0.1:99999", "the TCP port must be a number 0-65535"),
+            ("udp://x", "cannot bind udp://x: the protocol is not compatible with the socket type"),
+            ("127.0.0.1:5556", "expected transport://address"),
+        ]:
+            result = run_cli("run", "--source", clip, "--no-realtime", "--publish", endpoint)
+            assert result.returncode == 4, result.stderr
+            assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr

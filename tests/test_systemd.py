@@ -1,0 +1,160 @@
+"""The systemd unit and the install command: systemd-analyze's verdicts, and a staged real install."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ser_stream.config import ConfigError
+from ser_stream.errors import DeviceError, ModelError, UserError
+from ser_stream.publisher import EndpointError
+from tests.conftest import REPO, clip_path
+from tests.live import free_endpoint
+
+UNIT = REPO / "systemd" / "ser-stream.service"
+#: The issue's bar for `systemd-analyze security` (0 = locked down, 10 = unprotected).
+MAX_EXPOSURE = 2.5
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess:
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is missing: scripts/setup --dev installs the Debian package systemd")
+    return subprocess.run(
+        ["systemd-analyze", *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+
+
+def unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, empty_lines_in_values=False)
+    parser.optionxform = str
+    values: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():  # repeated keys accumulate in systemd; keep them all
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def test_security_exposure_is_at_most_2_5():
+    result = analyze("security", "--offline=yes", f"--threshold={int(MAX_EXPOSURE * 10)}", str(UNIT))
+    exposure = float(re.search(r"Overall exposure level for ser-stream.service: ([\d.]+)", result.stdout)[1])
+    assert result.returncode == 0 and exposure <= MAX_EXPOSURE, result.stdout[-3000:]
+
+
+def test_the_unit_is_a_notify_service_that_does_not_restart_on_fatal_errors():
+    unit = unit_settings()
+    assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
+    assert float(unit["WatchdogSec"][0]) > 0 and unit["Restart"] == ["on-failure"]
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    fatal = {int(code) for code in unit["RestartPreventExitStatus"][0].split()}
+    # A usage error, a bad model or a bad config will fail the same way again; a lost device or a busy port may not.
+    assert fatal == {UserError.exit_code, ModelError.exit_code, ConfigError.exit_code}
+    assert DeviceError.exit_code not in fatal and EndpointError.exit_code not in fatal
+    assert unit["DynamicUser"] == ["yes"] and unit["SupplementaryGroups"] == ["audio"]
+    assert unit["DevicePolicy"] == ["closed"] and unit["CapabilityBoundingSet"] == [""]
+
+
+def install_into(root: Path) -> subprocess.CompletedProcess:
+    """scripts/install for real, into a staging root instead of /opt, /etc and /usr/local."""
+    layout = {
+        "--prefix": "opt/ser-stream",
+        "--sysconfdir": "etc",
+        "--unitdir": "etc/systemd/system",
+        "--bindir": "usr/local/bin",
+    }
+    options = [item for option, path in layout.items() for item in (option, str(root / path))]
+    return subprocess.run(
+        [str(REPO / "scripts" / "install"), *options],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def staged_install(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("root")
+    result = install_into(root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+@pytest.mark.slow
+def test_the_installed_unit_passes_systemd_analyze_verify(staged_install):
+    unit = staged_install / "etc/systemd/system/ser-stream.service"
+    result = analyze("verify", str(unit))
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+    prefix, etc = staged_install / "opt/ser-stream", staged_install / "etc/ser-stream"
+    assert f"ExecStart={prefix}/bin/ser-stream run --config {etc}/config.toml" in unit.read_text()
+
+
+@pytest.mark.slow
+def test_the_installed_command_runs_from_its_own_venv_model_and_config(staged_install, ravdess, tmp_path):
+    clip = clip_path(ravdess, 2, 1)
+    env = {key: value for key, value in os.environ.items() if key not in ("SER_STREAM_MODEL", "PYTHONPATH")}
+    command = staged_install / "usr/local/bin/ser-stream"
+    classified = subprocess.run(
+        [str(command), "classify", str(clip)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    assert classified.returncode == 0, classified.stderr
+    assert classified.stdout.startswith(f"{clip}\tcalm")
+    config = staged_install / "etc/ser-stream/config.toml"
+    assert f'model = "{staged_install}/opt/ser-stream/models/ser-mlp.joblib"' in config.read_text()
+    installed, endpoint = str(staged_install / "opt/ser-stream/bin/ser-stream"), free_endpoint()
+    ran = subprocess.run(
+        [
+            installed,
+            "run",
+            "--config",
+            str(config),
+            "--source",
+            str(clip),
+            "--no-realtime",
+            "--print",
+            "--publish",
+            endpoint,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert '"label": "calm"' in ran.stdout
+    assert (
+        f"{staged_install}/opt/ser-stream/lib/"
+        in subprocess.run(
+            [str(staged_install / "opt/ser-stream/bin/python"), "-c", "import ser_stream; print(ser_stream.__file__)"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+        ).stdout
+    )  # the installed copy, not this checkout
+
+
+@pytest.mark.slow
+def test_reinstalling_keeps_an_edited_config(staged_install):
+    config = staged_install / "etc/ser-stream/config.toml"
+    config.write_text(config.read_text() + 'log_level = "debug"\n')
+    edited = config.read_text()
+    result = install_into(staged_install)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert config.read_text() == edited
+    assert (staged_install / "etc/ser-stream/config.toml.example").exists()
+    assert "kept" in result.stderr
+
+
+def test_install_refuses_unknown_options_in_one_line():
+    result = subprocess.run(
+        [str(REPO / "scripts" / "install"), "--prefx", "/x"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--prefx" in result.stderr
