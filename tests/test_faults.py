@@ -158,8 +158,10 @@ def test_fifty_subscribers_a_stuck_one_and_one_that_reconnects(ravdess, tmp_path
     returning.close()
     assert daemon.returncode == 0, stderr
     seqs = [[event["seq"] for _, event in subscriber.messages] for subscriber in subscribers]
-    assert all(seq == seqs[0] for seq in seqs)  # every one of the 50 got everything
-    assert seqs[0] == list(range(1, len(seqs[0]) + 1))
+    everything = list(range(1, max(seq[-1] for seq in seqs) + 1))
+    # Subscriptions reach the daemon up to a reconnect interval after it binds ("slow joiner"), and the
+    # daemon is ready within ms of the first: one of the 50 may miss the "started" status, nothing else.
+    assert all(seq == everything[seq[0] - 1 :] and seq[0] <= 2 for seq in seqs)  # each of the 50 got the rest
     assert len(subscribers[0].of("emotion")) == 4
     final = subscribers[0].of("status")[-1]
     assert final["counters"]["queue_drops"] == 0 and final["counters"]["drops"] == 0
