@@ -11,6 +11,7 @@ ALSA device and contacts the sound server), and file sources must work without P
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -151,6 +152,11 @@ def resolve_device(device: str | int | None) -> int | None:
 class MicSource:
     """Live capture from a PortAudio input device (sounddevice ``InputStream``).
 
+    A capture thread does blocking reads and only copies each block into a bounded queue.
+    Blocking reads rather than PortAudio's callback: sounddevice builds its callback with cffi,
+    which needs memory both writable and executable, and the systemd unit forbids that
+    (MemoryDenyWriteExecute=yes).
+
     The device and a sample rate it accepts are settled in ``__init__``, so ``name`` and
     ``sample_rate`` are known before ``start()``: ``sample_rate`` is FALLBACK_RATE when the
     device refused the requested rate. Offsets count every frame PortAudio delivered, queue
@@ -173,10 +179,11 @@ class MicSource:
         self.live = True
         self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
         self._stream: sounddevice.InputStream | None = None
+        self._thread: threading.Thread | None = None
         self._frames = 0
         self._overflows = 0
         self._queue_drops = 0
-        self._stopping = False
+        self._stopping = threading.Event()
         self._lost = False
 
     def _supported_rate(self, sd: ModuleType, wanted: int) -> int:
@@ -189,35 +196,34 @@ class MicSource:
                 errors.append(f"{rate} Hz: {_one_line(error)}")
         raise DeviceError(f'cannot capture mono 16-bit audio from "{self.name}" ({"; ".join(errors)})')
 
-    def _callback(self, indata: np.ndarray, frames: int, _time: object, status: sounddevice.CallbackFlags) -> None:
-        # PortAudio's thread: no blocking, no logging, no raising, nothing big allocated.
-        if status.input_overflow:
-            self._overflows += 1
-        start = self._frames
-        self._frames += frames
-        now = time.monotonic()
-        self._last_block_at = now
-        try:
-            self._queue.put_nowait(AudioBlock(indata[:, 0].copy(), start, now))
-        except queue.Full:
-            self._queue_drops += 1
-
-    def _finished(self) -> None:
-        if not self._stopping:
+    def _capture(self, stream: sounddevice.InputStream) -> None:
+        """The capture thread: read, copy into the queue, nothing else (no logging, no waiting on the queue)."""
+        sd = _sounddevice()
+        while not self._stopping.is_set():
+            try:
+                data, overflowed = stream.read(self._block)
+            except (sd.PortAudioError, OSError):
+                break
+            if overflowed:
+                self._overflows += 1
+            start = self._frames
+            self._frames += len(data)
+            now = time.monotonic()
+            self._last_block_at = now
+            try:
+                self._queue.put_nowait(AudioBlock(data[:, 0].copy(), start, now))
+            except queue.Full:
+                self._queue_drops += 1
+        if not self._stopping.is_set():
             self._lost = True
 
     def start(self) -> None:
         sd = _sounddevice()
-        self._stopping = self._lost = False
+        self._stopping.clear()
+        self._lost = False
         try:
             stream = sd.InputStream(
-                device=self._device,
-                channels=1,
-                samplerate=self.sample_rate,
-                dtype="int16",
-                blocksize=self._block,
-                callback=self._callback,
-                finished_callback=self._finished,
+                device=self._device, channels=1, samplerate=self.sample_rate, dtype="int16", blocksize=self._block
             )
         except sd.PortAudioError as error:
             raise DeviceError(f'cannot open input device "{self.name}": {_one_line(error)}') from None
@@ -228,6 +234,8 @@ class MicSource:
             raise DeviceError(f'cannot start input device "{self.name}": {_one_line(error)}') from None
         self._last_block_at = time.monotonic()
         self._stream = stream
+        self._thread = threading.Thread(target=self._capture, args=(stream,), name="ser-stream-capture", daemon=True)
+        self._thread.start()
 
     def read(self, timeout: float) -> AudioBlock | None:
         try:
@@ -267,8 +275,10 @@ class MicSource:
         stream, self._stream = self._stream, None
         if stream is None:
             return
-        self._stopping = True
-        stream.stop(ignore_errors=True)  # before close: some PortAudio versions hang otherwise
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)  # one block away, unless the driver hangs in read
+        stream.abort(ignore_errors=True)  # abort, not stop: nothing left to drain
         stream.close(ignore_errors=True)
 
     def counters(self) -> dict[str, int]:

@@ -270,8 +270,8 @@ class Daemon:
         """Never blocks a live audio path: when the worker lags, the oldest waiting utterance goes.
         A source that can wait (a file read as fast as possible) waits for the worker instead."""
         if not self.source.live:
-            while not self._put_within(job, READ_TIMEOUT_S):
-                self._main_alive = time.monotonic()  # waiting for the worker; the worker's own pings tell if it hangs
+            self._jobs.put(job)  # never full: the queue is emptied before the next one
+            self._wait_for_worker()
             return
         while True:
             try:
@@ -282,16 +282,19 @@ class Daemon:
                     dropped = self._jobs.get_nowait()
                 except queue.Empty:
                     continue
+                self._jobs.task_done()
                 if isinstance(dropped, _Job):
                     self.utterance_drops += 1
                     log.warning("worker behind: dropped utterance %.2f–%.2f s", *dropped.utterance.bounds_s)
 
-    def _put_within(self, job: _Job | _StatusChange, seconds: float) -> bool:
-        try:
-            self._jobs.put(job, timeout=seconds)
-        except queue.Full:
-            return False
-        return True
+    def _wait_for_worker(self) -> None:
+        """Until the worker has handled everything queued.  A file read far faster than real time is
+        then processed one utterance at a time, each event sent as soon as its utterance is read,
+        rather than piling up behind the worker (and its latency with it)."""
+        with self._jobs.all_tasks_done:
+            while self._jobs.unfinished_tasks:
+                self._main_alive = time.monotonic()  # waiting on the worker, whose own pings tell if it hangs
+                self._jobs.all_tasks_done.wait(READ_TIMEOUT_S)
 
     # -- worker thread: utterances → events ----------------------------------------------------
 
@@ -315,16 +318,20 @@ class Daemon:
                 self._publish_status("running")
                 self.notifier.status(self.status_line("running"))
                 next_heartbeat = time.monotonic() + self.settings.heartbeat_s
-            if isinstance(item, _Job):
-                try:
+            if item is None:
+                continue
+            try:
+                if isinstance(item, _Job):
                     self._classify_and_publish(item)
-                except Exception:  # a bug must cost one utterance, not the daemon
-                    log.exception("could not classify utterance %.2f–%.2f s", *item.utterance.bounds_s)
-            elif isinstance(item, _StatusChange):
-                self._publish_status(item.state, item.message)
-            elif isinstance(item, _Stop):
-                self._publish_status("stopping", item.reason)
-                return
+                elif isinstance(item, _StatusChange):
+                    self._publish_status(item.state, item.message)
+                else:
+                    self._publish_status("stopping", item.reason)
+                    return
+            except Exception:  # a bug must cost one event, not the daemon
+                log.exception("could not publish %s", item)
+            finally:
+                self._jobs.task_done()
 
     def _classify_and_publish(self, job: _Job) -> None:
         utterance = job.utterance

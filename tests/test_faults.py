@@ -117,7 +117,8 @@ def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
     source = MicSource(virtual_mic.device, queue_blocks=5)
     source.start()
     try:
-        time.sleep(1.5)  # nobody reads: the callback finds the queue full
+        assert source.read(15.0) is not None  # audio flows
+        time.sleep(1.5)  # and nobody reads: the capture thread finds the queue full
         blocks = [source.read(5.0) for _ in range(8)]
         counters = source.counters()
     finally:

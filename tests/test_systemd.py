@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import configparser
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,11 @@ import pytest
 from ser_stream.config import ConfigError
 from ser_stream.errors import DeviceError, ModelError, UserError
 from ser_stream.publisher import EndpointError
-from tests.conftest import REPO, clip_path
-from tests.live import free_endpoint
+from tests import pulse
+from tests.conftest import REPO, cli_executable, clip_path
+from tests.live import Subscriber, free_endpoint
+
+virtual_mic = pulse.virtual_mic
 
 UNIT = REPO / "systemd" / "ser-stream.service"
 #: The issue's bar for `systemd-analyze security` (0 = locked down, 10 = unprotected).
@@ -31,8 +37,6 @@ def analyze(*args: str) -> subprocess.CompletedProcess:
 
 
 def unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
-    parser = configparser.ConfigParser(strict=False, interpolation=None, empty_lines_in_values=False)
-    parser.optionxform = str
     values: dict[str, list[str]] = {}
     for line in path.read_text().splitlines():  # repeated keys accumulate in systemd; keep them all
         if "=" in line and not line.startswith(("#", "[")):
@@ -158,3 +162,49 @@ def test_install_refuses_unknown_options_in_one_line():
         [str(REPO / "scripts" / "install"), "--prefx", "/x"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--prefx" in result.stderr
+
+
+#: Runs argv[1:] with the kernel's MemoryDenyWriteExecute (prctl PR_SET_MDWE, Linux >= 6.3), which
+#: systemd uses for the unit's MemoryDenyWriteExecute=yes: no memory may become executable once writable.
+UNDER_MDWE = (
+    "import ctypes, os, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "if libc.prctl(65, 1, 0, 0, 0) != 0:\n"
+    "    sys.exit(f'PR_SET_MDWE unsupported: errno {ctypes.get_errno()}')\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+@pytest.mark.slow
+def test_the_daemon_captures_and_classifies_under_memory_deny_write_execute(virtual_mic, ravdess):
+    """The unit sets MemoryDenyWriteExecute=yes: the serving path must not JIT (no numba), and
+    PortAudio's callback into Python (cffi) must work without writable executable memory."""
+    assert unit_settings()["MemoryDenyWriteExecute"] == ["yes"]
+    probe = subprocess.run([sys.executable, "-c", UNDER_MDWE, "/bin/true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"this kernel cannot enforce it: {probe.stderr.strip()}")
+    endpoint = free_endpoint()
+    subscriber = Subscriber(endpoint)
+    command = [cli_executable(), "run", "--device", virtual_mic.device, "--publish", endpoint, "--print"]
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", UNDER_MDWE, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert json.loads(daemon.stdout.readline())["state"] == "started"
+        time.sleep(1.5)  # PulseAudio starts the stream
+        virtual_mic.play(clip_path(ravdess, 3, 1, intensity=2))
+        deadline = time.monotonic() + 15
+        while not subscriber.of("emotion") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=15)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        subscriber.close()
+    assert daemon.returncode == 0, stderr
+    assert len(subscriber.of("emotion")) == 1 and "Traceback" not in stderr
