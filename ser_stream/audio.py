@@ -62,12 +62,19 @@ def _reason(error: Exception) -> str:
     return str(error).split(":")[-1].strip() or "unreadable"
 
 
-def load_audio(path: str | Path, target_rate: int = 16000) -> np.ndarray:
+def load_audio(path: str | Path, target_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
     """Any file libsndfile reads (wav, flac, ogg; any rate, channels, int or float) as mono float32.
 
-    Raises AudioError with a one-line reason for missing, empty, non-audio or corrupt files.
+    Raises AudioError with a one-line reason for missing, empty, non-audio or corrupt files, and
+    for files longer than ``max_seconds`` (checked before decoding anything).
     """
     with open_audio(path) as handle:
+        seconds = handle.frames / handle.samplerate
+        if max_seconds is not None and seconds > max_seconds:
+            raise AudioError(
+                f"{path}: {seconds / 60:.1f} min is too long for one utterance (at most {max_seconds / 60:g} min); "
+                f"`ser-stream run --source {path} --no-realtime --print` classifies each utterance in it"
+            )
         samples = read_frames(handle)
         rate = handle.samplerate
     return to_model_rate(samples, rate, target_rate)

@@ -2,7 +2,7 @@
 
 Both hand out int16 mono blocks tagged with their sample offset from the stream start, so
 utterance times stay sample-accurate whatever the source. The microphone side follows
-python-sounddevice's examples: the callback only copies into a bounded queue.
+python-sounddevice's examples: the capture thread only copies into a bounded queue.
 
 sounddevice is imported lazily: importing it initialises PortAudio (which enumerates every
 ALSA device and contacts the sound server), and file sources must work without PortAudio.
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 #: Sample rate tried when the device refuses the requested one; webrtcvad accepts it too.
 FALLBACK_RATE = 48000
 #: A running stream that delivers nothing for this long is treated as lost (a hung driver or
-#: server never calls PortAudio's finished callback); blocks normally come every 10-30 ms.
+#: server may block a read forever); blocks normally come every 10-30 ms.
 STALL_S = 3.0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -13,7 +13,17 @@ from .audio import load_audio, to_int16
 from .errors import UserError
 from .features import extractor_for
 from .model import ModelBundle
-from .segmenter import speech_span
+from .segmenter import Segmenter, SegmenterConfig, speech_span
+
+#: A recording shorter than this is refused: an STFT frame alone is 128 ms.
+MIN_RECORDING_S = 0.1
+#: A recording longer than this is refused before it is decoded: as one utterance an hour would
+#: take about 1.7 GB and mean nothing; `run --source` segments it in bounded memory instead.
+MAX_RECORDING_S = 600.0
+
+
+class NotClassifiable(UserError):
+    """A readable recording with nothing in it to classify."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,22 @@ class Classifier:
         self.classify(noise)
 
     def classify_recording(self, samples: np.ndarray) -> Prediction:
-        """A whole recording as one utterance, cut to its speech span as the model was trained."""
+        """A whole recording as one utterance, cut to its speech span as the model was trained.
+
+        NotClassifiable when there is nothing to classify: under MIN_RECORDING_S of audio, or not
+        one frame the VAD calls speech (silence, hum), where any label would be noise.
+        """
+        if samples.size < MIN_RECORDING_S * self.sample_rate:
+            duration_ms = 1000 * samples.size / self.sample_rate
+            raise NotClassifiable(
+                f"too short to classify: {duration_ms:.0f} ms (at least {MIN_RECORDING_S * 1000:.0f} ms)"
+            )
+        pcm = to_int16(samples)
         trim = self.bundle.trim
+        if not _any_speech(pcm, trim or SegmenterConfig(sample_rate=self.sample_rate)):
+            raise NotClassifiable("no speech found (silence or noise only)")
         if trim is not None:
-            start, end = speech_span(to_int16(samples), trim)
+            start, end = speech_span(pcm, trim)
             samples = samples[start:end]
         return self.classify(samples)
 
@@ -68,9 +90,17 @@ class Classifier:
         return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities)
 
 
+def _any_speech(pcm: np.ndarray, config: SegmenterConfig) -> bool:
+    """Whether the segmenter finds any speech at all, however short."""
+    segmenter = Segmenter(replace(config, min_utterance_ms=0))
+    return bool(segmenter.feed(pcm) or segmenter.flush())
+
+
 def _outcome(classifier: Classifier, file: str) -> Prediction | str:
     try:
-        return classifier.classify_recording(load_audio(file, classifier.sample_rate))
+        return classifier.classify_recording(load_audio(file, classifier.sample_rate, MAX_RECORDING_S))
+    except NotClassifiable as error:
+        return f"{file}: {error}"
     except UserError as error:
         return str(error)
 

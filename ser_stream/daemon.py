@@ -1,6 +1,6 @@
 """The running pipeline: source → segmenter → worker (features, classifier) → publisher.
 
-Threads: the source delivers audio blocks (PortAudio's callback thread for a
+Threads: the source delivers audio blocks (its capture thread for a
 microphone); the main thread segments them, which is cheap, and hands finished
 utterances to the worker thread through a bounded queue.  The worker owns the
 ZeroMQ socket: it classifies, publishes emotion events and sends status

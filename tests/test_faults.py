@@ -7,8 +7,12 @@ import logging
 import signal
 import socket
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
+import soxr
 import zmq
 
 from ser_stream.capture import FileSource, MicSource
@@ -197,3 +201,93 @@ def test_a_busy_or_malformed_endpoint_is_one_line_and_exit_4(ravdess):
             result = run_cli("run", "--source", clip, "--no-realtime", "--publish", endpoint)
             assert result.returncode == 4, result.stderr
             assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def make_files(ravdess, folder):
+    """Every kind of file a user may hand over: name → (path, what `classify` says, what `run --source` does).
+
+    An expectation is "label", a piece of the one stderr line, or for `run` "events" / "no events".
+    """
+    clip, rate = soundfile.read(clip_path(ravdess, 3, 1, intensity=2), dtype="float32")
+    write = soundfile.write
+    files = {}
+
+    def add(name, classify_says, run_does):
+        files[name] = (folder / name, classify_says, run_does)
+
+    add("missing.wav", "no such file", "no such file")
+    (folder / "directory.wav").mkdir()
+    add("directory.wav", "is a directory", "is a directory")
+    (folder / "empty.wav").touch()
+    add("empty.wav", "is an empty file", "is an empty file")
+    (folder / "text.wav").write_text("not audio at all\n")
+    add("text.wav", "not a readable audio file", "not a readable audio file")
+    write(folder / "whole.wav", clip, rate)
+    whole = (folder / "whole.wav").read_bytes()
+    (folder / "truncated.wav").write_bytes(whole[: len(whole) * 2 // 3])
+    add("truncated.wav", "label", "events")
+    (folder / "header-only.wav").write_bytes(whole[:30])
+    add("header-only.wav", "not a readable audio file", "not a readable audio file")
+    clip44 = soxr.resample(clip, rate, 44100)
+    write(folder / "stereo-44k.wav", np.stack([clip44, 0.5 * clip44], axis=1), 44100)
+    add("stereo-44k.wav", "label", "events")
+    write(folder / "8k.wav", soxr.resample(clip, rate, 8000), 8000)
+    add("8k.wav", "label", "events")
+    write(folder / "96k.flac", soxr.resample(clip, rate, 96000), 96000)
+    add("96k.flac", "label", "events")
+    write(folder / "8-bit.wav", clip, rate, subtype="PCM_U8")
+    add("8-bit.wav", "label", "events")
+    write(folder / "float.wav", clip, rate, subtype="FLOAT")
+    add("float.wav", "label", "events")
+    write(folder / "double.wav", clip.astype(np.float64), rate, subtype="DOUBLE")
+    add("double.wav", "label", "events")
+    write(folder / "clipped.wav", np.clip(20 * clip, -1, 1), rate)
+    add("clipped.wav", "label", "events")
+    for bad in ("nan", "inf"):
+        samples = np.concatenate([clip, clip]).astype(np.float32)
+        samples[clip.size + 100] = np.nan if bad == "nan" else np.inf
+        write(folder / f"{bad}.wav", samples, rate, subtype="FLOAT")
+        add(f"{bad}.wav", "contains NaN or infinite samples", "contains NaN or infinite samples (first at 3.")
+    write(folder / "silence.wav", np.zeros(3 * rate, np.float32), rate)
+    add("silence.wav", "no speech found", "no events")
+    write(folder / "80ms.wav", clip[rate : rate + rate * 8 // 100], rate)
+    add("80ms.wav", "too short to classify: 80 ms", "no events")
+    with soundfile.SoundFile(folder / "hour.wav", "w", rate, 1, subtype="PCM_16") as out:
+        for _ in range(3600 * rate // clip.size + 1):
+            out.write(np.concatenate([clip, np.zeros(rate, np.float32)]))
+    add("hour.wav", "too long for one utterance (at most 10 min)", None)  # `run` streams it: the soak test
+    return files
+
+
+@pytest.mark.slow
+def test_every_kind_of_file_gets_a_label_or_one_clear_line(ravdess, tmp_path):
+    files = make_files(ravdess, tmp_path)
+    result = run_cli("classify", "--json", *(str(path) for path, _, _ in files.values()), timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    labelled = {Path(json.loads(line)["file"]).name for line in result.stdout.splitlines()}
+    errors = result.stderr.splitlines()
+    for name, (path, says, _) in files.items():
+        if says == "label":
+            assert name in labelled, name
+        else:
+            lines = [line for line in errors if line.startswith(f"ser-stream: {path}: ")]
+            assert len(lines) == 1 and says in lines[0], (name, lines)
+    assert len(errors) == len(files) - len(labelled)
+
+    for name, (path, _, does) in files.items():
+        if does is None:
+            continue
+        run = run_cli("run", "--source", str(path), "--no-realtime", "--print", "--publish", free_endpoint())
+        events = [json.loads(line) for line in run.stdout.splitlines()]
+        emotions = [event for event in events if "label" in event]
+        assert "Traceback" not in run.stderr, name
+        if does == "events":
+            assert run.returncode == 0 and emotions, (name, run.stderr)
+        elif does == "no events":
+            assert run.returncode == 0 and not emotions, (name, run.stderr)
+        else:
+            # The info line "model ..., source ..." when it got as far as starting, then the one error line.
+            assert run.returncode == 2, (name, run.stderr)
+            assert run.stderr.count("\n") <= 2 and does in run.stderr.splitlines()[-1], (name, run.stderr)
+            if "NaN" in does:  # the clip before the bad sample was still classified and published
+                assert len(emotions) == 1 and events[-1]["state"] == "stopping", name
