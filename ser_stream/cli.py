@@ -26,8 +26,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def _classify(args: argparse.Namespace) -> int:
     from .classifier import classify_files
+    from .logs import setup_logging
     from .model import load_bundle
 
+    setup_logging("warning")
     failures = 0
     for file, outcome in classify_files(load_bundle(args.model), args.files, args.jobs):
         if isinstance(outcome, str):

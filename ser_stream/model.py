@@ -7,7 +7,9 @@ checked first and a mismatch is refused.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ from .errors import ModelError
 from .features import FeatureParams
 from .mlp import lean_load
 from .segmenter import SegmenterConfig
+
+log = logging.getLogger("ser_stream")
 
 #: The manifest format this code reads and writes.
 MANIFEST_FORMAT = "ser-stream.model/1"
@@ -126,7 +130,26 @@ def load_bundle(path: str | Path) -> ModelBundle:
         raise ModelError(
             f"model {path}: classifier labels {sorted(classes)} differ from the manifest's {manifest['labels']}"
         )
+    _warn_if_trained_elsewhere(path, manifest)
     return ModelBundle(estimator=estimator, manifest=manifest, path=path)
+
+
+def _warn_if_trained_elsewhere(path: Path, manifest: dict[str, Any]) -> None:
+    """A model is verified (metrics, tests) with the scikit-learn it was trained with; say so when this
+    machine has another.  A warning, not a refusal: the MLP's arithmetic has not changed in years."""
+    trained = str(manifest.get("versions", {}).get("scikit_learn", ""))
+    try:
+        installed = importlib.metadata.version("scikit-learn")  # the version only: importing it costs 0.6 s
+    except importlib.metadata.PackageNotFoundError:
+        return
+    if trained and trained.split(".")[:2] != installed.split(".")[:2]:
+        log.warning(
+            "model %s was trained with scikit-learn %s, this machine has %s: its measured accuracy was for %s",
+            path,
+            trained,
+            installed,
+            trained,
+        )
 
 
 def save_bundle(estimator: Any, manifest: dict[str, Any], out_dir: str | Path, name: str) -> Path:

@@ -11,6 +11,7 @@ from ser_stream.audio import load_audio
 from ser_stream.classifier import Classifier
 from ser_stream.model import load_bundle
 from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
+from tests.live import free_endpoint
 from tests.test_audio import bad_files
 
 SEED_CODES = {2: "calm", 3: "happy", 6: "fearful", 7: "disgust"}
@@ -64,21 +65,53 @@ def test_bad_files_get_one_line_each_and_good_files_still_classified(tmp_path, r
         assert line.startswith("ser-stream: ") and str(path) in line and reason in line
 
 
-@pytest.mark.parametrize("damage", ["tamper", "missing manifest", "missing"])
-def test_bad_model_is_one_line_and_exit_3(tmp_path, ravdess, damage):
-    model = tmp_path / "m.joblib"
+def copy_of_shipped_model(folder, **manifest_changes):
+    model = folder / "m.joblib"
     model.write_bytes(SHIPPED_MODEL.read_bytes())
-    (tmp_path / "m.json").write_text(SHIPPED_MODEL.with_suffix(".json").read_text())
+    manifest = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    (folder / "m.json").write_text(json.dumps({**manifest, **manifest_changes}))
+    return model
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("tamper", "does not match the manifest"),
+        ("truncate", "does not match the manifest"),
+        ("missing manifest", "manifest m.json is missing"),
+        ("missing", "no such file"),
+        ("another format", "manifest format 'ser-stream.model/2' is not 'ser-stream.model/1'"),
+        ("unknown labels", "differ from the manifest's"),
+    ],
+)
+def test_bad_model_is_one_line_and_exit_3(tmp_path, ravdess, damage, message):
+    changes = {"another format": {"format": "ser-stream.model/2"}, "unknown labels": {"labels": ["calm", "bored"]}}
+    model = copy_of_shipped_model(tmp_path, **changes.get(damage, {}))
     if damage == "tamper":
         model.write_bytes(model.read_bytes() + b"\0")
+    elif damage == "truncate":
+        model.write_bytes(model.read_bytes()[:1000])
     elif damage == "missing manifest":
         (tmp_path / "m.json").unlink()
-    else:
+    elif damage == "missing":
         model.unlink()
-    result = run_cli("classify", "--model", str(model), str(clip_path(ravdess, 2, 1)))
-    assert result.returncode == 3
-    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
-    assert result.stdout == ""
+    for command in (["classify"], ["run", "--source"]):
+        result = run_cli(*command, str(clip_path(ravdess, 2, 1)), "--model", str(model))
+        assert result.returncode == 3, result.stderr
+        assert len(result.stderr.splitlines()) == 1 and message in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""
+
+
+def test_a_model_from_another_scikit_learn_is_used_with_a_warning_at_start(tmp_path, ravdess):
+    versions = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())["versions"]
+    model = copy_of_shipped_model(tmp_path, versions={**versions, "scikit_learn": "0.24.2"})
+    clip = str(clip_path(ravdess, 2, 1))
+    for command in (["classify", clip], ["run", "--source", clip, "--no-realtime", "--publish", free_endpoint()]):
+        result = run_cli(*command, "--model", str(model))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines()[0].startswith(
+            f"ser-stream: warning: model {model} was trained with scikit-learn 0.24.2, this machine has "
+        )
 
 
 def test_usage_errors_are_one_line():

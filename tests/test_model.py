@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import logging
 
 import joblib
 import numpy as np
@@ -112,3 +114,26 @@ def test_shipped_bundle_is_complete():
     assert shipped["split"]["mean"] > manifest["metrics"]["DataFlair MLP"]["split"]["mean"]
     assert shipped["actor"]["mean"] > manifest["metrics"]["DataFlair MLP"]["actor"]["mean"]
     assert "CC BY-NC-SA 4.0" in (SHIPPED_MODEL.parent / "README.md").read_text()
+
+
+def test_truncated_joblib_is_refused(bundle_path):
+    data = bundle_path.read_bytes()
+    bundle_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_bundle(bundle_path)
+
+
+def test_a_model_trained_with_another_scikit_learn_loads_with_a_warning(bundle_path, caplog):
+    installed = importlib.metadata.version("scikit-learn")
+    manifest = json.loads(bundle_path.with_suffix(".json").read_text())
+    edit_manifest(bundle_path, versions={**manifest.get("versions", {}), "scikit_learn": "0.24.2"})
+    with caplog.at_level(logging.WARNING, logger="ser_stream"):
+        load_bundle(bundle_path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"model {bundle_path} was trained with scikit-learn 0.24.2, this machine has {installed}: "
+        "its measured accuracy was for 0.24.2"
+    ]
+    caplog.clear()
+    edit_manifest(bundle_path, versions={**manifest.get("versions", {}), "scikit_learn": installed})
+    load_bundle(bundle_path)
+    assert caplog.records == []
