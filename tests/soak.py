@@ -3,7 +3,7 @@ that keeps up, sampling the daemon's RSS as it goes.
 
     .venv/bin/python -m tests.soak --minutes 60 --plot soak-rss.png
 
-prints the figures and draws RSS against audio time. test_faults runs a short version.
+prints the figures and draws RSS against time (the hour streams in seconds: RSS is sampled every 50 ms). test_faults runs a short version.
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def plot(result: SoakResult, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60.0, help="audio to stream (default: 60)")
-    parser.add_argument("--plot", type=Path, help="draw RSS against audio time into this PNG")
+    parser.add_argument("--plot", type=Path, help="draw RSS against time into this PNG")
+    parser.add_argument("--every", type=float, default=0.05, help="RSS sampling period in seconds (default: 0.05)")
     parser.add_argument(
         "--data",
         type=Path,
@@ -172,7 +173,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ser-stream-soak-") as workdir:
-        result = soak(args.data, args.minutes, Path(workdir))
+        result = soak(args.data, args.minutes, Path(workdir), sample_every_s=args.every)
     print(result.summary())
     if args.plot:
         plot(result, args.plot)
