@@ -3,7 +3,8 @@ that keeps up, sampling the daemon's RSS as it goes.
 
     .venv/bin/python -m tests.soak --minutes 60 --plot soak-rss.png
 
-prints the figures and draws RSS against time (the hour streams in seconds: RSS is sampled every 50 ms). test_faults runs a short version.
+prints the figures and draws RSS against time (the hour streams in seconds: RSS is sampled
+every 50 ms). test_faults runs a short version.
 """
 
 from __future__ import annotations
