@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +70,14 @@ def _subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proxy(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .proxy import run_proxy
+
+    setup_logging("info")
+    return run_proxy(args.frontend, args.backend, args.device_id, args.heartbeat_s)
+
+
 def _devices(args: argparse.Namespace) -> int:
     from .capture import list_input_devices
 
@@ -126,9 +135,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("subscribe", help="print the events of a running daemon as JSON lines")
     sub.add_argument("endpoint", nargs="?", default=DEFAULT_ENDPOINT, help="default: %(default)s")
     sub.add_argument(
-        "--topic", action="append", choices=("emotion", "status"), help="topic to print; repeatable (default: both)"
+        "--topic",
+        action="append",
+        choices=("emotion", "status", "proxy"),
+        help="topic to print; repeatable (default: emotion and status)",
     )
     sub.set_defaults(handler=_subscribe)
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="forward the events of many daemons (run --publish-connect) to one endpoint for subscribers",
+    )
+    proxy.add_argument("--frontend", required=True, metavar="ENDPOINT", help="where daemons connect, e.g. tcp://*:5557")
+    proxy.add_argument(
+        "--backend", required=True, metavar="ENDPOINT", help="where subscribers connect, e.g. tcp://*:5556"
+    )
+    proxy.add_argument(
+        "--device-id", default=socket.gethostname(), help="its name in its own events (default: %(default)s)"
+    )
+    proxy.add_argument("--heartbeat-s", type=float, default=5.0, help="period of its `proxy` events (default: 5)")
+    proxy.set_defaults(handler=_proxy)
 
     devices = commands.add_parser("devices", help="list audio input devices")
     devices.set_defaults(handler=_devices)

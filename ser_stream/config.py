@@ -12,6 +12,7 @@ import argparse
 import difflib
 import json
 import math
+import socket
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -69,8 +70,20 @@ class RunConfig:
     """What `ser-stream run` does; ``restart=True`` fields are not changed by a reload (SIGHUP)."""
 
     source: str = _option("mic", "'mic' or an audio file to stream", restart=True, metavar="mic|FILE")
-    device: int | str | None = _option(None, "input device index or name", restart=True, metavar="NAME_OR_INDEX")
+    device: int | str | None = _option(
+        None, "input device index or name (default: the system default)", restart=True, metavar="NAME_OR_INDEX"
+    )
     publish: str = _option(DEFAULT_ENDPOINT, "ZeroMQ PUB bind address", restart=True, metavar="ENDPOINT")
+    publish_connect: str | None = _option(
+        None,
+        "connect the PUB socket to this endpoint (a `ser-stream proxy` frontend) instead of binding --publish",
+        restart=True,
+        metavar="ENDPOINT",
+    )
+    device_id: str = field(
+        default_factory=socket.gethostname,
+        metadata=_meta("this daemon's name in every event's `device` field", restart=True, metavar="NAME"),
+    )
     model: Path = field(
         default_factory=default_model_path,
         metadata=_meta("model bundle .joblib (manifest .json beside it)", metavar="PATH"),
@@ -138,7 +151,7 @@ _FIELDS = {f.name: f for f in fields(RunConfig)}
 def _kind(name: str) -> str:
     """The field's value type as written in its annotation: int, float, bool, str, Path or a device."""
     annotation = str(_FIELDS[name].type)
-    return "device" if "|" in annotation else annotation
+    return {"int | str | None": "device", "str | None": "str"}.get(annotation, annotation)
 
 
 def _allowed(name: str) -> str:
@@ -218,12 +231,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per key; unset flags stay out of the namespace, so the file's value stands."""
     for f in fields(RunConfig):
         meta, flag = f.metadata, "--" + f.name.replace("_", "-")
-        default = f.default_factory() if f.name == "model" else f.default
-        if default is None:
-            shown = "the system default"
-        else:
-            shown = str(default).lower() if _kind(f.name) == "bool" else default
-        help_text = f"{meta['help']} (default: {shown})".replace("%", "%%")
+        default = f.default_factory() if f.name in ("model", "device_id") else f.default
+        shown = str(default).lower() if _kind(f.name) == "bool" else default
+        help_text = (meta["help"] if default is None else f"{meta['help']} (default: {shown})").replace("%", "%%")
         if _kind(f.name) == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:

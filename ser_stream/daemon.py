@@ -51,6 +51,7 @@ class DaemonSettings:
     heartbeat_s: float = 5.0
     worker_queue: int = 16  # utterances waiting for the worker; beyond it the oldest is dropped
     print_events: bool = False
+    device_id: str = "ser-stream"  # every event's `device`
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,7 @@ class Daemon:
             wall_end=self._wall_start + timedelta(seconds=utterance.end_s),
             source=self.source.name,
             model=_model_info(classifier),
+            device=self.settings.device_id,
         )
         self._send(TOPIC_EMOTION, event, job.captured_at)
 
@@ -370,6 +372,7 @@ class Daemon:
             uptime_s=time.monotonic() - self._started,
             source=self.source.name,
             model=_model_info(self.classifier),
+            device=self.settings.device_id,
             message=message,
         )
         self._send(TOPIC_STATUS, event)

@@ -17,8 +17,22 @@ if TYPE_CHECKING:
 
 EMOTION_SCHEMA = "ser-stream.emotion/1"
 STATUS_SCHEMA = "ser-stream.status/1"
+PROXY_SCHEMA = "ser-stream.proxy/1"
 TOPIC_EMOTION = "emotion"
 TOPIC_STATUS = "status"
+TOPIC_PROXY = "proxy"
+TOPICS = (TOPIC_EMOTION, TOPIC_STATUS, TOPIC_PROXY)
+#: libzmq's proxy statistics, in the order its STATISTICS command returns them.
+PROXY_COUNTERS = (
+    "frontend_messages_in",
+    "frontend_bytes_in",
+    "frontend_messages_out",
+    "frontend_bytes_out",
+    "backend_messages_in",
+    "backend_bytes_in",
+    "backend_messages_out",
+    "backend_bytes_out",
+)
 STATUS_STATES = ("started", "running", "device lost", "device back", "stopping")
 
 
@@ -38,6 +52,7 @@ def emotion_event(
     wall_end: datetime,
     source: str,
     model: dict,
+    device: str,
 ) -> dict[str, Any]:
     """The payload of one classified utterance, without `seq` and `latency_ms` (stamped when sent).
 
@@ -45,6 +60,7 @@ def emotion_event(
     """
     return {
         "schema": EMOTION_SCHEMA,
+        "device": device,
         "label": label,
         "confidence": float(confidence),
         "probabilities": {str(name): float(p) for name, p in probabilities.items()},
@@ -64,6 +80,7 @@ def status_event(
     uptime_s: float,
     source: str,
     model: dict,
+    device: str,
     message: str | None = None,
 ) -> dict[str, Any]:
     """A heartbeat or state change, without `seq` (stamped when sent); `uptime_s` goes into `counters`.
@@ -74,6 +91,7 @@ def status_event(
         raise ValueError(f"unknown status state {state!r}; expected one of {', '.join(STATUS_STATES)}")
     event: dict[str, Any] = {
         "schema": STATUS_SCHEMA,
+        "device": device,
         "state": state,
         "timestamp": datetime.now(timezone.utc).isoformat(),
         "source": source,
@@ -83,6 +101,17 @@ def status_event(
     if message is not None:
         event["message"] = message
     return event
+
+
+def proxy_event(*, state: str, counters: dict[str, int], uptime_s: float, device: str) -> dict[str, Any]:
+    """A `ser-stream proxy` heartbeat with libzmq's proxy statistics, without `seq` (stamped when sent)."""
+    return {
+        "schema": PROXY_SCHEMA,
+        "device": device,
+        "state": state,
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "counters": {**counters, "uptime_s": float(uptime_s)},
+    }
 
 
 def load_schema() -> dict[str, Any]:
@@ -95,8 +124,8 @@ def validator_for(topic: str) -> Validator:
     """A jsonschema validator for the payloads of `topic` (jsonschema is a dev dependency, hence the lazy import)."""
     from jsonschema import Draft202012Validator
 
-    if topic not in (TOPIC_EMOTION, TOPIC_STATUS):
-        raise ValueError(f"unknown topic {topic!r}; expected {TOPIC_EMOTION!r} or {TOPIC_STATUS!r}")
+    if topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r}; expected one of {', '.join(TOPICS)}")
     root = load_schema()
     schema = {key: value for key, value in root.items() if key != "oneOf"} | {"$ref": f"#/$defs/{topic}"}
     return Draft202012Validator(schema)

@@ -29,7 +29,7 @@ class EndpointError(UserError):
     exit_code = 4
 
 
-def _check_endpoint(endpoint: str) -> None:
+def check_endpoint(endpoint: str) -> None:
     """Reject what libzmq would misread: it wraps a TCP port above 65535 into a different port silently."""
     transport, separator, address = endpoint.partition("://")
     if not (transport and separator and address):
@@ -40,7 +40,7 @@ def _check_endpoint(endpoint: str) -> None:
             raise EndpointError(f"invalid endpoint {endpoint!r}: the TCP port must be a number 0-65535 or *")
 
 
-def _endpoint_error(action: str, endpoint: str, error: zmq.ZMQError) -> EndpointError:
+def endpoint_error(action: str, endpoint: str, error: zmq.ZMQError) -> EndpointError:
     reason = zmq.strerror(error.errno).lower()
     if error.errno in (zmq.EINVAL, zmq.EPROTONOSUPPORT):
         return EndpointError(f"invalid endpoint {endpoint!r}: {reason}")
@@ -60,18 +60,26 @@ class Publisher:
     refused outright (zmq.Again), which per-subscriber drops are not.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, hwm: int = 1000, context: zmq.Context | None = None) -> None:
-        _check_endpoint(endpoint)
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        hwm: int = 1000,
+        context: zmq.Context | None = None,
+        connect: bool = False,
+    ) -> None:
+        """Bind ``endpoint``, or with ``connect`` connect to it (a `ser-stream proxy` frontend): ZeroMQ
+        then reconnects by itself whenever the proxy restarts."""
+        check_endpoint(endpoint)
         self._owns_context = context is None
         self._context = zmq.Context() if context is None else context
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
         try:
-            self._socket.bind(endpoint)
+            (self._socket.connect if connect else self._socket.bind)(endpoint)
         except zmq.ZMQError as error:
             self.close()
-            raise _endpoint_error("bind", endpoint, error) from None
+            raise endpoint_error("connect to" if connect else "bind", endpoint, error) from None
         self._endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._seq = 0
         self.sent = 0
@@ -139,7 +147,7 @@ def subscribe(endpoint: str, topics: list[str], context: zmq.Context | None = No
     filters topics by prefix, so the exact topic is checked here too; messages that are not
     `[topic, JSON object]` (a foreign publisher on the port) are skipped rather than fatal.
     """
-    _check_endpoint(endpoint)
+    check_endpoint(endpoint)
     owns_context = context is None
     context = zmq.Context() if context is None else context
     socket = context.socket(zmq.SUB)
@@ -149,7 +157,7 @@ def subscribe(endpoint: str, topics: list[str], context: zmq.Context | None = No
         try:
             socket.connect(endpoint)
         except zmq.ZMQError as error:
-            raise _endpoint_error("connect to", endpoint, error) from None
+            raise endpoint_error("connect to", endpoint, error) from None
         while True:
             if not socket.poll(POLL_MS):
                 continue

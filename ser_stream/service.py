@@ -20,7 +20,10 @@ log = logging.getLogger("ser_stream")
 
 def daemon_settings(config: RunConfig, sample_rate: int) -> DaemonSettings:
     return DaemonSettings(
-        segmenter=config.segmenter(sample_rate), heartbeat_s=config.heartbeat_s, print_events=config.print
+        segmenter=config.segmenter(sample_rate),
+        heartbeat_s=config.heartbeat_s,
+        print_events=config.print,
+        device_id=config.device_id,
     )
 
 
@@ -68,17 +71,20 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
     classifier = Classifier(load_bundle(config.model))
     source = open_source(config)
     settings = daemon_settings(config, source.sample_rate)
-    with Publisher(config.publish) as publisher:
+    endpoint = config.publish_connect or config.publish
+    with Publisher(endpoint, connect=config.publish_connect is not None) as publisher:
         reloader = Reloader(config_path, flags, config, classifier, source.sample_rate)
         daemon = Daemon(source, classifier, publisher, settings, notifier=Notifier(), reloader=reloader)
         daemon.install_signal_handlers()
         if config.wait_subscriber and not publisher.wait_for_subscriber(config.wait_subscriber):
             log.warning("no subscriber after %.1f s; starting anyway", config.wait_subscriber)
         log.info(
-            "model %s (%s), source %s, publishing on %s",
+            "model %s (%s), source %s, publishing %s %s as %s",
             classifier.bundle.name,
             classifier.bundle.sha256[:12],
             source.name,
-            config.publish,
+            "to" if config.publish_connect else "on",
+            endpoint,
+            config.device_id,
         )
         return daemon.run()

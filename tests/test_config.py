@@ -36,7 +36,8 @@ def test_the_example_config_names_every_key_and_its_defaults_are_the_real_ones(t
     values = read_config_file(write(tmp_path, uncommented))
     assert set(values) == set(KEYS)
     defaults = RunConfig()
-    for key in set(KEYS) - {"model", "device"}:  # the example points at the installed model; device is an example
+    examples = {"model", "device", "publish_connect", "device_id"}  # the installed model; the others are examples
+    for key in set(KEYS) - examples:
         assert values[key] == getattr(defaults, key), key
 
 
@@ -132,11 +133,11 @@ def test_run_reads_the_config_file_and_flags_win(tmp_path, ravdess):
     )
     from_file = run_cli("run", "--config", str(path))
     assert from_file.returncode == 0, from_file.stderr
-    assert f"publishing on {file_endpoint}" in from_file.stderr
+    assert f"publishing on {file_endpoint} as " in from_file.stderr
     assert '"label"' not in from_file.stdout  # the 9 s minimum dropped the only utterance
     overridden = run_cli("run", "--config", str(path), "--publish", flag_endpoint, "--min-utterance-ms", "500")
     assert overridden.returncode == 0, overridden.stderr
-    assert f"publishing on {flag_endpoint}" in overridden.stderr and '"label"' in overridden.stdout
+    assert f"publishing on {flag_endpoint} as " in overridden.stderr and '"label"' in overridden.stdout
 
 
 def test_run_with_a_bad_config_is_one_line_and_exit_78(tmp_path):

@@ -13,11 +13,14 @@ from jsonschema import Draft202012Validator
 
 from ser_stream.events import (
     EMOTION_SCHEMA,
+    PROXY_COUNTERS,
     STATUS_SCHEMA,
     TOPIC_EMOTION,
+    TOPIC_PROXY,
     TOPIC_STATUS,
     emotion_event,
     load_schema,
+    proxy_event,
     status_event,
     validator_for,
 )
@@ -46,12 +49,20 @@ def make_emotion(**overrides) -> dict:
         "wall_end": datetime(2024, 5, 1, 12, 0, 3, 250000, tzinfo=timezone(timedelta(hours=2))),
         "source": "/data/stream.wav",
         "model": MODEL,
+        "device": "kiosk-7",
     }
     return emotion_event(**(fields | overrides)) | {"seq": 7, "latency_ms": 84.5}
 
 
 def make_status(**overrides) -> dict:
-    fields = {"state": "running", "counters": COUNTERS, "uptime_s": 12.5, "source": "default", "model": MODEL}
+    fields = {
+        "state": "running",
+        "counters": COUNTERS,
+        "uptime_s": 12.5,
+        "source": "default",
+        "model": MODEL,
+        "device": "kiosk-7",
+    }
     return status_event(**(fields | overrides)) | {"seq": 8}
 
 
@@ -154,3 +165,11 @@ def test_root_schema_accepts_both_and_extensions():
     root.validate(EMOTION)
     root.validate(STATUS)
     validator_for(TOPIC_EMOTION).validate(EMOTION | {"speaker": "A", "model": MODEL | {"version": 2}})
+
+
+def test_a_proxy_event_validates_and_device_stays_optional_for_older_senders():
+    counters = dict.fromkeys(PROXY_COUNTERS, 3)
+    event = proxy_event(state="running", counters=counters, uptime_s=2.0, device="hub") | {"seq": 1}
+    validator_for(TOPIC_PROXY).validate(event)
+    older = {key: value for key, value in make_status().items() if key != "device"}
+    validator_for(TOPIC_STATUS).validate(older)  # version 1 events from before `device` still validate

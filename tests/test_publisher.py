@@ -42,11 +42,12 @@ def an_emotion() -> dict:
         wall_end=datetime.now(timezone.utc),
         source="mic",
         model=MODEL,
+        device="test",
     )
 
 
 def a_status() -> dict:
-    return status_event(state="running", counters=COUNTERS, uptime_s=1.0, source="mic", model=MODEL)
+    return status_event(state="running", counters=COUNTERS, uptime_s=1.0, source="mic", model=MODEL, device="test")
 
 
 @pytest.fixture
