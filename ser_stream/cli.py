@@ -65,17 +65,30 @@ def _run(args: argparse.Namespace) -> int:
 def _subscribe(args: argparse.Namespace) -> int:
     from .publisher import subscribe
 
-    for _topic, event in subscribe(args.endpoint, args.topic or ["emotion", "status"]):
+    keys = (args.curve_server_key, args.curve_secret_key) if args.curve_server_key else None
+    for _topic, event in subscribe(args.endpoint, args.topic or ["emotion", "status"], curve_keys=keys):
         print(json.dumps(event), flush=True)
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .security import keygen
+
+    public, secret = keygen(args.directory, args.name)
+    print(f"public key (hand it out): {public}\nsecret key (keep it):     {secret}")
     return 0
 
 
 def _proxy(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .proxy import run_proxy
+    from .security import CurveServer
 
     setup_logging("info")
-    return run_proxy(args.frontend, args.backend, args.device_id, args.heartbeat_s)
+    if (args.curve_secret_key is None) != (args.curve_allowed_clients is None):
+        raise UserError("--curve-secret-key and --curve-allowed-clients go together: give both or neither")
+    curve = CurveServer(args.curve_secret_key, args.curve_allowed_clients) if args.curve_secret_key else None
+    return run_proxy(args.frontend, args.backend, args.device_id, args.heartbeat_s, curve)
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -140,7 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("emotion", "status", "proxy"),
         help="topic to print; repeatable (default: emotion and status)",
     )
+    sub.add_argument("--curve-server-key", type=Path, metavar="FILE", help="CURVE: the publisher's public key (.key)")
+    sub.add_argument("--curve-secret-key", type=Path, metavar="FILE", help="CURVE: this subscriber's .key_secret")
     sub.set_defaults(handler=_subscribe)
+
+    keygen = commands.add_parser("keygen", help="write a CURVE key pair (NAME.key public, NAME.key_secret) into DIR")
+    keygen.add_argument("directory", type=Path, metavar="DIR")
+    keygen.add_argument("--name", default="server", help="file name of the pair (default: %(default)s)")
+    keygen.set_defaults(handler=_keygen)
 
     proxy = commands.add_parser(
         "proxy",
@@ -154,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--device-id", default=socket.gethostname(), help="its name in its own events (default: %(default)s)"
     )
     proxy.add_argument("--heartbeat-s", type=float, default=5.0, help="period of its `proxy` events (default: 5)")
+    proxy.add_argument("--curve-secret-key", type=Path, metavar="FILE", help="CURVE on the backend: its .key_secret")
+    proxy.add_argument(
+        "--curve-allowed-clients", type=Path, metavar="DIR", help="CURVE: folder of admitted subscribers' .key files"
+    )
     proxy.set_defaults(handler=_proxy)
 
     devices = commands.add_parser("devices", help="list audio input devices")

@@ -23,22 +23,16 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
-from .errors import UserError
+from .errors import ConfigError
 from .model import default_model_path
 from .publisher import DEFAULT_ENDPOINT
+from .security import CurveServer
 from .segmenter import SegmenterConfig
 
 DEFAULT_CONFIG = Path("/etc/ser-stream/config.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _VAD = SegmenterConfig()  # the VAD defaults are the segmenter's, which the model was trained with
-
-
-class ConfigError(UserError):
-    """A config file or setting that cannot be used.  Exit status 78 is EX_CONFIG (sysexits.h): the
-    systemd unit lists it in ``RestartPreventExitStatus=``, so a broken config is not restarted forever."""
-
-    exit_code = 78
 
 
 def _meta(
@@ -80,6 +74,22 @@ class RunConfig:
         restart=True,
         metavar="ENDPOINT",
     )
+    curve_secret_key: Path | None = field(
+        default=None,
+        metadata=_meta(
+            "CURVE: encrypt and authenticate the PUB socket with this server secret key (`ser-stream keygen`)",
+            restart=True,
+            metavar="FILE",
+        ),
+    )
+    curve_allowed_clients: Path | None = field(
+        default=None,
+        metadata=_meta(
+            "CURVE: the folder of public keys of the subscribers admitted (with --curve-secret-key)",
+            restart=True,
+            metavar="DIR",
+        ),
+    )
     device_id: str = field(
         default_factory=socket.gethostname,
         metadata=_meta("this daemon's name in every event's `device` field", restart=True, metavar="NAME"),
@@ -118,6 +128,12 @@ class RunConfig:
     heartbeat_s: float = _option(5.0, "status heartbeat period", minimum=0.1, metavar="SECONDS")
     log_level: str = _option("info", "least severe log messages shown", choices=LOG_LEVELS)
 
+    @property
+    def curve(self) -> CurveServer | None:
+        if self.curve_secret_key is None or self.curve_allowed_clients is None:
+            return None
+        return CurveServer(self.curve_secret_key, self.curve_allowed_clients)
+
     def segmenter(self, sample_rate: int | None = None) -> SegmenterConfig:
         """The segmenter these settings describe, at the rate the input really delivers (a device may
         refuse ``capture_rate``); cross-field rules (e.g. max ≥ min) are checked here."""
@@ -151,7 +167,7 @@ _FIELDS = {f.name: f for f in fields(RunConfig)}
 def _kind(name: str) -> str:
     """The field's value type as written in its annotation: int, float, bool, str, Path or a device."""
     annotation = str(_FIELDS[name].type)
-    return {"int | str | None": "device", "str | None": "str"}.get(annotation, annotation)
+    return {"int | str | None": "device", "str | None": "str", "Path | None": "Path"}.get(annotation, annotation)
 
 
 def _allowed(name: str) -> str:
@@ -297,4 +313,6 @@ def resolve(config_path: Path | None, flags: dict[str, Any]) -> RunConfig:
         config.segmenter()
     except ConfigError as error:
         raise ConfigError(f"{where}{error}") from None
+    if (config.curve_secret_key is None) != (config.curve_allowed_clients is None):
+        raise ConfigError(f"{where}curve_secret_key and curve_allowed_clients go together: give both or neither")
     return config

@@ -21,3 +21,10 @@ class DeviceError(UserError):
     """An input device that is absent, busy or went away: worth retrying, unlike a bad setting."""
 
     exit_code = 5
+
+
+class ConfigError(UserError):
+    """A config file or setting that cannot be used.  Exit status 78 is EX_CONFIG (sysexits.h): the
+    systemd unit lists it in ``RestartPreventExitStatus=``, so a broken config is not restarted forever."""
+
+    exit_code = 78

@@ -17,8 +17,10 @@ import time
 
 import zmq
 
+from .errors import UserError
 from .events import PROXY_COUNTERS, TOPIC_PROXY, proxy_event
 from .publisher import Publisher, check_endpoint, endpoint_error
+from .security import CurveServer, serve_curve
 
 log = logging.getLogger("ser_stream")
 
@@ -29,27 +31,43 @@ _OWN_EVENTS = "inproc://ser-stream-proxy-events"
 class Proxy:
     """An XSUB/XPUB forwarder with statistics; ``run`` until ``request_stop``."""
 
-    def __init__(self, frontend: str, backend: str, device_id: str, heartbeat_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        frontend: str,
+        backend: str,
+        device_id: str,
+        heartbeat_s: float = 5.0,
+        curve: CurveServer | None = None,
+    ) -> None:
+        """With ``curve``, only subscribers holding an admitted key get anything from the backend."""
         for endpoint in (frontend, backend):
             check_endpoint(endpoint)
         self.device_id = device_id
         self.heartbeat_s = heartbeat_s
         self._context = zmq.Context()
+        self._authenticator = None
         self._frontend = self._bound(zmq.XSUB, frontend, _OWN_EVENTS)
-        self._backend = self._bound(zmq.XPUB, backend)
+        self._backend = self._bound(zmq.XPUB, backend, curve=curve)
         self._control = self._bound(zmq.REP, _CONTROL)
         self._steer = self._context.socket(zmq.REQ)
         self._steer.connect(_CONTROL)
         self._own = Publisher(_OWN_EVENTS, context=self._context, connect=True)
         self._stop = threading.Event()
 
-    def _bound(self, kind: int, *endpoints: str) -> zmq.Socket:
+    def _bound(self, kind: int, *endpoints: str, curve: CurveServer | None = None) -> zmq.Socket:
         sock = self._context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            try:
+                self._authenticator = serve_curve(sock, self._context, curve)
+            except UserError:
+                self._context.destroy(linger=0)
+                raise
         for endpoint in endpoints:
             try:
                 sock.bind(endpoint)
             except zmq.ZMQError as error:
+                self._stop_authenticator()
                 self._context.destroy(linger=0)
                 raise endpoint_error("bind", endpoint, error) from None
         return sock
@@ -80,16 +98,22 @@ class Proxy:
         self._steer.send(b"TERMINATE")
         forwarder.join(timeout=5)
         self._own.close()
+        self._stop_authenticator()
         self._context.destroy(linger=0)
         return 0
+
+    def _stop_authenticator(self) -> None:
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
 
     def _publish(self, state: str, uptime_s: float) -> None:
         event = proxy_event(state=state, counters=self.statistics(), uptime_s=uptime_s, device=self.device_id)
         self._own.publish(TOPIC_PROXY, event)
 
 
-def run_proxy(frontend: str, backend: str, device_id: str, heartbeat_s: float) -> int:
-    proxy = Proxy(frontend, backend, device_id, heartbeat_s)
+def run_proxy(frontend: str, backend: str, device_id: str, heartbeat_s: float, curve: CurveServer | None = None) -> int:
+    proxy = Proxy(frontend, backend, device_id, heartbeat_s, curve)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, proxy.request_stop)
     return proxy.run()

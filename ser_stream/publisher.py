@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import zmq
 
 from .errors import UserError
+from .security import CurveServer, connect_curve, serve_curve
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 #: How long close() may wait to flush queued messages; short so a stopping daemon exits promptly.
@@ -66,13 +68,22 @@ class Publisher:
         hwm: int = 1000,
         context: zmq.Context | None = None,
         connect: bool = False,
+        curve: CurveServer | None = None,
     ) -> None:
         """Bind ``endpoint``, or with ``connect`` connect to it (a `ser-stream proxy` frontend): ZeroMQ
-        then reconnects by itself whenever the proxy restarts."""
+        then reconnects by itself whenever the proxy restarts.  With ``curve``, only subscribers
+        holding an admitted key get anything, encrypted."""
         check_endpoint(endpoint)
         self._owns_context = context is None
         self._context = zmq.Context() if context is None else context
         self._socket = self._context.socket(zmq.XPUB)
+        self._authenticator = None
+        if curve is not None:
+            try:
+                self._authenticator = serve_curve(self._socket, self._context, curve)
+            except UserError:
+                self.close()
+                raise
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
         try:
@@ -128,6 +139,9 @@ class Publisher:
     def close(self) -> None:
         """Close the socket, waiting at most LINGER_MS to flush; terminate the context if we made it."""
         self._socket.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
         if self._owns_context and not self._context.closed:
             self._context.term()
 
@@ -140,18 +154,26 @@ class Publisher:
         self.close()
 
 
-def subscribe(endpoint: str, topics: list[str], context: zmq.Context | None = None) -> Iterator[tuple[str, dict]]:
+def subscribe(
+    endpoint: str,
+    topics: list[str],
+    context: zmq.Context | None = None,
+    curve_keys: tuple[Path, Path] | None = None,
+) -> Iterator[tuple[str, dict]]:
     """Yield `(topic, event)` from a publisher at `endpoint`, forever; for `ser-stream subscribe`.
 
     Waits in short polls rather than one blocking receive so that Ctrl-C interrupts it.  ZeroMQ
     filters topics by prefix, so the exact topic is checked here too; messages that are not
     `[topic, JSON object]` (a foreign publisher on the port) are skipped rather than fatal.
+    ``curve_keys`` is (the server's public key, our secret key) for a CURVE publisher.
     """
     check_endpoint(endpoint)
     owns_context = context is None
     context = zmq.Context() if context is None else context
     socket = context.socket(zmq.SUB)
     try:
+        if curve_keys is not None:
+            connect_curve(socket, *curve_keys)
         for topic in topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         try:
