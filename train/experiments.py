@@ -164,6 +164,7 @@ def grid_search(
             cv=actor_rows(data),
             n_jobs=jobs,
             error_score="raise",
+            refit=False,  # only best_params_ is used: no extra fit on all rows per stage
         )
         with quiet_training():
             search.fit(data.X, data.y)
