@@ -12,7 +12,7 @@ import pytest
 from dask.distributed import LocalCluster
 
 from tests.conftest import REPO, run_train
-from train.cluster import SAME_AS_HERE, _version_differences
+from train.cluster import SAME_AS_HERE, version_differences
 
 SMALL = ("--actors", "1-3", "--quick", "--repeats", "2", "--jobs", "2")
 
@@ -58,6 +58,8 @@ def test_a_local_cluster_gives_the_local_results(ravdess, tmp_path, two_workers)
     assert remote_metrics["bundle_sha256"] == local_metrics["bundle_sha256"]
     assert remote_metrics["dask"] == {"scheduler": address, "workers": 2, "threads": 2}
     assert "dask" not in local_metrics
+    assert "warning: 2 of the 2 Dask workers run with MALLOC_TRIM_THRESHOLD_ set" in remote.stderr  # Dask's default
+    assert "warning" not in local.stderr
     assert f"model fits on the Dask cluster at {address}" in (tmp_path / "dask" / "report" / "report.md").read_text()
 
 
@@ -111,6 +113,6 @@ class VersionsOf:
 def test_workers_with_other_library_versions_are_named():
     here = dict.fromkeys(SAME_AS_HERE, "1.0")
     other = {**here, "scikit-learn": "0.9", "ser-stream": None}
-    message = _version_differences(VersionsOf(here, {"tcp://a:1": here, "tcp://b:2": other}))
+    message = version_differences(VersionsOf(here, {"tcp://a:1": here, "tcp://b:2": other}))
     assert message == "scikit-learn here 1.0, worker tcp://b:2 0.9; ser-stream here 1.0, worker tcp://b:2 missing"
-    assert _version_differences(VersionsOf(here, {"tcp://a:1": here})) == ""
+    assert version_differences(VersionsOf(here, {"tcp://a:1": here})) == ""

@@ -8,13 +8,19 @@ the order in which workers finish does not matter and the results equal a local 
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from joblib import parallel_config
 
 from ser_stream.errors import UserError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: Distributions whose versions decide the numbers: a worker with other versions would not give a local run's results.
 SAME_AS_HERE = ("scikit-learn", "numpy", "scipy", "ser-stream")
@@ -55,14 +61,22 @@ def connect(address: str) -> Iterator[Cluster]:
             client.wait_for_workers(1, timeout=timeout)
         except TimeoutError:
             raise UserError(f"the Dask scheduler at {address} has no workers (waited {timeout})") from None
-        differences = _version_differences(client)
+        differences = version_differences(client)
         if differences:
             raise UserError(f"Dask workers at {address} differ from this machine: {differences}")
         threads = client.ncores()
+        trimming = [value for value in client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_").values() if value is not None]
+        if trimming:  # Dask's default: see dask-worker.yaml
+            print(
+                f"warning: {len(trimming)} of the {len(threads)} Dask workers run with MALLOC_TRIM_THRESHOLD_ set, "
+                "which makes MLP fits up to twice as slow; start them with DASK_CONFIG=train/dask-worker.yaml",
+                file=sys.stderr,
+                flush=True,
+            )
         yield Cluster(address, len(threads), sum(threads.values()))
 
 
-def _version_differences(client) -> str:
+def version_differences(client: Client) -> str:
     """'package here X, worker W Y; …' for every worker whose SAME_AS_HERE versions are not ours."""
     versions = client.get_versions(packages=list(SAME_AS_HERE))
     here = versions["client"]["packages"]
