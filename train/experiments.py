@@ -98,10 +98,12 @@ def quiet_training() -> Iterator[None]:
         yield
 
 
-def _fit_predict(model: ClassifierMixin, data: Dataset, train: np.ndarray, test: np.ndarray):
+def _fit_predict(model: ClassifierMixin, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray):
+    """One fit and its test predictions; X and y are arrays, not the Dataset, so joblib's dask backend
+    recognises them as large and sends them to the workers once per call, not once per task."""
     with quiet_training():
-        model.fit(data.X[train], data.y[train])
-    return data.y[test], model.predict(data.X[test])
+        model.fit(X[train], y[train])
+    return y[test], model.predict(X[test])
 
 
 def _pooled(results) -> Score:
@@ -125,13 +127,17 @@ def actor_rows(data: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def score_split(make: Callable[[int], ClassifierMixin], data: Dataset, seeds: list[int], jobs: int) -> Score:
     """Protocol (a), once per seed; the model is seeded the same as the split."""
-    return _pooled(Parallel(n_jobs=jobs)(delayed(_fit_predict)(make(s), data, *split_rows(data, s)) for s in seeds))
+    return _pooled(
+        Parallel(n_jobs=jobs)(delayed(_fit_predict)(make(s), data.X, data.y, *split_rows(data, s)) for s in seeds)
+    )
 
 
 def score_actor(make: Callable[[int], ClassifierMixin], data: Dataset, seed: int, jobs: int) -> Score:
     """Protocol (b)."""
     return _pooled(
-        Parallel(n_jobs=jobs)(delayed(_fit_predict)(make(seed), data, train, test) for train, test in actor_rows(data))
+        Parallel(n_jobs=jobs)(
+            delayed(_fit_predict)(make(seed), data.X, data.y, train, test) for train, test in actor_rows(data)
+        )
     )
 
 
@@ -158,6 +164,7 @@ def grid_search(
             cv=actor_rows(data),
             n_jobs=jobs,
             error_score="raise",
+            refit=False,  # only best_params_ is used: no extra fit on all rows per stage
         )
         with quiet_training():
             search.fit(data.X, data.y)

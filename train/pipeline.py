@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ser_stream.segmenter import SegmenterConfig
 
 from . import experiments as ex
 from .augment import SPEEDS
+from .cluster import Cluster, connect, fits_on
 from .dataset import fingerprint, load_dataset
 from .ravdess import SEED_EMOTIONS, scan
 from .report import plot_confusion, plot_loss_curves, table, write_report
@@ -41,6 +43,12 @@ def log(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train, report and write the bundle; with ``args.dask``, the experiments' model fits run on that cluster."""
+    with connect(args.dask) if args.dask else nullcontext() as cluster:
+        return _run(args, cluster)
+
+
+def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     started = time.perf_counter()
     name = args.name or default_name(args.emotions)
     report_dir = args.report or Path("reports") / name
@@ -73,26 +81,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     scores: dict[str, dict[str, ex.Score]] = {}
     params: dict[str, dict[str, Any]] = {}
-    log("dummy, DataFlair MLP …")
-    scores["dummy (stratified)"] = both(ex.dummy, seed_data)
-    params["dummy (stratified)"] = {"strategy": "stratified"}
-    scores["DataFlair MLP"] = both(lambda s: ex.mlp({}, s, scaled=False), seed_data)
-    params["DataFlair MLP"] = ex.DATAFLAIR_PARAMS
-    log("grid search on the seed features …")
-    seed_search = ex.grid_search(seed_data, False, grids, seed, jobs)
-    scores["grid-searched MLP, seed features"] = both(
-        lambda s: ex.mlp(seed_search.best_params, s, scaled=False), seed_data
-    )
-    params["grid-searched MLP, seed features"] = seed_search.best_params
-    scores["article's tuned MLP (logistic, (250, 150))"] = both(
-        lambda s: ex.mlp(ex.ARTICLE_TUNED_PARAMS, s, scaled=False), seed_data
-    )
-    params["article's tuned MLP (logistic, (250, 150))"] = ex.ARTICLE_TUNED_PARAMS
-    log("grid search for the shipped model …")
-    ours_search = ex.grid_search(ours, True, grids, seed, jobs)
-    shipped = "shipped: scaled MLP, richer features, VAD-trimmed, speed-perturbed copies"
-    scores[shipped] = both(lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours)
-    params[shipped] = ours_search.best_params
+    with fits_on(cluster):
+        log("dummy, DataFlair MLP …")
+        scores["dummy (stratified)"] = both(ex.dummy, seed_data)
+        params["dummy (stratified)"] = {"strategy": "stratified"}
+        scores["DataFlair MLP"] = both(lambda s: ex.mlp({}, s, scaled=False), seed_data)
+        params["DataFlair MLP"] = ex.DATAFLAIR_PARAMS
+        log("grid search on the seed features …")
+        seed_search = ex.grid_search(seed_data, False, grids, seed, jobs)
+        scores["grid-searched MLP, seed features"] = both(
+            lambda s: ex.mlp(seed_search.best_params, s, scaled=False), seed_data
+        )
+        params["grid-searched MLP, seed features"] = seed_search.best_params
+        scores["article's tuned MLP (logistic, (250, 150))"] = both(
+            lambda s: ex.mlp(ex.ARTICLE_TUNED_PARAMS, s, scaled=False), seed_data
+        )
+        params["article's tuned MLP (logistic, (250, 150))"] = ex.ARTICLE_TUNED_PARAMS
+        log("grid search for the shipped model …")
+        ours_search = ex.grid_search(ours, True, grids, seed, jobs)
+        shipped = "shipped: scaled MLP, richer features, VAD-trimmed, speed-perturbed copies"
+        scores[shipped] = both(lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours)
+        params[shipped] = ours_search.best_params
 
     curves = {}
     for label, model, data in (
@@ -155,6 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "augmentation_speeds": list(SPEEDS),
         "seeds": seeds,
         "jobs": jobs,
+        **({"dask": cluster.to_dict()} if cluster else {}),
         "quick": args.quick,
         "features": SEED_PARAMS.to_dict(),
         "shipped_features": {**SHIPPED_FEATURES.to_dict(), "n_features": SHIPPED_FEATURES.n_features},

@@ -59,6 +59,14 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def where(dask: dict[str, Any] | None) -> str:
+    """The cluster the model fits ran on, or nothing for a local run (whose report stays as it was)."""
+    if dask is None:
+        return ""
+    size = f"{dask['workers']} workers, {dask['threads']} threads"
+    return f"; model fits on the Dask cluster at {dask['scheduler']} ({size})"
+
+
 def write_report(folder: Path, metrics: dict[str, Any]) -> None:
     """metrics.json and report.md; the PNGs are already in ``folder``."""
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -92,6 +100,6 @@ Shipped model features: {metrics["shipped_features"]["n_features"]} values
 ![split](confusion_split.png) ![actor](confusion_actor.png)
 
 Feature extraction {metrics["timings"]["features_s"]:.1f} s, total {metrics["timings"]["total_s"]:.1f} s
-with {metrics["jobs"]} jobs.
+with {metrics["jobs"]} jobs{where(metrics.get("dask"))}.
 """
     (folder / "report.md").write_text(text)
