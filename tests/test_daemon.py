@@ -88,7 +88,7 @@ def test_sigterm_mid_utterance_still_publishes_it(ravdess, tmp_path):
 
 @pytest.mark.slow
 def test_microphone_capture_through_a_pulseaudio_virtual_mic(virtual_mic, ravdess):
-    """The real capture path: PortAudio → sounddevice callback → queue → daemon, fed by paplay."""
+    """The real capture path: PortAudio → capture thread → queue → daemon, fed by paplay."""
     clips = STREAM_CLIPS[:3]
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
