@@ -186,14 +186,20 @@ class MicSource:
         self._stopping = threading.Event()
         self._lost = False
 
+    def _refusal(self, sd: ModuleType, rate: int) -> str | None:
+        """Why the device will not capture mono 16-bit audio at ``rate``, or None if it will."""
+        try:
+            sd.check_input_settings(self._device, channels=1, dtype="int16", samplerate=rate)
+        except (sd.PortAudioError, ValueError) as error:
+            return _one_line(error)
+        return None
+
     def _supported_rate(self, sd: ModuleType, wanted: int) -> int:
         errors = []
         for rate in dict.fromkeys((wanted, FALLBACK_RATE)):
-            try:
-                sd.check_input_settings(self._device, channels=1, dtype="int16", samplerate=rate)
+            if (reason := self._refusal(sd, rate)) is None:
                 return rate
-            except (sd.PortAudioError, ValueError) as error:
-                errors.append(f"{rate} Hz: {_one_line(error)}")
+            errors.append(f"{rate} Hz: {reason}")
         raise DeviceError(f'cannot capture mono 16-bit audio from "{self.name}" ({"; ".join(errors)})')
 
     def _capture(self, stream: sounddevice.InputStream) -> None:
@@ -258,11 +264,8 @@ class MicSource:
         sd = _sounddevice()
         self._device = resolve_device(self._wanted)
         name = sd.query_devices(self._device, "input")["name"]
-        try:
-            sd.check_input_settings(self._device, channels=1, dtype="int16", samplerate=self.sample_rate)
-        except (sd.PortAudioError, ValueError) as error:
-            reason = _one_line(error)
-            raise DeviceError(f'input device "{name}" does not take {self.sample_rate} Hz now: {reason}') from None
+        if (reason := self._refusal(sd, self.sample_rate)) is not None:
+            raise DeviceError(f'input device "{name}" does not take {self.sample_rate} Hz now: {reason}')
         self.name = name
         self.start()
 

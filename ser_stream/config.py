@@ -14,7 +14,7 @@ import json
 import math
 import socket
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +247,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per key; unset flags stay out of the namespace, so the file's value stands."""
     for f in fields(RunConfig):
         meta, flag = f.metadata, "--" + f.name.replace("_", "-")
-        default = f.default_factory() if f.name in ("model", "device_id") else f.default
+        default = f.default if f.default_factory is MISSING else f.default_factory()
         shown = str(default).lower() if _kind(f.name) == "bool" else default
         help_text = (meta["help"] if default is None else f"{meta['help']} (default: {shown})").replace("%", "%%")
         if _kind(f.name) == "bool":

@@ -147,8 +147,7 @@ class Daemon:
         finally:
             self.notifier.stopping(self.status_line(f"stopping ({reason})"))
             self.source.stop()
-            for utterance in self.segmenter.flush():
-                self._enqueue(_Job(utterance, time.monotonic()))
+            self._flush_segmenter()
             self._jobs.put(_Stop(reason))  # waits only if the worker is behind; it drains the queue
             self._worker.join()
         return 0
@@ -230,14 +229,18 @@ class Daemon:
             for utterance in self.segmenter.feed(block.samples):
                 self._enqueue(_Job(utterance, block.captured_at))
 
+    def _flush_segmenter(self) -> None:
+        """The utterance in progress, if any, goes to the worker: the input is ending or gone."""
+        for utterance in self.segmenter.flush():
+            self._enqueue(_Job(utterance, time.monotonic()))
+
     def _recover_device(self, lost: DeviceLostError) -> None:
         """Publish what was captured, say the device is lost, and reopen it with capped backoff.
 
         Returns when the device is back or a stop was requested.  The main loop stays alive for
         the watchdog meanwhile: waiting for a device is not a hang.
         """
-        for utterance in self.segmenter.flush():
-            self._enqueue(_Job(utterance, time.monotonic()))
+        self._flush_segmenter()
         lost_at = time.monotonic()
         log.warning("%s; reopening it", lost)
         self._enqueue(_StatusChange("device lost", str(lost)))
@@ -247,8 +250,8 @@ class Daemon:
             try:
                 self.source.reopen()
             except DeviceError as error:
-                log.info("input device not back yet (%s); next try in %.1f s", error, min(2 * delay, REOPEN_MAX_S))
                 delay = min(2 * delay, REOPEN_MAX_S)
+                log.info("input device not back yet (%s); next try in %.1f s", error, delay)
                 continue
             # Offsets go on counting time since the start, so event times stay true across the gap.
             self.segmenter.restart_at(round((time.monotonic() - self._started) * self.source.sample_rate))
