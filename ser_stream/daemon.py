@@ -73,6 +73,35 @@ class _Stop:
     reason: str
 
 
+class _WorkQueue(queue.Queue):
+    """The worker's queue.  At most `utterance_limit` utterances wait: a new one past that evicts
+    the oldest waiting utterance.  Status changes are never evicted; they are few (start, device
+    lost/back, reload, stop) and subscribers rely on them to explain gaps."""
+
+    def __init__(self, utterance_limit: int) -> None:
+        super().__init__()  # unbounded for status changes; utterances are bounded here
+        self.utterance_limit = utterance_limit
+
+    def utterances_waiting(self) -> int:
+        with self.mutex:
+            return sum(isinstance(item, _Job) for item in self.queue)
+
+    def put_evicting(self, item: _Job | _StatusChange | _Stop) -> _Job | None:
+        """Never blocks; returns the utterance evicted to make room, if any."""
+        with self.not_empty:  # the queue's one lock
+            evicted = None
+            if isinstance(item, _Job):
+                waiting = [queued for queued in self.queue if isinstance(queued, _Job)]
+                if len(waiting) >= self.utterance_limit:
+                    evicted = waiting[0]
+                    self.queue.remove(evicted)  # one task out, one in: unfinished_tasks stays
+            self.queue.append(item)
+            if evicted is None:
+                self.unfinished_tasks += 1
+            self.not_empty.notify()
+            return evicted
+
+
 #: Loads the config and model again for a reload; raises UserError (one line) to keep the running ones.
 Reloader = Callable[[], tuple[Classifier, DaemonSettings]]
 
@@ -98,7 +127,7 @@ class Daemon:
         self.notifier = Notifier({}) if notifier is None else notifier
         self.segmenter = Segmenter(settings.segmenter)
         self._reloader = reloader
-        self._jobs: queue.Queue[_Job | _StatusChange | _Stop] = queue.Queue(maxsize=settings.worker_queue)
+        self._jobs = _WorkQueue(settings.worker_queue)
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
         self._reload_thread: threading.Thread | None = None
@@ -148,7 +177,7 @@ class Daemon:
             self.notifier.stopping(self.status_line(f"stopping ({reason})"))
             self.source.stop()
             self._flush_segmenter()
-            self._jobs.put(_Stop(reason))  # waits only if the worker is behind; it drains the queue
+            self._jobs.put(_Stop(reason))  # the worker drains the queue, then sends the final status
             self._worker.join()
         return 0
 
@@ -274,22 +303,13 @@ class Daemon:
         """Never blocks a live audio path: when the worker lags, the oldest waiting utterance goes.
         A source that can wait (a file read as fast as possible) waits for the worker instead."""
         if not self.source.live:
-            self._jobs.put(job)  # never full: the queue is emptied before the next one
+            self._jobs.put(job)
             self._wait_for_worker()
             return
-        while True:
-            try:
-                self._jobs.put_nowait(job)
-                return
-            except queue.Full:
-                try:
-                    dropped = self._jobs.get_nowait()
-                except queue.Empty:
-                    continue
-                self._jobs.task_done()
-                if isinstance(dropped, _Job):
-                    self.utterance_drops += 1
-                    log.warning("worker behind: dropped utterance %.2f–%.2f s", *dropped.utterance.bounds_s)
+        dropped = self._jobs.put_evicting(job)
+        if dropped is not None:
+            self.utterance_drops += 1
+            log.warning("worker behind: dropped utterance %.2f–%.2f s", *dropped.utterance.bounds_s)
 
     def _wait_for_worker(self) -> None:
         """Until the worker has handled everything queued.  A file read far faster than real time is

@@ -92,7 +92,7 @@ class _SlowClassifier(Classifier):
         self.most_waiting = 0
 
     def classify(self, samples):
-        self.most_waiting = max(self.most_waiting, self.jobs.qsize())
+        self.most_waiting = max(self.most_waiting, self.jobs.utterances_waiting())
         time.sleep(0.3)
         return super().classify(samples)
 
@@ -110,7 +110,7 @@ def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravd
         counters = daemon.counters()
     assert slow.most_waiting <= 2  # memory bounded by the queue, however far behind
     assert counters["utterances"] == len(STREAM_CLIPS)
-    emotions = counters["events_published"] - 2  # minus the started and stopping statuses
+    emotions = counters["events_published"] - 2  # minus the started and stopping statuses, never evicted
     assert daemon.utterance_drops > 0 and emotions + daemon.utterance_drops == counters["utterances"]
     assert counters["queue_drops"] == daemon.utterance_drops
     dropped = [r.getMessage() for r in caplog.records if "worker behind: dropped utterance" in r.getMessage()]
