@@ -64,9 +64,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _subscribe(args: argparse.Namespace) -> int:
     from .publisher import subscribe
+    from .security import curve_client
 
-    keys = (args.curve_server_key, args.curve_secret_key) if args.curve_server_key else None
-    for _topic, event in subscribe(args.endpoint, args.topic or ["emotion", "status"], curve_keys=keys):
+    curve = curve_client(args.curve_server_key, args.curve_secret_key, ("--curve-server-key", "--curve-secret-key"))
+    for _topic, event in subscribe(args.endpoint, args.topic or ["emotion", "status"], curve=curve):
         print(json.dumps(event), flush=True)
     return 0
 
@@ -82,13 +83,18 @@ def _keygen(args: argparse.Namespace) -> int:
 def _proxy(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .proxy import run_proxy
-    from .security import CurveServer
+    from .security import curve_server
 
     setup_logging("info")
-    if (args.curve_secret_key is None) != (args.curve_allowed_clients is None):
-        raise UserError("--curve-secret-key and --curve-allowed-clients go together: give both or neither")
-    curve = CurveServer(args.curve_secret_key, args.curve_allowed_clients) if args.curve_secret_key else None
-    return run_proxy(args.frontend, args.backend, args.device_id, args.heartbeat_s, curve)
+    sides = {
+        side: curve_server(
+            getattr(args, f"{side}_curve_secret_key"),
+            getattr(args, f"{side}_curve_allowed_clients"),
+            (f"--{side}-curve-secret-key", f"--{side}-curve-allowed-clients"),
+        )
+        for side in ("frontend", "backend")
+    }
+    return run_proxy(args.frontend, args.backend, args.device_id, args.heartbeat_s, sides["frontend"], sides["backend"])
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -174,10 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--device-id", default=socket.gethostname(), help="its name in its own events (default: %(default)s)"
     )
     proxy.add_argument("--heartbeat-s", type=float, default=5.0, help="period of its `proxy` events (default: 5)")
-    proxy.add_argument("--curve-secret-key", type=Path, metavar="FILE", help="CURVE on the backend: its .key_secret")
-    proxy.add_argument(
-        "--curve-allowed-clients", type=Path, metavar="DIR", help="CURVE: folder of admitted subscribers' .key files"
-    )
+    for side, clients in (("frontend", "devices"), ("backend", "subscribers")):
+        proxy.add_argument(
+            f"--{side}-curve-secret-key", type=Path, metavar="FILE", help=f"CURVE on the {side}: its .key_secret"
+        )
+        proxy.add_argument(
+            f"--{side}-curve-allowed-clients",
+            type=Path,
+            metavar="DIR",
+            help=f"CURVE on the {side}: folder of admitted {clients}' .key files",
+        )
     proxy.set_defaults(handler=_proxy)
 
     devices = commands.add_parser("devices", help="list audio input devices")

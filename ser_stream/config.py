@@ -26,7 +26,7 @@ else:  # the same parser, before it joined the standard library
 from .errors import ConfigError
 from .model import default_model_path
 from .publisher import DEFAULT_ENDPOINT
-from .security import CurveServer
+from .security import CurveClient, CurveServer, curve_client, curve_server
 from .segmenter import SegmenterConfig
 
 DEFAULT_CONFIG = Path("/etc/ser-stream/config.toml")
@@ -77,7 +77,7 @@ class RunConfig:
     curve_secret_key: Path | None = field(
         default=None,
         metadata=_meta(
-            "CURVE: encrypt and authenticate the PUB socket with this server secret key (`ser-stream keygen`)",
+            "CURVE: encrypt the PUB socket with this daemon's secret key (`ser-stream keygen`)",
             restart=True,
             metavar="FILE",
         ),
@@ -85,9 +85,17 @@ class RunConfig:
     curve_allowed_clients: Path | None = field(
         default=None,
         metadata=_meta(
-            "CURVE: the folder of public keys of the subscribers admitted (with --curve-secret-key)",
+            "CURVE, bound PUB socket: the folder of public keys of the subscribers admitted",
             restart=True,
             metavar="DIR",
+        ),
+    )
+    curve_server_key: Path | None = field(
+        default=None,
+        metadata=_meta(
+            "CURVE, with --publish-connect: the proxy frontend's public key",
+            restart=True,
+            metavar="FILE",
         ),
     )
     device_id: str = field(
@@ -128,11 +136,25 @@ class RunConfig:
     heartbeat_s: float = _option(5.0, "status heartbeat period", minimum=0.1, metavar="SECONDS")
     log_level: str = _option("info", "least severe log messages shown", choices=LOG_LEVELS)
 
-    @property
-    def curve(self) -> CurveServer | None:
-        if self.curve_secret_key is None or self.curve_allowed_clients is None:
-            return None
-        return CurveServer(self.curve_secret_key, self.curve_allowed_clients)
+    def curve(self) -> CurveServer | CurveClient | None:
+        """Bound, the daemon is a CURVE server to its subscribers; connected to a proxy, a client of
+        its frontend.  Each role takes its own key besides the daemon's secret key; a wrong
+        combination is a ConfigError."""
+        if self.publish_connect is None:
+            if self.curve_server_key is not None:
+                raise ConfigError(
+                    "curve_server_key is for publish_connect (the proxy frontend's public key); "
+                    "a bound PUB socket takes curve_allowed_clients"
+                )
+            return curve_server(
+                self.curve_secret_key, self.curve_allowed_clients, ("curve_secret_key", "curve_allowed_clients")
+            )
+        if self.curve_allowed_clients is not None:
+            raise ConfigError(
+                "curve_allowed_clients is for a bound PUB socket; with publish_connect the proxy admits "
+                "this daemon's key: give curve_server_key"
+            )
+        return curve_client(self.curve_server_key, self.curve_secret_key, ("curve_server_key", "curve_secret_key"))
 
     def segmenter(self, sample_rate: int | None = None) -> SegmenterConfig:
         """The segmenter these settings describe, at the rate the input really delivers (a device may
@@ -311,8 +333,7 @@ def resolve(config_path: Path | None, flags: dict[str, Any]) -> RunConfig:
     where = f"{path}: " if from_file else ""
     try:
         config.segmenter()
+        config.curve()
     except ConfigError as error:
         raise ConfigError(f"{where}{error}") from None
-    if (config.curve_secret_key is None) != (config.curve_allowed_clients is None):
-        raise ConfigError(f"{where}curve_secret_key and curve_allowed_clients go together: give both or neither")
     return config

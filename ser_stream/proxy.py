@@ -5,6 +5,10 @@ connect to the XPUB backend, and their subscriptions travel upstream to every da
 filtering still happens at the sender.  `zmq.proxy_steerable` does the forwarding in its own
 thread; this module only steers it (STATISTICS, TERMINATE over an inproc control socket) and
 publishes its own `proxy` heartbeats through the frontend, like one more device.
+
+Either side can be a CURVE server with its own admitted keys: the frontend admits devices, the
+backend admits subscribers.  The proxy's own heartbeats come in over inproc, which libzmq
+never puts through a security mechanism.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import zmq
 from .errors import UserError
 from .events import PROXY_COUNTERS, TOPIC_PROXY, proxy_event
 from .publisher import Publisher, check_endpoint, endpoint_error
-from .security import CurveServer, serve_curve
+from .security import Authenticator, CurveServer
 
 log = logging.getLogger("ser_stream")
 
@@ -37,39 +41,40 @@ class Proxy:
         backend: str,
         device_id: str,
         heartbeat_s: float = 5.0,
-        curve: CurveServer | None = None,
+        frontend_curve: CurveServer | None = None,
+        backend_curve: CurveServer | None = None,
     ) -> None:
-        """With ``curve``, only subscribers holding an admitted key get anything from the backend."""
+        """With ``frontend_curve`` only admitted devices get their events in; with ``backend_curve``
+        only admitted subscribers get anything out."""
         for endpoint in (frontend, backend):
             check_endpoint(endpoint)
         self.device_id = device_id
         self.heartbeat_s = heartbeat_s
         self._context = zmq.Context()
-        self._authenticator = None
-        self._frontend = self._bound(zmq.XSUB, frontend, _OWN_EVENTS)
-        self._backend = self._bound(zmq.XPUB, backend, curve=curve)
+        self._authenticator = Authenticator(self._context)
+        self._frontend = self._bound(zmq.XSUB, frontend, _OWN_EVENTS, curve=frontend_curve, domain="frontend")
+        self._backend = self._bound(zmq.XPUB, backend, curve=backend_curve, domain="backend")
         self._control = self._bound(zmq.REP, _CONTROL)
         self._steer = self._context.socket(zmq.REQ)
         self._steer.connect(_CONTROL)
         self._own = Publisher(_OWN_EVENTS, context=self._context, connect=True)
         self._stop = threading.Event()
 
-    def _bound(self, kind: int, *endpoints: str, curve: CurveServer | None = None) -> zmq.Socket:
+    def _bound(self, kind: int, *endpoints: str, curve: CurveServer | None = None, domain: str = "") -> zmq.Socket:
         sock = self._context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
-            try:
-                self._authenticator = serve_curve(sock, self._context, curve)
-            except UserError:
-                self._context.destroy(linger=0)
-                raise
-        for endpoint in endpoints:
-            try:
-                sock.bind(endpoint)
-            except zmq.ZMQError as error:
-                self._stop_authenticator()
-                self._context.destroy(linger=0)
-                raise endpoint_error("bind", endpoint, error) from None
+        try:
+            if curve is not None:
+                self._authenticator.serve(sock, curve, domain)
+            for endpoint in endpoints:
+                try:
+                    sock.bind(endpoint)
+                except zmq.ZMQError as error:
+                    raise endpoint_error("bind", endpoint, error) from None
+        except UserError:
+            self._authenticator.stop()
+            self._context.destroy(linger=0)
+            raise
         return sock
 
     def request_stop(self, *_: object) -> None:
@@ -98,22 +103,24 @@ class Proxy:
         self._steer.send(b"TERMINATE")
         forwarder.join(timeout=5)
         self._own.close()
-        self._stop_authenticator()
+        self._authenticator.stop()
         self._context.destroy(linger=0)
         return 0
-
-    def _stop_authenticator(self) -> None:
-        if self._authenticator is not None:
-            self._authenticator.stop()
-            self._authenticator = None
 
     def _publish(self, state: str, uptime_s: float) -> None:
         event = proxy_event(state=state, counters=self.statistics(), uptime_s=uptime_s, device=self.device_id)
         self._own.publish(TOPIC_PROXY, event)
 
 
-def run_proxy(frontend: str, backend: str, device_id: str, heartbeat_s: float, curve: CurveServer | None = None) -> int:
-    proxy = Proxy(frontend, backend, device_id, heartbeat_s, curve)
+def run_proxy(
+    frontend: str,
+    backend: str,
+    device_id: str,
+    heartbeat_s: float,
+    frontend_curve: CurveServer | None = None,
+    backend_curve: CurveServer | None = None,
+) -> int:
+    proxy = Proxy(frontend, backend, device_id, heartbeat_s, frontend_curve, backend_curve)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, proxy.request_stop)
     return proxy.run()

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import zmq
 
 from .errors import UserError
-from .security import CurveServer, connect_curve, serve_curve
+from .link import ProxyLink
+from .security import Authenticator, CurveClient, CurveServer, connect_curve
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 #: How long close() may wait to flush queued messages; short so a stopping daemon exits promptly.
@@ -68,24 +68,30 @@ class Publisher:
         hwm: int = 1000,
         context: zmq.Context | None = None,
         connect: bool = False,
-        curve: CurveServer | None = None,
+        curve: CurveServer | CurveClient | None = None,
     ) -> None:
         """Bind ``endpoint``, or with ``connect`` connect to it (a `ser-stream proxy` frontend): ZeroMQ
-        then reconnects by itself whenever the proxy restarts.  With ``curve``, only subscribers
-        holding an admitted key get anything, encrypted."""
+        then reconnects by itself whenever the proxy restarts.  ``curve`` encrypts: as a server,
+        only subscribers holding an admitted key get anything; as a client, the socket talks only
+        to the proxy whose public key it holds, and only if the proxy admits its key."""
         check_endpoint(endpoint)
         self._owns_context = context is None
         self._context = zmq.Context() if context is None else context
         self._socket = self._context.socket(zmq.XPUB)
-        self._authenticator = None
-        if curve is not None:
-            try:
-                self._authenticator = serve_curve(self._socket, self._context, curve)
-            except UserError:
-                self.close()
-                raise
+        self._link: ProxyLink | None = None
+        self._authenticator = Authenticator(self._context)
+        try:
+            if isinstance(curve, CurveServer):
+                self._authenticator.serve(self._socket, curve, domain="publisher")
+            elif isinstance(curve, CurveClient):
+                connect_curve(self._socket, curve)
+        except UserError:
+            self.close()
+            raise
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
+        # Watched from before the first handshake, so a refusal is never missed.
+        self._link = ProxyLink(self._socket, endpoint, uses_curve=curve is not None) if connect else None
         try:
             (self._socket.connect if connect else self._socket.bind)(endpoint)
         except zmq.ZMQError as error:
@@ -103,10 +109,17 @@ class Publisher:
 
     def wait_for_subscriber(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` for a first subscription; True if one arrived."""
-        if not self._socket.poll(int(timeout_s * 1000)):
-            return False
+        deadline = time.monotonic() + timeout_s
+        while not self._socket.poll(POLL_MS):
+            self._check_link()
+            if time.monotonic() >= deadline:
+                return False
         self._drain_subscriptions()
         return True
+
+    def _check_link(self) -> None:
+        if self._link is not None:
+            self._link.check()
 
     def _drain_subscriptions(self) -> None:
         """Read subscription notices so they never pile up in the socket (they carry no data we need)."""
@@ -127,6 +140,7 @@ class Publisher:
             event["latency_ms"] = (time.monotonic() - captured_at) * 1000.0
         payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
         self._seq = seq
+        self._check_link()
         self._drain_subscriptions()
         try:
             self._socket.send_multipart([topic.encode(), payload], flags=zmq.NOBLOCK)
@@ -138,10 +152,10 @@ class Publisher:
 
     def close(self) -> None:
         """Close the socket, waiting at most LINGER_MS to flush; terminate the context if we made it."""
+        if self._link is not None:
+            self._link.close()
         self._socket.close()
-        if self._authenticator is not None:
-            self._authenticator.stop()
-            self._authenticator = None
+        self._authenticator.stop()
         if self._owns_context and not self._context.closed:
             self._context.term()
 
@@ -158,22 +172,22 @@ def subscribe(
     endpoint: str,
     topics: list[str],
     context: zmq.Context | None = None,
-    curve_keys: tuple[Path, Path] | None = None,
+    curve: CurveClient | None = None,
 ) -> Iterator[tuple[str, dict]]:
     """Yield `(topic, event)` from a publisher at `endpoint`, forever; for `ser-stream subscribe`.
 
     Waits in short polls rather than one blocking receive so that Ctrl-C interrupts it.  ZeroMQ
     filters topics by prefix, so the exact topic is checked here too; messages that are not
     `[topic, JSON object]` (a foreign publisher on the port) are skipped rather than fatal.
-    ``curve_keys`` is (the server's public key, our secret key) for a CURVE publisher.
+    ``curve`` holds the keys for a CURVE publisher.
     """
     check_endpoint(endpoint)
     owns_context = context is None
     context = zmq.Context() if context is None else context
     socket = context.socket(zmq.SUB)
     try:
-        if curve_keys is not None:
-            connect_curve(socket, *curve_keys)
+        if curve is not None:
+            connect_curve(socket, curve)
         for topic in topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         try:

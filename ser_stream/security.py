@@ -1,8 +1,10 @@
-"""CURVE on the wire, with pyzmq's zmq.auth: key pairs, a server that admits listed clients only.
+"""CURVE on the wire, with pyzmq's zmq.auth: key pairs, servers that admit listed clients only.
 
-A server (the daemon's PUB socket, or a proxy's backend) holds a secret key and a folder of the
-public keys of the clients it admits; a client (a subscriber) holds its own secret key and the
-server's public key.  Keys are ZeroMQ certificate files, as `ser-stream keygen` writes them.
+A server socket holds a secret key and a folder of the public keys of the clients it admits; a
+client socket holds its own secret key and the server's public key.  Which side is which does
+not follow bind or connect: a daemon's bound PUB socket is a server to its subscribers, a
+proxy's frontend is a server to the daemons that connect to it, and those daemons are its
+clients.  Keys are ZeroMQ certificate files, as `ser-stream keygen` writes them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,26 @@ from .errors import ConfigError
 class CurveServer:
     secret_key: Path  # the server's NAME.key_secret
     allowed_clients: Path  # a folder of admitted clients' NAME.key files
+
+
+@dataclass(frozen=True)
+class CurveClient:
+    server_key: Path  # the server's NAME.key (public)
+    secret_key: Path  # our own NAME.key_secret
+
+
+def curve_server(secret_key: Path | None, allowed_clients: Path | None, names: tuple[str, str]) -> CurveServer | None:
+    """A server's two settings go together; ``names`` are how the user wrote them (flags or keys)."""
+    if (secret_key is None) != (allowed_clients is None):
+        raise ConfigError(f"{names[0]} and {names[1]} go together: give both or neither")
+    return None if secret_key is None or allowed_clients is None else CurveServer(secret_key, allowed_clients)
+
+
+def curve_client(server_key: Path | None, secret_key: Path | None, names: tuple[str, str]) -> CurveClient | None:
+    """A client's two settings go together, like a server's."""
+    if (server_key is None) != (secret_key is None):
+        raise ConfigError(f"{names[0]} and {names[1]} go together: give both or neither")
+    return None if server_key is None or secret_key is None else CurveClient(server_key, secret_key)
 
 
 def keygen(directory: Path, name: str) -> tuple[Path, Path]:
@@ -45,26 +67,41 @@ def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
     return public, private
 
 
-def serve_curve(socket: zmq.Socket, context: zmq.Context, server: CurveServer) -> ThreadAuthenticator:
-    """Make ``socket`` a CURVE server that admits only the clients in ``server.allowed_clients``.
+class Authenticator:
+    """The ZAP handler of one context (libzmq takes one per context), started by the first server.
 
-    Returns the running authenticator; stop it when the socket closes.
+    Each server socket gets its own ZAP domain and its own folder of admitted keys, so a proxy's
+    frontend admits devices and its backend admits subscribers.  The folders are read when a
+    socket is set up: a key added later counts from the next start.
     """
-    public, secret = _load(server.secret_key, secret=True)
-    if not server.allowed_clients.is_dir():
-        raise ConfigError(f"{server.allowed_clients}: not a folder of client public keys")
-    authenticator = ThreadAuthenticator(context)
-    authenticator.start()
-    authenticator.configure_curve(domain="*", location=str(server.allowed_clients))
-    socket.curve_secretkey = secret
-    socket.curve_publickey = public
-    socket.curve_server = True
-    return authenticator
+
+    def __init__(self, context: zmq.Context) -> None:
+        self._context = context
+        self._thread: ThreadAuthenticator | None = None
+
+    def serve(self, socket: zmq.Socket, server: CurveServer, domain: str) -> None:
+        """Make ``socket`` a CURVE server that admits only the clients in ``server.allowed_clients``."""
+        public, secret = _load(server.secret_key, secret=True)
+        if not server.allowed_clients.is_dir():
+            raise ConfigError(f"{server.allowed_clients}: not a folder of client public keys")
+        if self._thread is None:
+            self._thread = ThreadAuthenticator(self._context)
+            self._thread.start()
+        self._thread.configure_curve(domain=domain, location=str(server.allowed_clients))
+        socket.zap_domain = domain.encode()
+        socket.curve_secretkey = secret
+        socket.curve_publickey = public
+        socket.curve_server = True
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
 
 
-def connect_curve(socket: zmq.Socket, server_public_key: Path, client_secret_key: Path) -> None:
-    """Make ``socket`` a CURVE client of the server whose public key is given."""
-    public, secret = _load(client_secret_key, secret=True)
+def connect_curve(socket: zmq.Socket, client: CurveClient) -> None:
+    """Make ``socket`` a CURVE client of the server whose public key ``client`` names."""
+    public, secret = _load(client.secret_key, secret=True)
     socket.curve_secretkey = secret
     socket.curve_publickey = public
-    socket.curve_serverkey = _load(server_public_key, secret=False)[0]
+    socket.curve_serverkey = _load(client.server_key, secret=False)[0]

@@ -72,7 +72,7 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
     source = open_source(config)
     settings = daemon_settings(config, source.sample_rate)
     endpoint = config.publish_connect or config.publish
-    with Publisher(endpoint, connect=config.publish_connect is not None, curve=config.curve) as publisher:
+    with Publisher(endpoint, connect=config.publish_connect is not None, curve=config.curve()) as publisher:
         reloader = Reloader(config_path, flags, config, classifier, source.sample_rate)
         daemon = Daemon(source, classifier, publisher, settings, notifier=Notifier(), reloader=reloader)
         daemon.install_signal_handlers()

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import threading
+import time
 
 import librosa
 import numpy as np
@@ -78,3 +79,32 @@ def start_daemon(*args, endpoint):
         stdin=subprocess.DEVNULL,
         text=True,
     )
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Lines:
+    """A running process's text pipe, read line by line in a background thread."""
+
+    def __init__(self, pipe):
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe):
+        for line in pipe:
+            self.lines.append(line)
+
+    def having(self, text: str) -> str | None:
+        return next((line for line in list(self.lines) if text in line), None)
+
+    def text(self) -> str:
+        self._thread.join(timeout=10)
+        return "".join(self.lines)

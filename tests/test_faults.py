@@ -23,19 +23,10 @@ from ser_stream.model import load_bundle
 from ser_stream.publisher import Publisher
 from tests import pulse
 from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
-from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
+from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon, wait_until
 from tests.soak import soak
 
 virtual_mic = pulse.virtual_mic
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def status_with(subscriber: Subscriber, state: str) -> dict | None:

@@ -10,18 +10,21 @@ import time
 import pytest
 
 from tests.conftest import cli_executable, run_cli
-from tests.live import STREAM_CLIPS, build_stream, free_endpoint, start_daemon
+from tests.live import STREAM_CLIPS, Lines, Subscriber, build_stream, free_endpoint, start_daemon, wait_until
 
 
 @pytest.fixture
 def keys(tmp_path):
-    """A server pair, alice admitted (her public key in allowed/), mallory not."""
-    for directory, name in [("server", "server"), ("alice", "alice"), ("mallory", "mallory")]:
+    """A server pair, alice admitted (her public key in allowed/), mallory not; for a fleet, a
+    proxy frontend pair and two devices, kiosk admitted (in devices/), rogue not."""
+    pairs = [("server", "server"), ("alice", "alice"), ("mallory", "mallory")]
+    pairs += [("frontend", "frontend"), ("kiosk", "kiosk"), ("rogue", "rogue")]
+    for directory, name in pairs:
         result = run_cli("keygen", str(tmp_path / directory), "--name", name)
         assert result.returncode == 0, result.stderr
-    allowed = tmp_path / "allowed"
-    allowed.mkdir()
-    (allowed / "alice.key").write_bytes((tmp_path / "alice" / "alice.key").read_bytes())
+    for folder, admitted in (("allowed", "alice"), ("devices", "kiosk")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{admitted}.key").write_bytes((tmp_path / admitted / f"{admitted}.key").read_bytes())
     return tmp_path
 
 
@@ -37,6 +40,15 @@ def stop(process) -> list[dict]:
     process.terminate()
     out, _ = process.communicate(timeout=10)
     return [json.loads(line) for line in out.splitlines()]
+
+
+def proxy_process(frontend, backend, *curve, heartbeat_s="0.5"):
+    return subprocess.Popen(
+        [cli_executable(), "proxy", "--frontend", frontend, "--backend", backend, "--heartbeat-s", heartbeat_s, *curve],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def test_keygen_writes_a_public_key_and_a_private_secret_key(keys):
@@ -74,13 +86,8 @@ def test_only_an_admitted_subscriber_receives_the_daemons_events(ravdess, tmp_pa
 def test_only_an_admitted_subscriber_receives_from_a_curve_proxy(keys):
     frontend, backend = free_endpoint(), free_endpoint()
     secret, allowed = str(keys / "server/server.key_secret"), str(keys / "allowed")
-    curve = ["--curve-secret-key", secret, "--curve-allowed-clients", allowed]
-    proxy = subprocess.Popen(
-        [cli_executable(), "proxy", "--frontend", frontend, "--backend", backend, "--heartbeat-s", "0.3", *curve],
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    curve = ["--backend-curve-secret-key", secret, "--backend-curve-allowed-clients", allowed]
+    proxy = proxy_process(frontend, backend, *curve, heartbeat_s="0.3")
     listeners = {who: subscriber(backend, keys, who, topics=("proxy",)) for who in ("alice", "mallory", None)}
     time.sleep(2.5)
     received = {who: stop(process) for who, process in listeners.items()}
@@ -88,6 +95,103 @@ def test_only_an_admitted_subscriber_receives_from_a_curve_proxy(keys):
     assert proxy.wait(10) == 0
     assert len(received["alice"]) >= 3 and all(event["schema"] == "ser-stream.proxy/1" for event in received["alice"])
     assert received["mallory"] == [] and received[None] == []
+
+
+@pytest.mark.slow
+def test_only_an_admitted_device_gets_its_events_into_a_curve_proxy(ravdess, tmp_path, keys):
+    """Both links encrypted: kiosk's key is admitted at the frontend; rogue's is not, and a device
+    without CURVE is not either.  Alice, admitted at the backend, sees kiosk's events only."""
+    frontend, backend = free_endpoint(), free_endpoint()
+    curve = [
+        *("--frontend-curve-secret-key", str(keys / "frontend/frontend.key_secret")),
+        *("--frontend-curve-allowed-clients", str(keys / "devices")),
+        *("--backend-curve-secret-key", str(keys / "server/server.key_secret")),
+        *("--backend-curve-allowed-clients", str(keys / "allowed")),
+    ]
+    proxy = proxy_process(frontend, backend, *curve)
+    alice = subscriber(backend, keys, "alice", topics=("emotion", "status", "proxy"))
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS[:2], gap_s=1.0)
+    device_keys = {
+        "kiosk": ["--curve-server-key", str(keys / "frontend/frontend.key")],
+        "rogue": ["--curve-server-key", str(keys / "frontend/frontend.key")],
+        "plain": [],
+    }
+    daemons = {}
+    try:
+        time.sleep(1.0)  # alice's subscription reaches the proxy
+        for device, server_key in device_keys.items():
+            own_key = ["--curve-secret-key", str(keys / f"{device}/{device}.key_secret")] if server_key else []
+            daemons[device] = start_daemon(
+                *("--source", str(stream), "--no-realtime", "--wait-subscriber", "4"),
+                *("--publish-connect", frontend, "--device-id", device, *server_key, *own_key),
+                endpoint=free_endpoint(),
+            )
+        finished = {device: daemon.communicate(timeout=60) for device, daemon in daemons.items()}
+        time.sleep(1.2)  # the last events, and a proxy heartbeat
+    finally:
+        received = stop(alice)
+        proxy.terminate()
+        _, proxy_log = proxy.communicate(timeout=10)
+        for daemon in daemons.values():
+            if daemon.poll() is None:
+                daemon.kill()
+    assert proxy.returncode == 0, proxy_log
+    for device, (_out, stderr) in finished.items():
+        assert daemons[device].returncode == 0, stderr
+    printed = [json.loads(line) for line in finished["kiosk"][0].splitlines()]
+    from_kiosk = [event for event in received if event.get("device") == "kiosk"]
+    assert [event["seq"] for event in from_kiosk] == [event["seq"] for event in printed]  # every event
+    assert sum("label" in event for event in from_kiosk) == 2
+    assert {event.get("device") for event in received if event["schema"] != "ser-stream.proxy/1"} == {"kiosk"}
+    assert any(event["schema"] == "ser-stream.proxy/1" for event in received)  # the proxy's own, over inproc
+    assert "no subscriber after" in finished["rogue"][1] and "no subscriber after" in finished["plain"][1]
+    assert "refused this device's CURVE key" in finished["rogue"][1]  # said once, not once per retry
+    assert finished["rogue"][1].count("does not take this device's events") == 1
+    assert "it expects CURVE" in finished["plain"][1]
+
+
+@pytest.mark.slow
+def test_a_refused_device_gets_through_once_the_proxy_admits_it(ravdess, tmp_path, keys):
+    """libzmq never retries a refused handshake by itself; the daemon does, so admitting the key
+    at the proxy (and restarting it, as the folder is read at start) is all an operator does."""
+    frontend, backend = free_endpoint(), free_endpoint()
+    devices = tmp_path / "devices-later"
+    devices.mkdir()
+    curve = [
+        *("--frontend-curve-secret-key", str(keys / "frontend/frontend.key_secret")),
+        *("--frontend-curve-allowed-clients", str(devices)),
+    ]
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS[:5], gap_s=1.0)
+    proxy = proxy_process(frontend, backend, *curve)
+    daemon = start_daemon(
+        *("--source", str(stream), "--realtime", "--device-id", "kiosk", "--publish-connect", frontend),
+        *("--curve-server-key", str(keys / "frontend/frontend.key")),
+        *("--curve-secret-key", str(keys / "kiosk/kiosk.key_secret")),
+        endpoint=free_endpoint(),
+    )
+    log = Lines(daemon.stderr)
+    subscriber = None
+    try:
+        wait_until(lambda: log.having("refused this device's CURVE key"), 15, "the refusal in the daemon's log")
+        (devices / "kiosk.key").write_bytes((keys / "kiosk/kiosk.key").read_bytes())
+        proxy.terminate()
+        assert proxy.wait(10) == 0
+        proxy = proxy_process(frontend, backend, *curve)
+        subscriber = Subscriber(backend)
+        wait_until(lambda: subscriber.of("emotion"), 30, "an emotion event from the admitted device")
+        daemon.terminate()
+        assert daemon.wait(10) == 0
+    finally:
+        for process in (proxy, daemon):
+            if process.poll() is None:
+                process.kill()
+        if subscriber is not None:
+            subscriber.close()
+    stderr = log.text()
+    assert "accepted this device" in stderr and "Traceback" not in stderr
+    assert all(event["device"] == "kiosk" for event in subscriber.of("emotion"))
 
 
 def test_curve_settings_errors_are_one_line(keys, ravdess):
@@ -109,5 +213,44 @@ def test_curve_settings_errors_are_one_line(keys, ravdess):
     ]
     for args, message in cases:
         result = run_cli("run", "--source", clip, "--no-realtime", "--publish", free_endpoint(), *args)
+        assert result.returncode == 78, result.stderr
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    server_key, secret = str(keys / "frontend/frontend.key"), str(keys / "kiosk/kiosk.key_secret")
+    connect = ["--publish-connect", free_endpoint()]
+    for args, message in [
+        ([*connect, "--curve-secret-key", secret], "curve_server_key and curve_secret_key go together"),
+        (
+            [*connect, "--curve-server-key", server_key, "--curve-secret-key", secret, "--curve-allowed-clients", "d"],
+            "curve_allowed_clients is for a bound PUB socket",
+        ),
+        (["--curve-server-key", server_key, "--curve-secret-key", secret], "curve_server_key is for publish_connect"),
+        (
+            [*connect, "--curve-server-key", server_key + ".gone", "--curve-secret-key", secret],
+            "not a readable CURVE public key",
+        ),
+    ]:
+        result = run_cli("run", "--source", clip, "--no-realtime", *args)
+        assert result.returncode == 78, result.stderr
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_proxy_and_subscriber_curve_errors_are_one_line(keys):
+    ends = ["--frontend", free_endpoint(), "--backend", free_endpoint()]
+    for args, message in [
+        (["proxy", *ends, "--frontend-curve-secret-key", str(keys / "frontend/frontend.key_secret")], "go together"),
+        (
+            [
+                "proxy",
+                *ends,
+                "--backend-curve-secret-key",
+                str(keys / "server/server.key"),
+                "--backend-curve-allowed-clients",
+                str(keys / "allowed"),
+            ],
+            "holds no secret key",
+        ),
+        (["subscribe", free_endpoint(), "--curve-server-key", str(keys / "server/server.key")], "go together"),
+    ]:
+        result = run_cli(*args)
         assert result.returncode == 78, result.stderr
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
