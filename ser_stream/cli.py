@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .config import DEFAULT_CONFIG, add_run_flags
+from .config import DEFAULT_CONFIG, DEFAULT_PROXY_CONFIG, ProxyConfig, RunConfig, add_flags
 from .errors import UserError
 from .logs import error_line
 from .publisher import DEFAULT_ENDPOINT
@@ -81,20 +80,13 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
+    from .config import PROXY_KEYS, resolve
     from .logs import setup_logging
     from .proxy import run_proxy
-    from .security import curve_server
 
-    setup_logging("info")
-    sides = {
-        side: curve_server(
-            getattr(args, f"{side}_curve_secret_key"),
-            getattr(args, f"{side}_curve_allowed_clients"),
-            (f"--{side}-curve-secret-key", f"--{side}-curve-allowed-clients"),
-        )
-        for side in ("frontend", "backend")
-    }
-    return run_proxy(args.frontend, args.backend, args.device_id, args.heartbeat_s, sides["frontend"], sides["backend"])
+    config = resolve(args.config, {key: value for key, value in vars(args).items() if key in PROXY_KEYS}, ProxyConfig)
+    setup_logging(config.log_level)
+    return run_proxy(config)
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -148,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"TOML config file (default: {DEFAULT_CONFIG} if it exists)",
     )
-    add_run_flags(run)
+    add_flags(run, RunConfig)
     run.set_defaults(handler=_run)
 
     sub = commands.add_parser("subscribe", help="print the events of a running daemon as JSON lines")
@@ -171,25 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = commands.add_parser(
         "proxy",
         help="forward the events of many daemons (run --publish-connect) to one endpoint for subscribers",
-    )
-    proxy.add_argument("--frontend", required=True, metavar="ENDPOINT", help="where daemons connect, e.g. tcp://*:5557")
-    proxy.add_argument(
-        "--backend", required=True, metavar="ENDPOINT", help="where subscribers connect, e.g. tcp://*:5556"
+        description="Every flag is also a key of the config file (--heartbeat-s is heartbeat_s); flags win.",
     )
     proxy.add_argument(
-        "--device-id", default=socket.gethostname(), help="its name in its own events (default: %(default)s)"
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML config file (default: {DEFAULT_PROXY_CONFIG} if it exists)",
     )
-    proxy.add_argument("--heartbeat-s", type=float, default=5.0, help="period of its `proxy` events (default: 5)")
-    for side, clients in (("frontend", "devices"), ("backend", "subscribers")):
-        proxy.add_argument(
-            f"--{side}-curve-secret-key", type=Path, metavar="FILE", help=f"CURVE on the {side}: its .key_secret"
-        )
-        proxy.add_argument(
-            f"--{side}-curve-allowed-clients",
-            type=Path,
-            metavar="DIR",
-            help=f"CURVE on the {side}: folder of admitted {clients}' .key files",
-        )
+    add_flags(proxy, ProxyConfig)
     proxy.set_defaults(handler=_proxy)
 
     devices = commands.add_parser("devices", help="list audio input devices")

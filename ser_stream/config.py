@@ -1,9 +1,10 @@
-"""Settings of `ser-stream run`: one dataclass makes the command-line flags and the TOML keys.
+"""Settings of `ser-stream run` and `ser-stream proxy`: one dataclass each makes the flags and the TOML keys.
 
-Every field is a flag (``hangover_ms`` → ``--hangover-ms``) and a key of the config file
-(default ``/etc/ser-stream/config.toml``).  Values resolve as defaults ← file ← flags, and
-both the file and the flags go through the same checks, so a bad value fails at start-up with
-one line naming the key and what it allows.  Pure logic: the caller decides when to read.
+Every field is a flag (``hangover_ms`` → ``--hangover-ms``) and a key of the command's config
+file (``/etc/ser-stream/config.toml`` for run, ``proxy.toml`` beside it for the proxy).
+Values resolve as defaults ← file ← flags, and both the file and the flags go through the same
+checks, so a bad value fails at start-up with one line naming the key and what it allows.
+Pure logic: the caller decides when to read.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import json
 import math
 import socket
 import sys
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,6 +31,7 @@ from .security import CurveClient, CurveServer, curve_client, curve_server
 from .segmenter import SegmenterConfig
 
 DEFAULT_CONFIG = Path("/etc/ser-stream/config.toml")
+DEFAULT_PROXY_CONFIG = DEFAULT_CONFIG.with_name("proxy.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _VAD = SegmenterConfig()  # the VAD defaults are the segmenter's, which the model was trained with
@@ -62,6 +64,8 @@ def _option(default: Any, help: str, **meta: Any) -> Any:
 @dataclass(frozen=True)
 class RunConfig:
     """What `ser-stream run` does; ``restart=True`` fields are not changed by a reload (SIGHUP)."""
+
+    DEFAULT_FILE: ClassVar[Path] = DEFAULT_CONFIG
 
     source: str = _option("mic", "'mic' or an audio file to stream", restart=True, metavar="mic|FILE")
     device: int | str | None = _option(
@@ -156,6 +160,11 @@ class RunConfig:
             )
         return curve_client(self.curve_server_key, self.curve_secret_key, ("curve_server_key", "curve_secret_key"))
 
+    def check(self) -> None:
+        """The rules between keys; ConfigError names the broken one."""
+        self.segmenter()
+        self.curve()
+
     def segmenter(self, sample_rate: int | None = None) -> SegmenterConfig:
         """The segmenter these settings describe, at the rate the input really delivers (a device may
         refuse ``capture_rate``); cross-field rules (e.g. max ≥ min) are checked here."""
@@ -182,19 +191,64 @@ class RunConfig:
         return replace(new, **{f.name: getattr(self, f.name) for f in fields(self) if f.metadata["restart"]})
 
 
+@dataclass(frozen=True)
+class ProxyConfig:
+    """What `ser-stream proxy` does.  Each side may be a CURVE server with its own admitted keys."""
+
+    DEFAULT_FILE: ClassVar[Path] = DEFAULT_PROXY_CONFIG
+
+    frontend: str | None = _option(None, "where daemons connect (required), e.g. tcp://*:5557", metavar="ENDPOINT")
+    backend: str | None = _option(None, "where subscribers connect (required), e.g. tcp://*:5556", metavar="ENDPOINT")
+    device_id: str = field(
+        default_factory=socket.gethostname,
+        metadata=_meta("the proxy's name in its own `proxy` events", metavar="NAME"),
+    )
+    heartbeat_s: float = _option(5.0, "period of its `proxy` events", minimum=0.1, metavar="SECONDS")
+    frontend_curve_secret_key: Path | None = field(
+        default=None, metadata=_meta("CURVE on the frontend: its .key_secret", metavar="FILE")
+    )
+    frontend_curve_allowed_clients: Path | None = field(
+        default=None, metadata=_meta("CURVE on the frontend: folder of admitted devices' .key files", metavar="DIR")
+    )
+    backend_curve_secret_key: Path | None = field(
+        default=None, metadata=_meta("CURVE on the backend: its .key_secret", metavar="FILE")
+    )
+    backend_curve_allowed_clients: Path | None = field(
+        default=None, metadata=_meta("CURVE on the backend: folder of admitted subscribers' .key files", metavar="DIR")
+    )
+    log_level: str = _option("info", "least severe log messages shown", choices=LOG_LEVELS)
+
+    def check(self) -> None:
+        for side in ("frontend", "backend"):
+            if getattr(self, side) is None:
+                raise ConfigError(f"{side} is required: give --{side} ENDPOINT or the key {side} in the config file")
+            self.curve(side)
+
+    def curve(self, side: str) -> CurveServer | None:
+        """The CURVE server settings of ``side`` (frontend or backend), if any."""
+        secret, allowed = f"{side}_curve_secret_key", f"{side}_curve_allowed_clients"
+        return curve_server(getattr(self, secret), getattr(self, allowed), (secret, allowed))
+
+
+Settings = TypeVar("Settings", RunConfig, ProxyConfig)
+
 KEYS = tuple(f.name for f in fields(RunConfig))
-_FIELDS = {f.name: f for f in fields(RunConfig)}
+PROXY_KEYS = tuple(f.name for f in fields(ProxyConfig))
 
 
-def _kind(name: str) -> str:
+def _field(settings: type[Settings], name: str) -> Field:
+    return settings.__dataclass_fields__[name]
+
+
+def _kind(f: Field) -> str:
     """The field's value type as written in its annotation: int, float, bool, str, Path or a device."""
-    annotation = str(_FIELDS[name].type)
+    annotation = str(f.type)
     return {"int | str | None": "device", "str | None": "str", "Path | None": "Path"}.get(annotation, annotation)
 
 
-def _allowed(name: str) -> str:
+def _allowed(f: Field) -> str:
     """What a key accepts, in words, for error messages."""
-    meta, kind = _FIELDS[name].metadata, _kind(name)
+    meta, kind = f.metadata, _kind(f)
     if meta["choices"]:
         return "one of " + ", ".join(map(str, meta["choices"]))
     noun = {
@@ -213,13 +267,13 @@ def _allowed(name: str) -> str:
     return noun
 
 
-def check_value(name: str, value: Any, base: Path | None = None) -> Any:
+def _check_value(f: Field, value: Any, base: Path | None = None) -> Any:
     """``value`` as the field stores it, or ValueError saying what is allowed.
 
     Types are strict (TOML has them: ``hangover_ms = "500"`` is an error, not a guess); a
-    relative model path is taken relative to ``base``, the config file's folder.
+    relative path (a model, a key) is taken relative to ``base``, the config file's folder.
     """
-    meta, kind = _FIELDS[name].metadata, _kind(name)
+    meta, kind = f.metadata, _kind(f)
     is_bool = isinstance(value, bool)
     ok_type = {
         "int": isinstance(value, int) and not is_bool,
@@ -235,7 +289,7 @@ def check_value(name: str, value: Any, base: Path | None = None) -> Any:
         and (meta["maximum"] is None or value <= meta["maximum"])
     )
     if not in_range:
-        raise ValueError(f"must be {_allowed(name)}")
+        raise ValueError(f"must be {_allowed(f)}")
     if kind == "float":
         return float(value)
     if kind == "Path":
@@ -244,9 +298,9 @@ def check_value(name: str, value: Any, base: Path | None = None) -> Any:
     return value
 
 
-def _from_flag(name: str):
+def _from_flag(f: Field):
     """An argparse ``type=`` that parses the flag's text and applies the key's checks."""
-    kind = _kind(name)
+    kind = _kind(f)
 
     def parse(text: str) -> Any:
         try:
@@ -258,26 +312,26 @@ def _from_flag(name: str):
                 value = int(text) if text.isdigit() else text
             else:
                 value = text
-            return check_value(name, value)
+            return _check_value(f, value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be {_allowed(name)}") from None
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {_allowed(f)}") from None
 
     return parse
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
+def add_flags(parser: argparse.ArgumentParser, settings: type[Settings]) -> None:
     """One flag per key; unset flags stay out of the namespace, so the file's value stands."""
-    for f in fields(RunConfig):
+    for f in fields(settings):
         meta, flag = f.metadata, "--" + f.name.replace("_", "-")
         default = f.default if f.default_factory is MISSING else f.default_factory()
-        shown = str(default).lower() if _kind(f.name) == "bool" else default
+        shown = str(default).lower() if _kind(f) == "bool" else default
         help_text = (meta["help"] if default is None else f"{meta['help']} (default: {shown})").replace("%", "%%")
-        if _kind(f.name) == "bool":
+        if _kind(f) == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(
                 flag,
-                type=_from_flag(f.name),
+                type=_from_flag(f),
                 default=argparse.SUPPRESS,
                 metavar=meta["metavar"] or _choices_metavar(meta["choices"]),
                 help=help_text,
@@ -288,7 +342,7 @@ def _choices_metavar(choices: tuple | None) -> str | None:
     return "{" + ",".join(map(str, choices)) + "}" if choices else None
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path, settings: type[Settings] = RunConfig) -> dict[str, Any]:
     """The checked keys of a TOML config file; ConfigError (one line) for anything wrong in it."""
     try:
         with open(path, "rb") as handle:
@@ -303,14 +357,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    values = {}
+    values, keys = {}, [f.name for f in fields(settings)]
     for key, value in document.items():
-        if key not in _FIELDS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{path}: unknown key {key!r}{hint}; allowed keys: {', '.join(KEYS)}")
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}; allowed keys: {', '.join(keys)}")
         try:
-            values[key] = check_value(key, value, base=path.parent)
+            values[key] = _check_value(_field(settings, key), value, base=path.parent)
         except ValueError as error:
             raise ConfigError(f"{path}: {key} = {_toml_repr(value)}: {error}") from None
     return values
@@ -321,19 +375,18 @@ def _toml_repr(value: Any) -> str:
     return "{...}" if isinstance(value, dict) else json.dumps(value, default=str)
 
 
-def resolve(config_path: Path | None, flags: dict[str, Any]) -> RunConfig:
-    """Defaults ← the config file ← the flags given.
+def resolve(config_path: Path | None, flags: dict[str, Any], settings: type[Settings] = RunConfig) -> Settings:
+    """Defaults ← the config file ← the flags given; a ``settings`` instance, checked.
 
     ``config_path`` None means the default file, which may be absent; a file named explicitly
     must exist.
     """
-    path = DEFAULT_CONFIG if config_path is None else config_path
-    from_file = {} if config_path is None and not path.exists() else read_config_file(path)
-    config = RunConfig(**{**from_file, **flags})
+    path = settings.DEFAULT_FILE if config_path is None else config_path
+    from_file = {} if config_path is None and not path.exists() else read_config_file(path, settings)
+    config = settings(**{**from_file, **flags})
     where = f"{path}: " if from_file else ""
     try:
-        config.segmenter()
-        config.curve()
+        config.check()
     except ConfigError as error:
         raise ConfigError(f"{where}{error}") from None
     return config

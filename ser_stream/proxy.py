@@ -6,6 +6,10 @@ filtering still happens at the sender.  `zmq.proxy_steerable` does the forwardin
 thread; this module only steers it (STATISTICS, TERMINATE over an inproc control socket) and
 publishes its own `proxy` heartbeats through the frontend, like one more device.
 
+Under systemd (`systemd/ser-stream-proxy.service`) it says READY once both sides are bound, a
+STATUS line with the counts every heartbeat, and pets the watchdog only after a statistics round
+trip through the forwarder: a wedged forwarder stops the pings.
+
 Either side can be a CURVE server with its own admitted keys: the frontend admits devices, the
 backend admits subscribers.  The proxy's own heartbeats come in over inproc, which libzmq
 never puts through a security mechanism.
@@ -21,8 +25,10 @@ import time
 
 import zmq
 
+from .config import ProxyConfig
 from .errors import UserError
 from .events import PROXY_COUNTERS, TOPIC_PROXY, proxy_event
+from .notify import Notifier
 from .publisher import Publisher, check_endpoint, endpoint_error
 from .security import Authenticator, CurveServer
 
@@ -43,6 +49,7 @@ class Proxy:
         heartbeat_s: float = 5.0,
         frontend_curve: CurveServer | None = None,
         backend_curve: CurveServer | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """With ``frontend_curve`` only admitted devices get their events in; with ``backend_curve``
         only admitted subscribers get anything out."""
@@ -50,6 +57,7 @@ class Proxy:
             check_endpoint(endpoint)
         self.device_id = device_id
         self.heartbeat_s = heartbeat_s
+        self.notifier = Notifier({}) if notifier is None else notifier
         self._context = zmq.Context()
         self._authenticator = Authenticator(self._context)
         self._frontend = self._bound(zmq.XSUB, frontend, _OWN_EVENTS, curve=frontend_curve, domain="frontend")
@@ -86,19 +94,32 @@ class Proxy:
         frames = self._steer.recv_multipart()
         return {name: struct.unpack("=Q", frame)[0] for name, frame in zip(PROXY_COUNTERS, frames, strict=True)}
 
+    def _forward(self) -> None:
+        """libzmq's forwarding loop; it answers the control socket until told to TERMINATE."""
+        zmq.proxy_steerable(self._frontend, self._backend, None, self._control)
+
     def run(self) -> int:
-        forwarder = threading.Thread(
-            target=zmq.proxy_steerable,
-            args=(self._frontend, self._backend, None, self._control),
-            name="ser-stream-proxy",
-            daemon=True,
-        )
+        forwarder = threading.Thread(target=self._forward, name="ser-stream-proxy", daemon=True)
         forwarder.start()
         started = time.monotonic()
         log.info("proxy %s: forwarding frontend → backend", self.device_id)
-        while not self._stop.wait(self.heartbeat_s):
-            self._publish("running", time.monotonic() - started)
-        self._publish("stopping", time.monotonic() - started)
+        self.notifier.ready(_status_line("forwarding", self.statistics()))
+        watchdog_s = self.notifier.watchdog_interval_s
+        next_heartbeat = started + self.heartbeat_s
+        next_ping = started if watchdog_s is not None else float("inf")
+        while not self._stop.wait(max(0.0, min(next_heartbeat, next_ping) - time.monotonic())):
+            counters = self.statistics()  # a round trip through the forwarder: it is alive
+            now = time.monotonic()
+            if watchdog_s is not None and now >= next_ping:
+                self.notifier.watchdog()
+                next_ping = now + watchdog_s
+            if now >= next_heartbeat:
+                self._publish("running", counters, now - started)
+                self.notifier.status(_status_line("forwarding", counters))
+                next_heartbeat = now + self.heartbeat_s
+        counters = self.statistics()
+        self.notifier.stopping(_status_line("stopping", counters))
+        self._publish("stopping", counters, time.monotonic() - started)
         time.sleep(0.1)  # let the last heartbeat through before the forwarder stops
         self._steer.send(b"TERMINATE")
         forwarder.join(timeout=5)
@@ -107,20 +128,30 @@ class Proxy:
         self._context.destroy(linger=0)
         return 0
 
-    def _publish(self, state: str, uptime_s: float) -> None:
-        event = proxy_event(state=state, counters=self.statistics(), uptime_s=uptime_s, device=self.device_id)
-        self._own.publish(TOPIC_PROXY, event)
+    def _publish(self, state: str, counters: dict[str, int], uptime_s: float) -> None:
+        self._own.publish(
+            TOPIC_PROXY, proxy_event(state=state, counters=counters, uptime_s=uptime_s, device=self.device_id)
+        )
 
 
-def run_proxy(
-    frontend: str,
-    backend: str,
-    device_id: str,
-    heartbeat_s: float,
-    frontend_curve: CurveServer | None = None,
-    backend_curve: CurveServer | None = None,
-) -> int:
-    proxy = Proxy(frontend, backend, device_id, heartbeat_s, frontend_curve, backend_curve)
+def _status_line(state: str, counters: dict[str, int]) -> str:
+    """One line for `systemctl status`."""
+    return (
+        f"{state}: {counters['frontend_messages_in']} messages in from devices, "
+        f"{counters['backend_messages_out']} out to subscribers"
+    )
+
+
+def run_proxy(config: ProxyConfig) -> int:
+    proxy = Proxy(
+        config.frontend,
+        config.backend,
+        config.device_id,
+        config.heartbeat_s,
+        frontend_curve=config.curve("frontend"),
+        backend_curve=config.curve("backend"),
+        notifier=Notifier(),
+    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, proxy.request_stop)
     return proxy.run()

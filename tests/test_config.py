@@ -1,4 +1,4 @@
-"""The config file and the `run` flags: one table, the same checks, defaults ← file ← flags."""
+"""The config files and the `run` and `proxy` flags: one table each, the same checks, defaults ← file ← flags."""
 
 from __future__ import annotations
 
@@ -8,12 +8,33 @@ from pathlib import Path
 
 import pytest
 
-from ser_stream.config import KEYS, ConfigError, RunConfig, read_config_file, resolve
+from ser_stream.config import KEYS, PROXY_KEYS, ConfigError, ProxyConfig, RunConfig, read_config_file, resolve
 from ser_stream.errors import UserError
 from tests.conftest import REPO, SHIPPED_MODEL, clip_path, run_cli
 from tests.live import free_endpoint
 
 EXAMPLE = REPO / "systemd" / "config.toml"
+PROXY_EXAMPLE = REPO / "systemd" / "proxy.toml"
+#: (command, its keys, its settings, its example file, keys whose example value is not the default)
+TABLES = [
+    (
+        "run",
+        KEYS,
+        RunConfig,
+        EXAMPLE,
+        {"model", "device", "publish_connect", "device_id"} | {key for key in KEYS if key.startswith("curve_")},
+    ),
+    (
+        "proxy",
+        PROXY_KEYS,
+        ProxyConfig,
+        PROXY_EXAMPLE,
+        {"frontend", "backend", "device_id"} | {key for key in PROXY_KEYS if "_curve_" in key},
+    ),
+]
+per_command = pytest.mark.parametrize(
+    ("command", "keys", "settings", "example", "examples"), TABLES, ids=["run", "proxy"]
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -22,29 +43,32 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_every_run_flag_has_a_key_and_every_key_a_flag():
-    help_text = run_cli("run", "--help").stdout
+@per_command
+def test_every_flag_has_a_key_and_every_key_a_flag(command, keys, settings, example, examples):
+    help_text = run_cli(command, "--help").stdout
     flags = set(re.findall(r"--([a-z][a-z-]+)", help_text)) - {"help", "config", "no-realtime", "no-print"}
-    assert flags == {key.replace("_", "-") for key in KEYS}
+    assert flags == {key.replace("_", "-") for key in keys}
 
 
-def test_the_example_config_names_every_key_and_its_defaults_are_the_real_ones(tmp_path):
-    text = EXAMPLE.read_text()
-    for key in KEYS:
+@per_command
+def test_the_example_config_names_every_key_and_its_defaults_are_the_real_ones(
+    tmp_path, command, keys, settings, example, examples
+):
+    text = example.read_text()
+    for key in keys:
         assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), key
     uncommented = re.sub(r"^# ([a-z_]+ = )", r"\1", text, flags=re.MULTILINE)
-    values = read_config_file(write(tmp_path, uncommented))
-    assert set(values) == set(KEYS)
-    defaults = RunConfig()
-    # the installed model; the others are examples
-    examples = {"model", "device", "publish_connect", "device_id"} | {key for key in KEYS if key.startswith("curve_")}
-    for key in set(KEYS) - examples:
+    values = read_config_file(write(tmp_path, uncommented), settings)
+    assert set(values) == set(keys)
+    defaults = settings()
+    for key in set(keys) - examples:
         assert values[key] == getattr(defaults, key), key
 
 
-def test_the_readme_documents_every_key():
+@per_command
+def test_the_readme_documents_every_key(command, keys, settings, example, examples):
     readme = (REPO / "README.md").read_text()
-    for key in KEYS:
+    for key in keys:
         assert f"`{key}`" in readme, key
 
 
@@ -56,7 +80,7 @@ def test_flags_override_the_file_which_overrides_the_defaults(tmp_path):
 
 
 def test_the_default_file_may_be_absent_but_a_named_one_may_not(tmp_path, monkeypatch):
-    monkeypatch.setattr("ser_stream.config.DEFAULT_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.setattr(RunConfig, "DEFAULT_FILE", tmp_path / "absent.toml")
     assert resolve(None, {}) == RunConfig()
     with pytest.raises(ConfigError, match="not found"):
         resolve(tmp_path / "missing.toml", {})
@@ -169,3 +193,26 @@ def test_log_level_filters_what_reaches_stderr(ravdess):
     assert quiet.returncode == 0 and quiet.stderr == ""
     normal = run_cli("run", "--source", clip, "--no-realtime", "--publish", free_endpoint())
     assert normal.returncode == 0 and normal.stderr.startswith("ser-stream: model ser-mlp")
+
+
+def test_the_proxy_reads_its_file_and_flags_win(tmp_path):
+    path = write(tmp_path, 'frontend = "tcp://*:5557"\nbackend = "tcp://*:5556"\nheartbeat_s = 2\n')
+    config = resolve(path, {"backend": "tcp://127.0.0.1:6000"}, ProxyConfig)
+    assert (config.frontend, config.backend, config.heartbeat_s) == ("tcp://*:5557", "tcp://127.0.0.1:6000", 2.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('frontend = "tcp://*:5557"\nbackend = "tcp://*:5556"\nheartbeat = 2\n', "did you mean 'heartbeat_s'?"),
+        ('frontend = "tcp://*:5557"\n', "backend is required"),
+        (
+            'frontend = "tcp://*:5557"\nbackend = "tcp://*:5556"\nbackend_curve_secret_key = "k.key_secret"\n',
+            "backend_curve_secret_key and backend_curve_allowed_clients go together",
+        ),
+        ('frontend = "tcp://*:5557"\nbackend = "tcp://*:5556"\nheartbeat_s = 0\n', "heartbeat_s = 0: must be"),
+    ],
+)
+def test_proxy_config_errors_are_one_line_and_exit_78(tmp_path, text, message):
+    result = run_cli("proxy", "--config", str(write(tmp_path, text)))
+    assert result.returncode == 78 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr

@@ -73,4 +73,4 @@ def test_proxy_endpoint_errors_are_one_line():
     result = run_cli("proxy", "--frontend", "nonsense", "--backend", with_port)
     assert result.returncode == 4 and result.stderr.count("\n") == 1 and "invalid endpoint 'nonsense'" in result.stderr
     missing = run_cli("proxy", "--frontend", with_port)
-    assert missing.returncode == 2 and "--backend" in missing.stderr
+    assert missing.returncode == 78 and missing.stderr.count("\n") == 1 and "backend is required" in missing.stderr

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import threading
 import time
@@ -24,6 +25,7 @@ from ser_stream.classifier import Classifier
 from ser_stream.daemon import Daemon, DaemonSettings
 from ser_stream.model import load_bundle, manifest_path, sha256_of
 from ser_stream.notify import Notifier
+from ser_stream.proxy import Proxy
 from ser_stream.publisher import Publisher
 from tests.conftest import SHIPPED_MODEL, cli_executable, clip_path
 from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint
@@ -201,6 +203,85 @@ def test_a_wedged_stage_stops_the_watchdog_pings(ravdess, tmp_path, notify_socke
             wedge.release.set()
             daemon.request_stop()
             thread.join(30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.slow
+def test_ready_status_watchdog_and_stopping_from_the_real_proxy(notify_socket):
+    frontend, backend = free_endpoint(), free_endpoint()
+    watchdog_s = 0.2
+    env = {**os.environ, **notify_socket.env(watchdog_usec=int(2 * watchdog_s * 1e6))}
+    subscriber = Subscriber(backend)
+    proxy = subprocess.Popen(
+        [cli_executable(), "proxy", "--frontend", frontend, "--backend", backend, "--heartbeat-s", "0.5"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        notify_socket.wait_for("READY", timeout=30)
+        with Publisher(frontend, connect=True) as device:  # one device's five events
+            time.sleep(0.5)  # connected, and the subscription has reached it
+            for number in range(5):
+                device.publish("status", {"number": number})
+            time.sleep(1.5)
+        proxy.send_signal(signal.SIGTERM)
+        _, stderr = proxy.communicate(timeout=10)
+    finally:
+        if proxy.poll() is None:
+            proxy.kill()
+        subscriber.close()
+    time.sleep(0.1)
+    assert proxy.returncode == 0, stderr
+    messages = [fields for _, fields in notify_socket.messages]
+    assert messages[0]["READY"] == "1" and messages[0]["STATUS"].startswith("forwarding: 0 messages in from devices")
+    assert messages[-1]["STOPPING"] == "1" and messages[-1]["STATUS"].startswith("stopping: ")
+    heartbeats = [fields["STATUS"] for fields in messages if fields.get("STATUS", "").startswith("forwarding: ")]
+    assert len(heartbeats) >= 3
+    counted_in = int(messages[-1]["STATUS"].split()[1])
+    assert counted_in >= 5 and len([m for m in subscriber.of("status") if "number" in m]) == 5
+    gaps = np.diff(notify_socket.pings(notify_socket.messages[0][0]))
+    assert 0.75 * watchdog_s <= statistics.median(gaps) <= 1.5 * watchdog_s, gaps
+
+
+class _WedgingProxy(Proxy):
+    """Its forwarder answers the first few statistics requests, then hangs, as a deadlock would."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.wedged = threading.Event()
+        self.release = threading.Event()
+
+    def _forward(self) -> None:
+        answered = 0
+        while True:
+            request = self._control.recv()
+            if request == b"TERMINATE":
+                return
+            if answered == 5:
+                self.wedged.set()
+                self.release.wait()
+            self._control.send_multipart([struct.pack("=Q", 0)] * 8)
+            answered += 1
+
+
+def test_a_wedged_forwarder_stops_the_proxy_watchdog_pings(notify_socket):
+    watchdog_s = 0.1
+    notifier = Notifier(notify_socket.env(watchdog_usec=int(2 * watchdog_s * 1e6)))
+    proxy = _WedgingProxy(free_endpoint(), free_endpoint(), "hub", heartbeat_s=0.5, notifier=notifier)
+    thread = threading.Thread(target=proxy.run, daemon=True)
+    thread.start()
+    try:
+        assert proxy.wedged.wait(30)
+        wedged_at = time.monotonic()
+        time.sleep(1.0)
+        assert len(notify_socket.pings(end=wedged_at)) >= 3  # it was pinging until then
+        assert notify_socket.pings(start=wedged_at + 2 * watchdog_s) == []  # and then it stopped
+    finally:
+        proxy.request_stop()
+        proxy.release.set()
+        thread.join(30)
     assert not thread.is_alive()
 
 

@@ -19,11 +19,12 @@ from ser_stream.errors import DeviceError, ModelError, UserError
 from ser_stream.publisher import EndpointError
 from tests import pulse
 from tests.conftest import REPO, cli_executable, clip_path
-from tests.live import Subscriber, free_endpoint
+from tests.live import Subscriber, free_endpoint, wait_until
 
 virtual_mic = pulse.virtual_mic
 
 UNIT = REPO / "systemd" / "ser-stream.service"
+PROXY_UNIT = REPO / "systemd" / "ser-stream-proxy.service"
 #: The issue's bar for `systemd-analyze security` (0 = locked down, 10 = unprotected).
 MAX_EXPOSURE = 2.5
 
@@ -45,9 +46,10 @@ def unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
     return values
 
 
-def test_security_exposure_is_at_most_2_5():
-    result = analyze("security", "--offline=yes", f"--threshold={int(MAX_EXPOSURE * 10)}", str(UNIT))
-    exposure = float(re.search(r"Overall exposure level for ser-stream.service: ([\d.]+)", result.stdout)[1])
+@pytest.mark.parametrize("unit", [UNIT, PROXY_UNIT], ids=lambda unit: unit.name)
+def test_security_exposure_is_at_most_2_5(unit):
+    result = analyze("security", "--offline=yes", f"--threshold={int(MAX_EXPOSURE * 10)}", str(unit))
+    exposure = float(re.search(rf"Overall exposure level for {unit.name}: ([\d.]+)", result.stdout)[1])
     assert result.returncode == 0 and exposure <= MAX_EXPOSURE, result.stdout[-3000:]
 
 
@@ -62,6 +64,17 @@ def test_the_unit_is_a_notify_service_that_does_not_restart_on_fatal_errors():
     assert DeviceError.exit_code not in fatal and EndpointError.exit_code not in fatal
     assert unit["DynamicUser"] == ["yes"] and unit["SupplementaryGroups"] == ["audio"]
     assert unit["DevicePolicy"] == ["closed"] and unit["CapabilityBoundingSet"] == [""]
+
+
+def test_the_proxy_unit_is_a_notify_service_without_devices():
+    unit = unit_settings(PROXY_UNIT)
+    assert unit["Type"] == ["notify"] and float(unit["WatchdogSec"][0]) > 0 and unit["Restart"] == ["on-failure"]
+    assert {int(code) for code in unit["RestartPreventExitStatus"][0].split()} == {
+        UserError.exit_code,
+        ConfigError.exit_code,
+    }
+    assert unit["DynamicUser"] == ["yes"] and unit["PrivateDevices"] == ["yes"] and "SupplementaryGroups" not in unit
+    assert unit["ExecStart"] == ["/opt/ser-stream/bin/ser-stream proxy --config /etc/ser-stream/proxy.toml"]
 
 
 def install_into(root: Path) -> subprocess.CompletedProcess:
@@ -91,12 +104,14 @@ def staged_install(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_the_installed_unit_passes_systemd_analyze_verify(staged_install):
-    unit = staged_install / "etc/systemd/system/ser-stream.service"
+@pytest.mark.parametrize(("name", "command"), [("ser-stream", "run"), ("ser-stream-proxy", "proxy")])
+def test_the_installed_units_pass_systemd_analyze_verify(staged_install, name, command):
+    unit = staged_install / f"etc/systemd/system/{name}.service"
     result = analyze("verify", str(unit))
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
     prefix, etc = staged_install / "opt/ser-stream", staged_install / "etc/ser-stream"
-    assert f"ExecStart={prefix}/bin/ser-stream run --config {etc}/config.toml" in unit.read_text()
+    config = "config.toml" if command == "run" else "proxy.toml"
+    assert f"ExecStart={prefix}/bin/ser-stream {command} --config {etc}/{config}" in unit.read_text()
 
 
 @pytest.mark.slow
@@ -146,15 +161,46 @@ def test_the_installed_command_runs_from_its_own_venv_model_and_config(staged_in
 
 
 @pytest.mark.slow
-def test_reinstalling_keeps_an_edited_config(staged_install):
-    config = staged_install / "etc/ser-stream/config.toml"
-    config.write_text(config.read_text() + 'log_level = "debug"\n')
-    edited = config.read_text()
+@pytest.mark.slow
+def test_the_installed_proxy_runs_from_its_config(staged_install, tmp_path):
+    config = staged_install / "etc/ser-stream/proxy.toml"
+    frontend, backend = free_endpoint(), free_endpoint()
+    config.write_text(
+        config.read_text().replace("tcp://0.0.0.0:5557", frontend).replace("tcp://127.0.0.1:5556", backend)
+    )
+    subscriber = Subscriber(backend)
+    installed = str(staged_install / "opt/ser-stream/bin/ser-stream")
+    proxy = subprocess.Popen(
+        [installed, "proxy", "--config", str(config), "--heartbeat-s", "0.2"],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        wait_until(lambda: subscriber.of("proxy"), 20, "a proxy event")
+        proxy.send_signal(signal.SIGTERM)
+        _, stderr = proxy.communicate(timeout=15)
+    finally:
+        if proxy.poll() is None:
+            proxy.kill()
+        subscriber.close()
+    assert proxy.returncode == 0, stderr
+    assert subscriber.of("proxy") and subscriber.of("proxy")[-1]["state"] == "stopping"
+
+
+@pytest.mark.slow
+def test_reinstalling_keeps_edited_configs(staged_install):
+    configs = [staged_install / "etc/ser-stream" / name for name in ("config.toml", "proxy.toml")]
+    for config in configs:
+        config.write_text(config.read_text() + 'log_level = "debug"\n')
+    edited = [config.read_text() for config in configs]
     result = install_into(staged_install)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert config.read_text() == edited
-    assert (staged_install / "etc/ser-stream/config.toml.example").exists()
-    assert "kept" in result.stderr
+    assert [config.read_text() for config in configs] == edited
+    for config in configs:
+        assert config.with_name(config.name + ".example").exists()
+    assert result.stderr.count("kept") == 2
 
 
 def test_install_refuses_unknown_options_in_one_line():
@@ -197,9 +243,7 @@ def test_the_daemon_captures_and_classifies_under_memory_deny_write_execute(virt
         assert json.loads(daemon.stdout.readline())["state"] == "started"
         time.sleep(1.5)  # PulseAudio starts the stream
         virtual_mic.play(clip_path(ravdess, 3, 1, intensity=2))
-        deadline = time.monotonic() + 15
-        while not subscriber.of("emotion") and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: subscriber.of("emotion"), 15, "an emotion event")
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=15)
     finally:
