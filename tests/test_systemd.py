@@ -20,6 +20,7 @@ from ser_stream.publisher import EndpointError
 from tests import pulse
 from tests.conftest import REPO, cli_executable, clip_path
 from tests.live import Subscriber, free_endpoint, wait_until
+from tests.sandbox import unit_settings
 
 virtual_mic = pulse.virtual_mic
 
@@ -37,15 +38,6 @@ def analyze(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():  # repeated keys accumulate in systemd; keep them all
-        if "=" in line and not line.startswith(("#", "[")):
-            key, _, value = line.partition("=")
-            values.setdefault(key, []).append(value)
-    return values
-
-
 @pytest.mark.parametrize("unit", [UNIT, PROXY_UNIT], ids=lambda unit: unit.name)
 def test_security_exposure_is_at_most_2_5(unit):
     result = analyze("security", "--offline=yes", f"--threshold={int(MAX_EXPOSURE * 10)}", str(unit))
@@ -54,7 +46,7 @@ def test_security_exposure_is_at_most_2_5(unit):
 
 
 def test_the_unit_is_a_notify_service_that_does_not_restart_on_fatal_errors():
-    unit = unit_settings()
+    unit = unit_settings(UNIT)
     assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
     assert float(unit["WatchdogSec"][0]) > 0 and unit["Restart"] == ["on-failure"]
     assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
@@ -210,37 +202,46 @@ def test_install_refuses_unknown_options_in_one_line():
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--prefx" in result.stderr
 
 
-#: Runs argv[1:] with the kernel's MemoryDenyWriteExecute (prctl PR_SET_MDWE, Linux >= 6.3), which
-#: systemd uses for the unit's MemoryDenyWriteExecute=yes: no memory may become executable once writable.
-UNDER_MDWE = (
-    "import ctypes, os, sys\n"
-    "libc = ctypes.CDLL(None, use_errno=True)\n"
-    "if libc.prctl(65, 1, 0, 0, 0) != 0:\n"
-    "    sys.exit(f'PR_SET_MDWE unsupported: errno {ctypes.get_errno()}')\n"
-    "os.execv(sys.argv[1], sys.argv[1:])\n"
-)
+def sandboxed(unit: Path, *command: str) -> list[str]:
+    """``command`` as systemd would run it under ``unit``'s NoNewPrivileges, MemoryDenyWriteExecute and
+    SystemCallFilter (see tests/sandbox.py)."""
+    return [sys.executable, "-m", "tests.sandbox", str(unit), *command]
+
+
+def test_the_sandbox_enforces_the_units_system_call_filter():
+    """So the tests below can fail: what the filter leaves out fails with EPERM, what it keeps works."""
+    probe = "import os; os.sched_setaffinity(0, {0}); print('affinity set')"  # @resources: denied
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, cwd=REPO).returncode == 0
+    denied = subprocess.run(sandboxed(UNIT, sys.executable, "-c", probe), capture_output=True, text=True, cwd=REPO)
+    if denied.returncode == 3:
+        pytest.skip(denied.stderr.strip())
+    assert denied.returncode == 1 and "PermissionError: [Errno 1]" in denied.stderr, denied.stderr
+    allowed = "import os; os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)); print('ok')"
+    kept = subprocess.run(sandboxed(UNIT, sys.executable, "-c", allowed), capture_output=True, text=True, cwd=REPO)
+    assert kept.returncode == 0 and kept.stdout == "ok\n", kept.stderr
 
 
 @pytest.mark.slow
-def test_the_daemon_captures_and_classifies_under_memory_deny_write_execute(virtual_mic, ravdess):
-    """The unit sets MemoryDenyWriteExecute=yes: the serving path must not JIT (no numba), and
-    PortAudio's callback into Python (cffi) must work without writable executable memory."""
-    assert unit_settings()["MemoryDenyWriteExecute"] == ["yes"]
-    probe = subprocess.run([sys.executable, "-c", UNDER_MDWE, "/bin/true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"this kernel cannot enforce it: {probe.stderr.strip()}")
+def test_the_daemon_captures_and_classifies_in_the_units_sandbox(virtual_mic, ravdess):
+    """MemoryDenyWriteExecute=yes: serving must not JIT (no numba), and capture must not need a cffi
+    callback.  SystemCallFilter=: libzmq's threads, PortAudio and numpy must live with it."""
+    assert unit_settings(UNIT)["MemoryDenyWriteExecute"] == ["yes"]
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
     command = [cli_executable(), "run", "--device", virtual_mic.device, "--publish", endpoint, "--print"]
     daemon = subprocess.Popen(
-        [sys.executable, "-c", UNDER_MDWE, *command],
+        sandboxed(UNIT, *command),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        cwd=REPO,
     )
     try:
-        assert json.loads(daemon.stdout.readline())["state"] == "started"
+        first = daemon.stdout.readline()
+        if not first and daemon.wait(10) == 3:
+            pytest.skip(daemon.stderr.read().strip())
+        assert json.loads(first)["state"] == "started", daemon.stderr.read()
         time.sleep(1.5)  # PulseAudio starts the stream
         virtual_mic.play(clip_path(ravdess, 3, 1, intensity=2))
         wait_until(lambda: subscriber.of("emotion"), 15, "an emotion event")
@@ -252,3 +253,25 @@ def test_the_daemon_captures_and_classifies_under_memory_deny_write_execute(virt
         subscriber.close()
     assert daemon.returncode == 0, stderr
     assert len(subscriber.of("emotion")) == 1 and "Traceback" not in stderr
+
+
+@pytest.mark.slow
+def test_the_proxy_forwards_in_its_units_sandbox():
+    frontend, backend = free_endpoint(), free_endpoint()
+    subscriber = Subscriber(backend)
+    command = [cli_executable(), "proxy", "--frontend", frontend, "--backend", backend, "--heartbeat-s", "0.2"]
+    proxy = subprocess.Popen(
+        sandboxed(PROXY_UNIT, *command), stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=REPO
+    )
+    try:
+        wait_until(lambda: subscriber.of("proxy") or proxy.poll() is not None, 20, "a proxy event")
+        if proxy.poll() == 3:
+            pytest.skip(proxy.stderr.read().strip())
+        proxy.send_signal(signal.SIGTERM)
+        _, stderr = proxy.communicate(timeout=15)
+    finally:
+        if proxy.poll() is None:
+            proxy.kill()
+        subscriber.close()
+    assert proxy.returncode == 0, stderr
+    assert subscriber.of("proxy")[-1]["state"] == "stopping" and "Traceback" not in stderr
