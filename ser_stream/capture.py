@@ -31,12 +31,48 @@ FALLBACK_RATE = 48000
 #: A running stream that delivers nothing for this long is treated as lost (a hung driver or
 #: server may block a read forever); blocks normally come every 10-30 ms.
 STALL_S = 3.0
+#: Delivered audio this far short of the clock is audio the input lost (see LossDetector).
+LOSS_THRESHOLD_S = 0.25
+#: How fast the loss detector's baseline follows slow changes: latency, the card's clock drift.
+_BASELINE_FOLLOW = 1 / 32
 
 
 class AudioBlock(NamedTuple):
     samples: np.ndarray  # int16 mono, 1-D
     start: int  # sample offset of samples[0] from stream start
     captured_at: float  # time.monotonic() when the block's last sample was captured (file: when due / read)
+
+
+class LossDetector:
+    """Finds audio an input lost without saying so, from the clock.
+
+    A starved capture thread makes the sound system drop audio, and not every backend flags it:
+    ALSA hardware reports an overrun, but PulseAudio's ALSA plugin drops the audio silently.  So
+    after every read that leaves the input's buffer empty (nothing delivered is still waiting:
+    a read right after a stall drains a backlog first), the frames delivered so far are compared
+    with the time since the stream started.
+    The difference is latency plus the sound card's clock drift, both slow; a baseline follows
+    them.  A jump beyond LOSS_THRESHOLD_S is lost audio, which the caller skips in its offsets so
+    that stream time stays true.  Pure logic: the caller supplies times and counts.
+    """
+
+    def __init__(self, sample_rate: int, started_at: float) -> None:
+        self._rate = sample_rate
+        self._started_at = started_at
+        self._threshold = round(LOSS_THRESHOLD_S * sample_rate)
+        self._baseline: float | None = None
+
+    def lost_frames(self, now: float, delivered: int) -> int:
+        """Frames lost since the last call, given ``delivered`` frames (lost ones included as
+        reported) at ``now``; call it only when the input's buffer is empty."""
+        behind = round((now - self._started_at) * self._rate) - delivered
+        if self._baseline is None:
+            self._baseline = behind
+            return 0
+        if behind - self._baseline > self._threshold:
+            return round(behind - self._baseline)  # the caller adds them to ``delivered`` from now on
+        self._baseline += (behind - self._baseline) * _BASELINE_FOLLOW
+        return 0
 
 
 class Source(Protocol):
@@ -64,7 +100,7 @@ class Source(Protocol):
         ...
 
     def counters(self) -> dict[str, int]:
-        """frames_captured, overflows, queue_drops, queue_depth."""
+        """frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
         ...
 
 
@@ -160,8 +196,8 @@ class MicSource:
     The device and a sample rate it accepts are settled in ``__init__``, so ``name`` and
     ``sample_rate`` are known before ``start()``: ``sample_rate`` is FALLBACK_RATE when the
     device refused the requested rate. Offsets count every frame PortAudio delivered, queue
-    drops included, so stream time stays true; frames PortAudio itself lost (overflows) are
-    unknowable and not counted. ``read`` raises DeviceLostError once the stream ended on its
+    drops included, and skip the frames the sound system lost (found by LossDetector), so
+    stream time stays true. ``read`` raises DeviceLostError once the stream ended on its
     own (or delivered nothing for STALL_S) and every block it delivered was read; ``reopen()``
     then finds the device again, as PortAudio sees it now, and restarts the stream.
     """
@@ -180,7 +216,9 @@ class MicSource:
         self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
         self._stream: sounddevice.InputStream | None = None
         self._thread: threading.Thread | None = None
-        self._frames = 0
+        self._frames = 0  # frames delivered, for the counters
+        self._next_start = 0  # the next block's offset: frames delivered plus frames lost
+        self._frames_lost = 0
         self._overflows = 0
         self._queue_drops = 0
         self._stopping = threading.Event()
@@ -205,16 +243,26 @@ class MicSource:
     def _capture(self, stream: sounddevice.InputStream) -> None:
         """The capture thread: read, copy into the queue, nothing else (no logging, no waiting on the queue)."""
         sd = _sounddevice()
+        losses = LossDetector(self.sample_rate, time.monotonic())
+        delivered = 0  # in this stream, lost frames included
         while not self._stopping.is_set():
             try:
                 data, overflowed = stream.read(self._block)
+                caught_up = stream.read_available < self._block  # nothing delivered is still waiting
             except (sd.PortAudioError, OSError):
                 break
+            now = time.monotonic()
             if overflowed:
                 self._overflows += 1
-            start = self._frames
+            delivered += len(data)
+            if caught_up:
+                lost = losses.lost_frames(now, delivered)
+                delivered += lost
+                self._next_start += lost
+                self._frames_lost += lost
+            start = self._next_start
+            self._next_start += len(data)
             self._frames += len(data)
-            now = time.monotonic()
             self._last_block_at = now
             try:
                 self._queue.put_nowait(AudioBlock(data[:, 0].copy(), start, now))
@@ -287,6 +335,7 @@ class MicSource:
     def counters(self) -> dict[str, int]:
         return {
             "frames_captured": self._frames,
+            "frames_lost": self._frames_lost,
             "overflows": self._overflows,
             "queue_drops": self._queue_drops,
             "queue_depth": self._queue.qsize(),
@@ -369,4 +418,4 @@ class FileSource:
         raise RuntimeError("a file source cannot be reopened")
 
     def counters(self) -> dict[str, int]:
-        return {"frames_captured": self._position, "overflows": 0, "queue_drops": 0, "queue_depth": 0}
+        return {"frames_captured": self._position, "frames_lost": 0, "overflows": 0, "queue_drops": 0, "queue_depth": 0}

@@ -137,6 +137,7 @@ class Daemon:
         self._started: float  # monotonic and wall-clock time the input opened, set by run()
         self._wall_start: datetime
         self._main_alive = time.monotonic()  # the main loop's last pass, for the watchdog
+        self._next_start: int | None = None  # the source offset the next block should start at
         self.utterance_drops = 0
 
     # -- control -------------------------------------------------------------------------------
@@ -255,8 +256,18 @@ class Daemon:
                 if self.source.finished:
                     return
                 continue
+            if self._next_start is not None and block.start > self._next_start:
+                self._skip_gap(block.start - self._next_start)
+            self._next_start = block.start + block.samples.size
             for utterance in self.segmenter.feed(block.samples):
                 self._enqueue(_Job(utterance, block.captured_at))
+
+    def _skip_gap(self, frames: int) -> None:
+        """Audio missing from the input (dropped from a full capture queue, or lost by the sound
+        system): the utterance in progress ends where the audio does, and stream time jumps the gap."""
+        resume_at = self.segmenter.position + frames
+        self._flush_segmenter()
+        self.segmenter.restart_at(resume_at)
 
     def _flush_segmenter(self) -> None:
         """The utterance in progress, if any, goes to the worker: the input is ending or gone."""
@@ -379,6 +390,7 @@ class Daemon:
         source = self.source.counters()
         return {
             "frames_captured": source["frames_captured"],
+            "frames_lost": source["frames_lost"],
             "overflows": source["overflows"],
             "utterances": self.segmenter.emitted,
             "utterances_dropped_short": self.segmenter.dropped_short,

@@ -22,6 +22,7 @@ from ser_stream.capture import (
     AudioBlock,
     DeviceLostError,
     FileSource,
+    LossDetector,
     MicSource,
     list_input_devices,
     resolve_device,
@@ -67,7 +68,13 @@ def test_file_blocks_tile_the_file_exactly(tmp_path):
     np.testing.assert_array_equal(np.concatenate([block.samples for block in blocks]), expected)
     assert source.finished
     assert source.read(0.1) is None
-    assert source.counters() == {"frames_captured": 16160, "overflows": 0, "queue_drops": 0, "queue_depth": 0}
+    assert source.counters() == {
+        "frames_captured": 16160,
+        "frames_lost": 0,
+        "overflows": 0,
+        "queue_drops": 0,
+        "queue_depth": 0,
+    }
     source.stop()
 
 
@@ -76,6 +83,33 @@ def test_finished_turns_true_with_the_last_block(tmp_path):
     source.start()
     assert source.read(1.0).start == 0 and not source.finished
     assert source.read(1.0).start == BLOCK and source.finished
+
+
+def reads(detector, seconds, block_s=0.03, drift=0.0, latency_jitter_s=0.01, seed=0):
+    """Feed ``detector`` the reads of a live input: each block's audio arrives block_s after the last
+    (on a card clock ``drift`` fast), seen a random bit late.  Returns the lost frames it reports."""
+    rng = np.random.default_rng(seed)
+    lost, delivered, clock = [], 0, 0.0
+    for _ in range(round(seconds / block_s)):
+        clock += block_s / (1 + drift)
+        delivered += round(block_s * RATE)
+        found = detector.lost_frames(clock + rng.uniform(0, latency_jitter_s), delivered)
+        delivered += found
+        lost.append(found)
+    return lost, clock, delivered
+
+
+def test_the_loss_detector_finds_a_gap_once_and_nothing_in_drift_or_jitter():
+    quiet, _, _ = reads(LossDetector(RATE, 0.0), 3600, drift=200e-6)  # an hour, a card 200 ppm fast
+    assert sum(quiet) == 0
+    quiet, _, _ = reads(LossDetector(RATE, 0.0), 3600, drift=-200e-6, seed=1)  # and one 200 ppm slow
+    assert sum(quiet) == 0
+    detector = LossDetector(RATE, 0.0)
+    _, clock, delivered = reads(detector, 10)
+    after_gap = clock + 2.0 + 0.03  # two seconds of audio never arrived
+    found = detector.lost_frames(after_gap, delivered + 480)
+    assert abs(found - 2 * RATE) <= 0.02 * RATE
+    assert detector.lost_frames(after_gap + 0.03, delivered + 480 + found + 480) == 0  # reported once
 
 
 def test_read_before_start_is_a_programming_error(tmp_path):
