@@ -10,6 +10,7 @@ ALSA device and contacts the sound server), and file sources must work without P
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -33,7 +34,9 @@ FALLBACK_RATE = 48000
 STALL_S = 3.0
 #: Delivered audio this far short of the clock is audio the input lost (see LossDetector).
 LOSS_THRESHOLD_S = 0.25
-#: How fast the loss detector's baseline follows slow changes: latency, the card's clock drift.
+#: Blocks between two checks for lost audio: losses are rare, and found at the next check.
+LOSS_CHECK_BLOCKS = 10
+#: How fast the loss detector's baseline follows slow changes (latency, the card's clock drift), per check.
 _BASELINE_FOLLOW = 1 / 32
 
 
@@ -245,10 +248,13 @@ class MicSource:
         sd = _sounddevice()
         losses = LossDetector(self.sample_rate, time.monotonic())
         delivered = 0  # in this stream, lost frames included
-        while not self._stopping.is_set():
+        for count in itertools.count():
+            if self._stopping.is_set():
+                break
             try:
                 data, overflowed = stream.read(self._block)
-                caught_up = stream.read_available < self._block  # nothing delivered is still waiting
+                # Every few blocks (each check costs a call into the driver): is the backlog drained?
+                caught_up = count % LOSS_CHECK_BLOCKS == 0 and stream.read_available < self._block
             except (sd.PortAudioError, OSError):
                 break
             now = time.monotonic()

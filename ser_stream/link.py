@@ -30,6 +30,8 @@ _WATCHED = (
 
 
 class ProxyLink:
+    """Watches one connecting socket's handshakes with its proxy; ``check`` runs in its owner thread."""
+
     def __init__(self, socket: zmq.Socket, endpoint: str, uses_curve: bool) -> None:
         self._socket = socket
         self._endpoint = endpoint
@@ -38,7 +40,6 @@ class ProxyLink:
         self._refusal: str | None = None  # the last reason logged, while refused
         self._retry_at: float | None = None
         self._delay = RETRY_FIRST_S
-        self.refusals = 0
 
     def check(self) -> None:
         """Handle the handshake events so far; reconnect if a retry is due.  Never waits."""
@@ -63,7 +64,6 @@ class ProxyLink:
                 else "the handshake failed"
             )
             return
-        self.refusals += 1
         if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             reason = f"it refused this device's CURVE key (not among its admitted devices; ZAP status {value})"
         elif value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH and self._uses_curve:

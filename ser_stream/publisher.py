@@ -90,8 +90,9 @@ class Publisher:
             raise
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, LINGER_MS)
-        # Watched from before the first handshake, so a refusal is never missed.
-        self._link = ProxyLink(self._socket, endpoint, uses_curve=curve is not None) if connect else None
+        # Watched from before the first handshake, so a refusal is never missed (inproc has none).
+        if connect and not endpoint.startswith("inproc://"):
+            self._link = ProxyLink(self._socket, endpoint, uses_curve=curve is not None)
         try:
             (self._socket.connect if connect else self._socket.bind)(endpoint)
         except zmq.ZMQError as error:
