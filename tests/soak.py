@@ -4,7 +4,9 @@ that keeps up, sampling the daemon's RSS as it goes.
     .venv/bin/python -m tests.soak --minutes 60 --plot soak-rss.png
 
 prints the figures and draws RSS against time (the hour streams in seconds: RSS is sampled
-every 50 ms). test_faults runs a short version.
+every 50 ms). test_faults runs a short version.  ``--realtime`` paces the stream like a
+microphone instead, so the run lasts as long as its audio: growth with wall time (heartbeats,
+timers, the watchdog path) shows there, not in the fast run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ WARM_UP_SHARE = 0.2
 
 @dataclass
 class SoakResult:
+    realtime: bool
     audio_s: float
     clips: int
     wall_s: float
@@ -92,13 +95,16 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def soak(ravdess: Path, minutes: float, workdir: Path, sample_every_s: float = 0.5) -> SoakResult:
+def soak(
+    ravdess: Path, minutes: float, workdir: Path, sample_every_s: float = 0.5, realtime: bool = False
+) -> SoakResult:
     stream = workdir / "soak.wav"
     audio_s, clips = build_long_stream(ravdess, stream, minutes)
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
     started = time.monotonic()
-    command = [cli_executable(), "run", "--source", str(stream), "--no-realtime", "--publish", endpoint]
+    pace = "--realtime" if realtime else "--no-realtime"
+    command = [cli_executable(), "run", "--source", str(stream), pace, "--publish", endpoint]
     daemon = subprocess.Popen(
         [*command, "--wait-subscriber", "10", "--log-level", "warning"],
         stdout=subprocess.DEVNULL,
@@ -124,6 +130,7 @@ def soak(ravdess: Path, minutes: float, workdir: Path, sample_every_s: float = 0
     final = subscriber.of("status")[-1]["counters"] if subscriber.of("status") else {}
     seqs = [event["seq"] for _, event in subscriber.messages]
     return SoakResult(
+        realtime=realtime,
         audio_s=audio_s,
         clips=clips,
         wall_s=wall_s,
@@ -151,11 +158,12 @@ def plot(result: SoakResult, path: Path) -> None:
     axes.axvline(result.ready_s, color="grey", linestyle="--", label="ready: streaming starts")
     axes.axvline(result.warm_up_s, color="grey", linestyle=":", label="end of warm-up")
     speed = result.audio_s / (result.wall_s - result.ready_s)
-    axes.set_xlabel(f"seconds since start (the audio streams at {speed:.0f}x real time)")
+    axes.set_xlabel(f"seconds since start (the audio streams at {speed:.{0 if speed > 2 else 2}f}x real time)")
     axes.set_ylabel("RSS (MB)")
     axes.set_ylim(bottom=0)
     minutes = result.audio_s / 60
-    axes.set_title(f"ser-stream run --no-realtime: {minutes:.0f} min of speech, {result.utterances} utterances")
+    pace = "--realtime" if result.realtime else "--no-realtime"
+    axes.set_title(f"ser-stream run {pace}: {minutes:.0f} min of speech, {result.utterances} utterances")
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -165,7 +173,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60.0, help="audio to stream (default: 60)")
     parser.add_argument("--plot", type=Path, help="draw RSS against time into this PNG")
-    parser.add_argument("--every", type=float, default=0.05, help="RSS sampling period in seconds (default: 0.05)")
+    parser.add_argument("--every", type=float, help="RSS sampling period in seconds (default: 0.05, realtime 5)")
+    parser.add_argument("--realtime", action="store_true", help="pace the stream like a microphone")
     parser.add_argument(
         "--data",
         type=Path,
@@ -174,7 +183,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ser-stream-soak-") as workdir:
-        result = soak(args.data, args.minutes, Path(workdir), sample_every_s=args.every)
+        every = args.every or (5.0 if args.realtime else 0.05)
+        result = soak(args.data, args.minutes, Path(workdir), sample_every_s=every, realtime=args.realtime)
     print(result.summary())
     if args.plot:
         plot(result, args.plot)
