@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .config import DEFAULT_CONFIG, DEFAULT_PROXY_CONFIG, ProxyConfig, RunConfig, add_flags
+from .config import ProxyConfig, RunConfig, add_flags
 from .errors import UserError
 from .logs import error_line
 from .publisher import DEFAULT_ENDPOINT
@@ -104,6 +104,26 @@ def _devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configured(
+    commands: argparse._SubParsersAction, name: str, settings: type[RunConfig | ProxyConfig], example: str, help: str
+) -> argparse.ArgumentParser:
+    """A command whose every flag is also a key of its TOML config file."""
+    key = example.removeprefix("--").replace("-", "_")
+    parser = commands.add_parser(
+        name,
+        help=help,
+        description=f"Every flag is also a key of the config file ({example} is {key}); flags win.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML config file (default: {settings.DEFAULT_FILE} if it exists)",
+    )
+    add_flags(parser, settings)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .model import default_model_path
 
@@ -129,18 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify.set_defaults(handler=_classify)
 
-    run = commands.add_parser(
-        "run",
-        help="the daemon: audio → utterances → emotion events on ZeroMQ",
-        description="Every flag is also a key of the config file (--hangover-ms is hangover_ms); flags win.",
+    run = _configured(
+        commands, "run", RunConfig, "--hangover-ms", help="the daemon: audio → utterances → emotion events on ZeroMQ"
     )
-    run.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help=f"TOML config file (default: {DEFAULT_CONFIG} if it exists)",
-    )
-    add_flags(run, RunConfig)
     run.set_defaults(handler=_run)
 
     sub = commands.add_parser("subscribe", help="print the events of a running daemon as JSON lines")
@@ -160,18 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--name", default="server", help="file name of the pair (default: %(default)s)")
     keygen.set_defaults(handler=_keygen)
 
-    proxy = commands.add_parser(
+    proxy = _configured(
+        commands,
         "proxy",
+        ProxyConfig,
+        "--heartbeat-s",
         help="forward the events of many daemons (run --publish-connect) to one endpoint for subscribers",
-        description="Every flag is also a key of the config file (--heartbeat-s is heartbeat_s); flags win.",
     )
-    proxy.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help=f"TOML config file (default: {DEFAULT_PROXY_CONFIG} if it exists)",
-    )
-    add_flags(proxy, ProxyConfig)
     proxy.set_defaults(handler=_proxy)
 
     devices = commands.add_parser("devices", help="list audio input devices")

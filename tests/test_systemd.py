@@ -160,25 +160,29 @@ def test_the_installed_proxy_runs_from_its_config(staged_install, tmp_path):
     config.write_text(
         config.read_text().replace("tcp://0.0.0.0:5557", frontend).replace("tcp://127.0.0.1:5556", backend)
     )
-    subscriber = Subscriber(backend)
     installed = str(staged_install / "opt/ser-stream/bin/ser-stream")
-    proxy = subprocess.Popen(
-        [installed, "proxy", "--config", str(config), "--heartbeat-s", "0.2"],
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        cwd=tmp_path,
+    returncode, stderr, heartbeats = run_proxy_briefly(
+        [installed, "proxy", "--config", str(config), "--heartbeat-s", "0.2"], backend, cwd=tmp_path
     )
+    assert returncode == 0, stderr
+    assert heartbeats[-1]["state"] == "stopping"
+
+
+def run_proxy_briefly(command: list[str], backend: str, cwd: Path) -> tuple[int | None, str, list[dict]]:
+    """Start a proxy, wait for its first `proxy` event, stop it with SIGTERM: (exit status, stderr,
+    its events).  The status is the sandbox's 3 if the kernel could not apply it."""
+    subscriber = Subscriber(backend)
+    proxy = subprocess.Popen(command, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=cwd)
     try:
-        wait_until(lambda: subscriber.of("proxy"), 20, "a proxy event")
-        proxy.send_signal(signal.SIGTERM)
+        wait_until(lambda: subscriber.of("proxy") or proxy.poll() is not None, 20, "a proxy event")
+        if proxy.poll() is None:
+            proxy.send_signal(signal.SIGTERM)
         _, stderr = proxy.communicate(timeout=15)
     finally:
         if proxy.poll() is None:
             proxy.kill()
         subscriber.close()
-    assert proxy.returncode == 0, stderr
-    assert subscriber.of("proxy") and subscriber.of("proxy")[-1]["state"] == "stopping"
+    return proxy.returncode, stderr, subscriber.of("proxy")
 
 
 @pytest.mark.slow
@@ -258,20 +262,9 @@ def test_the_daemon_captures_and_classifies_in_the_units_sandbox(virtual_mic, ra
 @pytest.mark.slow
 def test_the_proxy_forwards_in_its_units_sandbox():
     frontend, backend = free_endpoint(), free_endpoint()
-    subscriber = Subscriber(backend)
     command = [cli_executable(), "proxy", "--frontend", frontend, "--backend", backend, "--heartbeat-s", "0.2"]
-    proxy = subprocess.Popen(
-        sandboxed(PROXY_UNIT, *command), stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=REPO
-    )
-    try:
-        wait_until(lambda: subscriber.of("proxy") or proxy.poll() is not None, 20, "a proxy event")
-        if proxy.poll() == 3:
-            pytest.skip(proxy.stderr.read().strip())
-        proxy.send_signal(signal.SIGTERM)
-        _, stderr = proxy.communicate(timeout=15)
-    finally:
-        if proxy.poll() is None:
-            proxy.kill()
-        subscriber.close()
-    assert proxy.returncode == 0, stderr
-    assert subscriber.of("proxy")[-1]["state"] == "stopping" and "Traceback" not in stderr
+    returncode, stderr, heartbeats = run_proxy_briefly(sandboxed(PROXY_UNIT, *command), backend, cwd=REPO)
+    if returncode == 3:
+        pytest.skip(stderr.strip())
+    assert returncode == 0, stderr
+    assert heartbeats[-1]["state"] == "stopping" and "Traceback" not in stderr
