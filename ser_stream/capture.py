@@ -139,8 +139,11 @@ def rescan_devices() -> None:
     stream: call it only when none is open.
     """
     sd = _sounddevice()
-    sd._terminate()
-    sd._initialize()
+    try:
+        sd._terminate()
+        sd._initialize()
+    except sd.PortAudioError as error:
+        raise DeviceError(f"PortAudio could not list devices again: {_one_line(error)}") from None
 
 
 def list_input_devices() -> list[dict]:
@@ -224,8 +227,9 @@ class MicSource:
         self._frames_lost = 0
         self._overflows = 0
         self._queue_drops = 0
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # the current stream's; each stream gets its own
         self._lost = False
+        self._first_sample_at: float | None = None  # monotonic time of the first stream's first sample
 
     def _refusal(self, sd: ModuleType, rate: int) -> str | None:
         """Why the device will not capture mono 16-bit audio at ``rate``, or None if it will."""
@@ -243,23 +247,34 @@ class MicSource:
             errors.append(f"{rate} Hz: {reason}")
         raise DeviceError(f'cannot capture mono 16-bit audio from "{self.name}" ({"; ".join(errors)})')
 
-    def _capture(self, stream: sounddevice.InputStream) -> None:
-        """The capture thread: read, copy into the queue, nothing else (no logging, no waiting on the queue)."""
+    def _capture(self, stream: sounddevice.InputStream, stopping: threading.Event) -> None:
+        """The capture thread: read, copy into the queue, nothing else (no logging, no waiting on the queue).
+
+        ``stopping`` is this stream's own: a thread that outlives its stream (a driver that hung in
+        a read past stop()) touches nothing once it is set, whatever stream runs by then.
+        """
         sd = _sounddevice()
         losses = LossDetector(self.sample_rate, time.monotonic())
         delivered = 0  # in this stream, lost frames included
         for count in itertools.count():
-            if self._stopping.is_set():
-                break
             try:
                 data, overflowed = stream.read(self._block)
                 # Every few blocks (each check costs a call into the driver): is the backlog drained?
                 caught_up = count % LOSS_CHECK_BLOCKS == 0 and stream.read_available < self._block
             except (sd.PortAudioError, OSError):
                 break
+            if stopping.is_set():
+                return
             now = time.monotonic()
             if overflowed:
                 self._overflows += 1
+            if delivered == 0:  # this stream's first block
+                first_sample_at = now - len(data) / self.sample_rate
+                if self._first_sample_at is None:
+                    self._first_sample_at = first_sample_at
+                else:  # reopened: offsets go on counting time since the first sample, across the gap
+                    since_first = round((first_sample_at - self._first_sample_at) * self.sample_rate)
+                    self._next_start = max(self._next_start, since_first)
             delivered += len(data)
             if caught_up:
                 lost = losses.lost_frames(now, delivered)
@@ -274,12 +289,11 @@ class MicSource:
                 self._queue.put_nowait(AudioBlock(data[:, 0].copy(), start, now))
             except queue.Full:
                 self._queue_drops += 1
-        if not self._stopping.is_set():
+        if not stopping.is_set():
             self._lost = True
 
     def start(self) -> None:
         sd = _sounddevice()
-        self._stopping.clear()
         self._lost = False
         try:
             stream = sd.InputStream(
@@ -294,7 +308,10 @@ class MicSource:
             raise DeviceError(f'cannot start input device "{self.name}": {_one_line(error)}') from None
         self._last_block_at = time.monotonic()
         self._stream = stream
-        self._thread = threading.Thread(target=self._capture, args=(stream,), name="ser-stream-capture", daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._capture, args=(stream, self._stopping), name="ser-stream-capture", daemon=True
+        )
         self._thread.start()
 
     def read(self, timeout: float) -> AudioBlock | None:
@@ -314,6 +331,8 @@ class MicSource:
         present now, at the rate the stream had: the pipeline after it is built for that rate.
         """
         self.stop()
+        if self._thread is not None and self._thread.is_alive():
+            raise DeviceError(f'the last capture from "{self.name}" is still stuck in the driver')
         rescan_devices()
         sd = _sounddevice()
         self._device = resolve_device(self._wanted)

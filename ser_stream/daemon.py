@@ -14,7 +14,6 @@ moving too: a wedged stage stops the pings and systemd restarts the service.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import queue
@@ -59,6 +58,9 @@ class _Job:
     utterance: Utterance
     captured_at: float  # monotonic time the block that closed the utterance was captured
 
+    def __str__(self) -> str:  # for logs: the times, not the samples
+        return "utterance {:.2f}–{:.2f} s".format(*self.utterance.bounds_s)
+
 
 @dataclass(frozen=True)
 class _StatusChange:
@@ -102,7 +104,8 @@ class _WorkQueue(queue.Queue):
             return evicted
 
 
-#: Loads the config and model again for a reload; raises UserError (one line) to keep the running ones.
+#: Loads the config and model again for a reload (a new model warmed up); raises UserError (one line)
+#: to keep the running ones.
 Reloader = Callable[[], tuple[Classifier, DaemonSettings]]
 
 
@@ -131,13 +134,12 @@ class Daemon:
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
         self._reload_thread: threading.Thread | None = None
-        self._reloaded: queue.Queue[tuple[Classifier, DaemonSettings] | str] = queue.Queue()
+        self._reload_result: tuple[Classifier, DaemonSettings] | str = ""
         self._pending_segmenter: SegmenterConfig | None = None
         self._worker = threading.Thread(target=self._work, name="ser-stream-worker", daemon=True)
         self._started: float  # monotonic and wall-clock time the input opened, set by run()
         self._wall_start: datetime
         self._main_alive = time.monotonic()  # the main loop's last pass, for the watchdog
-        self._next_start: int | None = None  # the source offset the next block should start at
         self.utterance_drops = 0
 
     # -- control -------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ class Daemon:
 
     def _start_reload(self) -> None:
         self._reload_requested.clear()
-        if self._reload_thread is not None and self._reload_thread.is_alive():
+        if self._reload_thread is not None:
             log.info("reload already in progress; SIGHUP ignored")
             return
         if self._reloader is None:
@@ -208,15 +210,14 @@ class Daemon:
         self._reload_thread.start()
 
     def _load_for_reload(self) -> None:
+        """The reload thread: its result waits in ``_reload_result`` until the main loop sees it end."""
         try:
-            classifier, settings = self._reloader()
-            classifier.warm_up()
-            self._reloaded.put((classifier, settings))
+            self._reload_result = self._reloader()
         except UserError as error:
-            self._reloaded.put(str(error))
+            self._reload_result = str(error)
         except Exception as error:  # a bug in a reload must not take down the running pipeline
             log.exception("reload failed")
-            self._reloaded.put(f"{type(error).__name__}: {error}")
+            self._reload_result = f"{type(error).__name__}: {error}"
 
     def _apply_reload(self, result: tuple[Classifier, DaemonSettings] | str) -> None:
         if isinstance(result, str):
@@ -242,8 +243,9 @@ class Daemon:
             self._main_alive = time.monotonic()
             if self._reload_requested.is_set():
                 self._start_reload()
-            with contextlib.suppress(queue.Empty):
-                self._apply_reload(self._reloaded.get_nowait())
+            if self._reload_thread is not None and not self._reload_thread.is_alive():
+                self._reload_thread = None
+                self._apply_reload(self._reload_result)
             if self._pending_segmenter is not None and not self.segmenter.in_speech:
                 self.segmenter = self.segmenter.reconfigured(self._pending_segmenter)
                 self._pending_segmenter = None
@@ -256,22 +258,17 @@ class Daemon:
                 if self.source.finished:
                     return
                 continue
-            if self._next_start is not None and block.start > self._next_start:
-                self._skip_gap(block.start - self._next_start)
-            self._next_start = block.start + block.samples.size
+            if block.start > self.segmenter.position:
+                # A gap: audio dropped from a full queue, lost by the sound system, or missed while
+                # the device was away.  The utterance in progress ends where the audio does, and
+                # stream time jumps the gap.
+                self._flush_segmenter(resume_at=block.start)
             for utterance in self.segmenter.feed(block.samples):
                 self._enqueue(_Job(utterance, block.captured_at))
 
-    def _skip_gap(self, frames: int) -> None:
-        """Audio missing from the input (dropped from a full capture queue, or lost by the sound
-        system): the utterance in progress ends where the audio does, and stream time jumps the gap."""
-        resume_at = self.segmenter.position + frames
-        self._flush_segmenter()
-        self.segmenter.restart_at(resume_at)
-
-    def _flush_segmenter(self) -> None:
-        """The utterance in progress, if any, goes to the worker: the input is ending or gone."""
-        for utterance in self.segmenter.flush():
+    def _flush_segmenter(self, resume_at: int = 0) -> None:
+        """The utterance in progress, if any, goes to the worker: the input is ending, gone or cut."""
+        for utterance in self.segmenter.flush(resume_at):
             self._enqueue(_Job(utterance, time.monotonic()))
 
     def _recover_device(self, lost: DeviceLostError) -> None:
@@ -280,7 +277,7 @@ class Daemon:
         Returns when the device is back or a stop was requested.  The main loop stays alive for
         the watchdog meanwhile: waiting for a device is not a hang.
         """
-        self._flush_segmenter()
+        self._flush_segmenter(resume_at=self.segmenter.position)  # the gap is skipped when audio returns
         lost_at = time.monotonic()
         log.warning("%s; reopening it", lost)
         self._enqueue(_StatusChange("device lost", str(lost)))
@@ -293,8 +290,6 @@ class Daemon:
                 delay = min(2 * delay, REOPEN_MAX_S)
                 log.info("input device not back yet (%s); next try in %.1f s", error, delay)
                 continue
-            # Offsets go on counting time since the start, so event times stay true across the gap.
-            self.segmenter.restart_at(round((time.monotonic() - self._started) * self.source.sample_rate))
             message = f"{self.source.name} is back after {time.monotonic() - lost_at:.1f} s"
             log.info("%s", message)
             self._enqueue(_StatusChange("device back", message))
@@ -320,14 +315,14 @@ class Daemon:
         dropped = self._jobs.put_evicting(job)
         if dropped is not None:
             self.utterance_drops += 1
-            log.warning("worker behind: dropped utterance %.2f–%.2f s", *dropped.utterance.bounds_s)
+            log.warning("worker behind: dropped %s", dropped)
 
     def _wait_for_worker(self) -> None:
         """Until the worker has handled everything queued.  A file read far faster than real time is
         then processed one utterance at a time, each event sent as soon as its utterance is read,
         rather than piling up behind the worker (and its latency with it)."""
         with self._jobs.all_tasks_done:
-            while self._jobs.unfinished_tasks:
+            while self._jobs.unfinished_tasks and self._worker.is_alive():
                 self._main_alive = time.monotonic()  # waiting on the worker, whose own pings tell if it hangs
                 self._jobs.all_tasks_done.wait(READ_TIMEOUT_S)
 
@@ -350,23 +345,30 @@ class Daemon:
                     self.notifier.watchdog()
                 next_ping = now + watchdog_s
             if now >= next_heartbeat:
-                self._publish_status("running")
+                next_heartbeat = now + self.settings.heartbeat_s
+                self._handle(_StatusChange("running"))
                 self.notifier.status(self.status_line("running"))
-                next_heartbeat = time.monotonic() + self.settings.heartbeat_s
             if item is None:
                 continue
             try:
-                if isinstance(item, _Job):
-                    self._classify_and_publish(item)
-                elif isinstance(item, _StatusChange):
-                    self._publish_status(item.state, item.message)
-                else:
-                    self._publish_status("stopping", item.reason)
-                    return
-            except Exception:  # a bug must cost one event, not the daemon
-                log.exception("could not publish %s", item)
+                self._handle(item)
             finally:
                 self._jobs.task_done()
+            if isinstance(item, _Stop):
+                return
+
+    def _handle(self, item: _Job | _StatusChange | _Stop) -> None:
+        """Classify and publish, or publish a status; a failure costs that one event, never the worker
+        (a stuck worker would hang the stop, and a file source that waits for it)."""
+        try:
+            if isinstance(item, _Job):
+                self._classify_and_publish(item)
+            elif isinstance(item, _StatusChange):
+                self._publish_status(item.state, item.message)
+            else:
+                self._publish_status("stopping", item.reason)
+        except Exception:
+            log.exception("could not publish the event of %s", item)
 
     def _classify_and_publish(self, job: _Job) -> None:
         utterance = job.utterance

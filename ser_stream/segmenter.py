@@ -249,13 +249,6 @@ class Segmenter:
                 self._step(done)
         return done
 
-    def restart_at(self, origin: int) -> None:
-        """Begin a new stream at offset ``origin``, e.g. after a gap in the input, so that offsets
-        keep counting time since the first stream began.  Call it after ``flush``."""
-        if self._in_speech:
-            raise RuntimeError("flush the utterance in progress before restarting the stream")
-        self._reset(origin)
-
     def reconfigured(self, config: SegmenterConfig) -> Segmenter:
         """A segmenter with new settings that carries on this stream: same offsets, same counters.
 
@@ -273,8 +266,10 @@ class Segmenter:
         successor.feed(self._tape[self._vad_pos - self._tape_start : self._tape_end - self._tape_start].copy())
         return successor
 
-    def flush(self) -> list[Utterance]:
-        """End of stream: emit the utterance in progress (trimmed as if the hangover expired) and reset.
+    def flush(self, resume_at: int = 0) -> list[Utterance]:
+        """End of stream: emit the utterance in progress (trimmed as if the hangover expired) and
+        start a new stream at offset ``resume_at``: 0, or where the input resumes after a gap, so
+        that offsets keep counting time since the first stream began.
 
         The partial frame still buffered is audio too: it may be part of the final utterance.
         """
@@ -283,7 +278,7 @@ class Segmenter:
             end = min(self._last_voiced_end + self._tail, self._tape_end)
             self._cut_windows(done, end, closed_at=self._tape_end)
             self._close(done, end, closed_at=self._tape_end)
-        self._reset()
+        self._reset(resume_at)
         return done
 
     def _compact(self) -> None:

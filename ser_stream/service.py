@@ -59,6 +59,7 @@ class Reloader:
         settings = daemon_settings(new, self._rate)
         if bundle.sha256 != self.classifier.bundle.sha256:
             self.classifier = Classifier(bundle)
+            self.classifier.warm_up()  # here, off the audio path, before the worker gets it
         set_level(new.log_level)
         self.running = new
         return self.classifier, settings

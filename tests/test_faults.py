@@ -129,7 +129,7 @@ def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
 class _StallingMicSource(MicSource):
     """A capture thread starved for 3 s once, as a busy CPU would starve it."""
 
-    def _capture(self, stream):
+    def _capture(self, stream, stopping):
         real_read, reads = stream.read, itertools.count()
 
         def read(frames):
@@ -138,7 +138,7 @@ class _StallingMicSource(MicSource):
             return real_read(frames)
 
         stream.read = read
-        super()._capture(stream)
+        super()._capture(stream, stopping)
 
 
 def test_a_starved_capture_thread_catches_up_without_losing_stream_time(virtual_mic):
