@@ -33,7 +33,7 @@ def _classify(args: argparse.Namespace) -> int:
     failures = 0
     for file, outcome in classify_files(load_bundle(args.model), args.files, args.jobs):
         if isinstance(outcome, str):
-            print(f"ser-stream: {outcome}", file=sys.stderr, flush=True)
+            print(error_line(outcome), file=sys.stderr, flush=True)
             failures += 1
         elif args.json:
             record = {

@@ -277,7 +277,7 @@ def _check_value(f: Field, value: Any, base: Path | None = None) -> Any:
     is_bool = isinstance(value, bool)
     ok_type = {
         "int": isinstance(value, int) and not is_bool,
-        "float": isinstance(value, (int, float)) and not is_bool and math.isfinite(value),
+        "float": isinstance(value, (int, float)) and not is_bool and math.isfinite(_as_float(value)),
         "bool": is_bool,
         "str": isinstance(value, str) and value != "",
         "Path": isinstance(value, (str, Path)) and str(value) != "",
@@ -296,6 +296,14 @@ def _check_value(f: Field, value: Any, base: Path | None = None) -> Any:
         path = Path(value).expanduser()
         return base / path if base is not None and not path.is_absolute() else path
     return value
+
+
+def _as_float(value: int | float) -> float:
+    """A TOML integer may be too big for a float: that is infinite, not an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _from_flag(f: Field):
@@ -353,6 +361,8 @@ def read_config_file(path: Path, settings: type[Settings] = RunConfig) -> dict[s
         raise ConfigError(f"config file {path} is a directory") from None
     except PermissionError:
         raise ConfigError(f"config file {path}: permission denied") from None
+    except OSError as error:  # e.g. a path through a file, a loop of links, an I/O error
+        raise ConfigError(f"config file {path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:

@@ -9,6 +9,7 @@ clients.  Keys are ZeroMQ certificate files, as `ser-stream keygen` writes them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,13 +47,23 @@ def curve_client(server_key: Path | None, secret_key: Path | None, names: tuple[
 
 
 def keygen(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write ``name.key`` (public, to hand out) and ``name.key_secret`` (keep it) into ``directory``."""
+    """Write ``name.key`` (public, to hand out) and ``name.key_secret`` (keep it) into ``directory``.
+
+    An existing pair is never replaced: its public key may be out with clients already.  The
+    secret is created unreadable to others (umask 077), not restricted after the fact.
+    """
+    for existing in (directory / f"{name}.key", directory / f"{name}.key_secret"):
+        if existing.exists():
+            raise ConfigError(f"{existing} exists; keygen never replaces a key pair: remove it first, or pick --name")
+    previous_umask = os.umask(0o077)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         public, secret = zmq.auth.create_certificates(directory, name)
     except OSError as error:
         raise ConfigError(f"cannot write keys into {directory}: {error.strerror or error}") from None
-    Path(secret).chmod(0o600)
+    finally:
+        os.umask(previous_umask)
+    Path(public).chmod(0o644)  # to hand out
     return Path(public), Path(secret)
 
 

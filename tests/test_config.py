@@ -106,6 +106,7 @@ def test_a_relative_model_path_is_relative_to_the_config_file(tmp_path):
         ("gate_db = 121\n", "gate_db = 121: must be a number from 0 to 120"),
         ("gate_db = nan\n", "gate_db = NaN: must be a number from 0 to 120"),
         ("heartbeat_s = 0\n", "heartbeat_s = 0: must be a number >= 0.1"),
+        (f"heartbeat_s = 1{'0' * 400}\n", "must be a number >= 0.1"),  # too big for a float
         ("wait_subscriber = -1\n", "must be a number >= 0"),
         ('realtime = "yes"\n', 'realtime = "yes": must be true or false'),
         ("print = 1\n", "print = 1: must be true or false"),
@@ -131,7 +132,12 @@ def test_unreadable_config_files_are_one_line(tmp_path):
     (tmp_path / "dir.toml").mkdir()
     binary = tmp_path / "binary.toml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    for path, message in [(tmp_path / "dir.toml", "is a directory"), (binary, "not valid TOML")]:
+    cases = [
+        (tmp_path / "dir.toml", "is a directory"),
+        (binary, "not valid TOML"),
+        (binary / "x.toml", "Not a directory"),  # a path through a file
+    ]
+    for path, message in cases:
         with pytest.raises(ConfigError, match=message):
             read_config_file(path)
 

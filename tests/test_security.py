@@ -55,6 +55,14 @@ def test_keygen_writes_a_public_key_and_a_private_secret_key(keys):
     assert (keys / "server/server.key").read_text().count("secret-key") == 0
     assert "secret-key" in (keys / "server/server.key_secret").read_text()
     assert stat.S_IMODE((keys / "server/server.key_secret").stat().st_mode) == 0o600
+    assert stat.S_IMODE((keys / "server/server.key").stat().st_mode) == 0o644
+
+
+def test_keygen_never_replaces_a_key_pair(keys):
+    before = (keys / "server/server.key_secret").read_bytes()
+    again = run_cli("keygen", str(keys / "server"), "--name", "server")
+    assert again.returncode == 78 and again.stderr.count("\n") == 1 and "never replaces" in again.stderr
+    assert (keys / "server/server.key_secret").read_bytes() == before
 
 
 @pytest.mark.slow
