@@ -5,15 +5,15 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import load_audio, to_int16
+from .audio import load_audio, to_int16, to_model_rate
 from .errors import UserError
 from .features import extractor_for
 from .model import ModelBundle
-from .segmenter import Segmenter, SegmenterConfig, speech_span
+from .segmenter import VAD_SAMPLE_RATES, SegmenterConfig, speech_bounds
 
 #: A recording shorter than this is refused: an STFT frame alone is 128 ms.
 MIN_RECORDING_S = 0.1
@@ -74,13 +74,17 @@ class Classifier:
             raise NotClassifiable(
                 f"too short to classify: {duration_ms:.0f} ms (at least {MIN_RECORDING_S * 1000:.0f} ms)"
             )
-        pcm = to_int16(samples)
         trim = self.bundle.trim
-        if not _any_speech(pcm, trim or SegmenterConfig(sample_rate=self.sample_rate)):
+        if trim is not None:
+            bounds = speech_bounds(to_int16(samples), trim)
+        else:  # not cut, only checked for speech, at a rate the VAD takes
+            vad_rate = self.sample_rate if self.sample_rate in VAD_SAMPLE_RATES else 16000
+            pcm = to_int16(to_model_rate(samples, self.sample_rate, vad_rate))
+            bounds = speech_bounds(pcm, SegmenterConfig(sample_rate=vad_rate))
+        if bounds is None:
             raise NotClassifiable("no speech found (silence or noise only)")
         if trim is not None:
-            start, end = speech_span(pcm, trim)
-            samples = samples[start:end]
+            samples = samples[bounds[0] : bounds[1]]
         return self.classify(samples)
 
     def classify(self, samples: np.ndarray) -> Prediction:
@@ -88,12 +92,6 @@ class Classifier:
         probabilities = self.bundle.predict_proba(self._extract(samples))
         label = max(probabilities, key=probabilities.__getitem__)
         return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities)
-
-
-def _any_speech(pcm: np.ndarray, config: SegmenterConfig) -> bool:
-    """Whether the segmenter finds any speech at all, however short."""
-    segmenter = Segmenter(replace(config, min_utterance_ms=0))
-    return bool(segmenter.feed(pcm) or segmenter.flush())
 
 
 def _outcome(classifier: Classifier, file: str) -> Prediction | str:

@@ -24,6 +24,9 @@ import numpy as np
 
 #: Added before log10 so silent bands stay finite.
 LOG_FLOOR = 1e-10
+#: Which arithmetic computes the features: bump it on any numeric change, so that training's
+#: feature cache (and a model manifest) tells features of this code from any other's.
+IMPLEMENTATION = "numpy-1"
 
 #: Statistics over time that ``FeatureParams.statistics`` may name, in output order.
 STATISTICS = ("mean", "std", "delta_std")

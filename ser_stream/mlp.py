@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 from joblib.numpy_pickle import NumpyUnpickler
-from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap  # joblib >= 1.5: opens compressed files
+
+try:  # joblib >= 1.5 opens compressed files with it; private, so a joblib that moves it means no lean path
+    from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
+except ImportError:  # pragma: no cover - depends on the installed joblib
+    _validate_fileobject_and_memmap = None
 
 #: The scikit-learn classes read without scikit-learn (by name: their modules are private and move).
 LEAN_CLASSES = frozenset(
@@ -136,6 +140,8 @@ def lean_load(path: Path) -> LeanMLP | None:
 
     Like any unpickling this runs what the file says: call it on verified files only.
     """
+    if _validate_fileobject_and_memmap is None:
+        return None
     with open(path, "rb") as handle, _validate_fileobject_and_memmap(handle, str(path)) as (stream, _):
         try:
             estimator = _LeanUnpickler(str(path), stream, ensure_native_byte_order=True).load()

@@ -137,7 +137,8 @@ def load_bundle(path: str | Path) -> ModelBundle:
 def _warn_if_trained_elsewhere(path: Path, manifest: dict[str, Any]) -> None:
     """A model is verified (metrics, tests) with the scikit-learn it was trained with; say so when this
     machine has another.  A warning, not a refusal: the MLP's arithmetic has not changed in years."""
-    trained = str(manifest.get("versions", {}).get("scikit_learn", ""))
+    versions = manifest.get("versions")  # not covered by the hash: any JSON may stand here
+    trained = str(versions.get("scikit_learn", "")) if isinstance(versions, dict) else ""
     try:
         installed = importlib.metadata.version("scikit-learn")  # the version only: importing it costs 0.6 s
     except importlib.metadata.PackageNotFoundError:

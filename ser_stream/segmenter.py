@@ -367,14 +367,20 @@ class Segmenter:
         self._floor = end
 
 
+def speech_bounds(samples: np.ndarray, config: SegmenterConfig) -> tuple[int, int] | None:
+    """``[start, end)`` from the first utterance's start to the last one's end; all of it when the
+    only speech was too short to be an utterance; None when the VAD heard no speech at all."""
+    segmenter = Segmenter(config)
+    utterances = segmenter.feed(samples) + segmenter.flush()
+    if utterances:
+        return utterances[0].start, utterances[-1].end
+    return (0, samples.size) if segmenter.dropped_short else None
+
+
 def speech_span(samples: np.ndarray, config: SegmenterConfig) -> tuple[int, int]:
-    """``[start, end)`` from the first utterance's start to the last one's end; all of it if none.
+    """``speech_bounds``, and all of it if there is no speech.
 
     Training and ``classify`` cut files to this span so the model sees the same speech-bounded
     audio (pre-roll, speech, tail) that the daemon's segmenter hands it.
     """
-    segmenter = Segmenter(config)
-    utterances = segmenter.feed(samples) + segmenter.flush()
-    if not utterances:
-        return 0, samples.size
-    return utterances[0].start, utterances[-1].end
+    return speech_bounds(samples, config) or (0, samples.size)

@@ -20,7 +20,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from ser_stream.audio import to_int16, to_model_rate
-from ser_stream.features import FeatureParams, extractor_for
+from ser_stream.features import IMPLEMENTATION, FeatureParams, extractor_for
 from ser_stream.segmenter import SegmenterConfig, speech_span
 
 from .augment import speed_perturb
@@ -33,13 +33,11 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(params: FeatureParams, speeds: tuple[float, ...], trim: SegmenterConfig | None) -> str:
-    import librosa
-
     settings = {
         "params": params.to_dict(),
         "speeds": list(speeds),
         "trim": asdict(trim) if trim else None,
-        "librosa": librosa.__version__,
+        "features": IMPLEMENTATION,  # the code that computes them, not librosa's version
     }
     text = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

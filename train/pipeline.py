@@ -17,6 +17,7 @@ import sklearn
 
 from ser_stream import __version__
 from ser_stream.errors import UserError
+from ser_stream.features import IMPLEMENTATION as FEATURES_IMPLEMENTATION
 from ser_stream.features import SEED_PARAMS, FeatureParams
 from ser_stream.model import save_bundle, sha256_of
 from ser_stream.segmenter import SegmenterConfig
@@ -138,6 +139,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             "ser_stream": __version__,
             "scikit_learn": sklearn.__version__,
             "librosa": librosa.__version__,
+            "features": FEATURES_IMPLEMENTATION,
             "numpy": np.__version__,
             "joblib": joblib.__version__,
         },
