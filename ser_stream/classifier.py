@@ -34,7 +34,8 @@ class Prediction:
 
 
 def single_threaded_blas() -> None:
-    """Run BLAS (numpy's matrix products) in this thread only, for the whole process.
+    """Run BLAS (numpy's matrix products) in this thread only, for the whole process: called once
+    by the commands that serve (``run``, ``classify`` and its workers), not by the classifier.
 
     One utterance's matrices are small: BLAS helper threads gain nothing on them and, spinning
     for a core the audio, segmenter and other programs also want, made features ten times
@@ -51,7 +52,6 @@ class Classifier:
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
         self._extract = extractor_for(bundle.feature_params)
-        single_threaded_blas()
 
     @property
     def sample_rate(self) -> int:
@@ -110,6 +110,7 @@ _worker: Classifier | None = None
 def _start_worker(bundle: ModelBundle) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: no traceback per worker
+    single_threaded_blas()
     _worker = Classifier(bundle)
 
 
@@ -126,6 +127,7 @@ def classify_files(bundle: ModelBundle, files: Sequence[str], jobs: int) -> Iter
     """
     jobs = max(1, min(jobs, len(files)))
     if jobs == 1:
+        single_threaded_blas()
         classifier = Classifier(bundle)
         for file in files:
             yield file, _outcome(classifier, file)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .capture import FileSource, MicSource, Source
-from .classifier import Classifier
+from .classifier import Classifier, single_threaded_blas
 from .config import RunConfig, resolve
 from .daemon import Daemon, DaemonSettings
 from .logs import set_level, setup_logging
@@ -69,6 +69,7 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
     """Start-up checks everything before the input opens: config, model, endpoint, then the device."""
     config = resolve(config_path, flags)
     setup_logging(config.log_level)
+    single_threaded_blas()
     classifier = Classifier(load_bundle(config.model))
     source = open_source(config)
     settings = daemon_settings(config, source.sample_rate)

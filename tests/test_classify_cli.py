@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from ser_stream.audio import load_audio
-from ser_stream.classifier import Classifier
+from ser_stream.classifier import Classifier, classify_files, single_threaded_blas
 from ser_stream.model import load_bundle
 from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
 from tests.live import free_endpoint
@@ -23,6 +24,7 @@ def test_json_lines_match_the_in_process_classifier(ravdess):
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["file"] for r in records] == [str(f) for f in files]
+    single_threaded_blas()  # as classify runs it: BLAS's thread count moves the last bits
     classifier = Classifier(load_bundle(SHIPPED_MODEL))
     for record, path in zip(records, files, strict=True):
         assert set(record) == {"file", "label", "confidence", "probabilities"}
@@ -138,3 +140,22 @@ def test_jobs_must_be_a_positive_whole_number(jobs):
     result = run_cli("classify", "--jobs", jobs, "a.wav")
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and "--jobs" in result.stderr
+
+
+def test_classifying_runs_blas_in_one_thread_and_the_classifier_alone_does_not(ravdess):
+    """Serving sets it once for the process (BLAS threads only cost a busy device); building a
+    Classifier in someone else's process, a training run's say, leaves their BLAS alone."""
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("numpy uses no BLAS that threadpoolctl knows")
+    before = max(pool["num_threads"] for pool in blas)  # earlier tests in this process may have set 1
+    threadpool_limits(limits=2, user_api="blas")
+    bundle = load_bundle(SHIPPED_MODEL)
+    try:
+        Classifier(bundle)
+        assert all(pool["num_threads"] == 2 for pool in threadpool_info() if pool["user_api"] == "blas")
+        [(_, prediction)] = classify_files(bundle, [str(clip_path(ravdess, 2, 1))], jobs=1)
+        assert prediction.label == "calm"
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+    finally:
+        threadpool_limits(limits=before, user_api="blas")
