@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .config import ProxyConfig, RunConfig, add_flags
@@ -54,11 +54,16 @@ def _jobs(text: str) -> int:
     return int(text)
 
 
+def _flags(args: argparse.Namespace, keys: Sequence[str]) -> dict[str, Any]:
+    """The settings given as flags: an unset flag is absent, so the config file's value stands."""
+    return {key: value for key, value in vars(args).items() if key in keys}
+
+
 def _run(args: argparse.Namespace) -> int:
     from .config import KEYS
     from .service import run_service
 
-    return run_service(args.config, {key: value for key, value in vars(args).items() if key in KEYS})
+    return run_service(args.config, _flags(args, KEYS))
 
 
 def _subscribe(args: argparse.Namespace) -> int:
@@ -80,13 +85,10 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
-    from .config import PROXY_KEYS, resolve
-    from .logs import setup_logging
+    from .config import PROXY_KEYS
     from .proxy import run_proxy
 
-    config = resolve(args.config, {key: value for key, value in vars(args).items() if key in PROXY_KEYS}, ProxyConfig)
-    setup_logging(config.log_level)
-    return run_proxy(config)
+    return run_proxy(args.config, _flags(args, PROXY_KEYS))
 
 
 def _devices(args: argparse.Namespace) -> int:

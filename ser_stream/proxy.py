@@ -22,12 +22,15 @@ import signal
 import struct
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import zmq
 
-from .config import ProxyConfig
+from .config import ProxyConfig, resolve
 from .errors import UserError
 from .events import PROXY_COUNTERS, TOPIC_PROXY, proxy_event
+from .logs import setup_logging
 from .notify import Notifier
 from .publisher import Publisher, check_endpoint, endpoint_error
 from .security import Authenticator, CurveServer
@@ -142,7 +145,10 @@ def _status_line(state: str, counters: dict[str, int]) -> str:
     )
 
 
-def run_proxy(config: ProxyConfig) -> int:
+def run_proxy(config_path: Path | None, flags: dict[str, Any]) -> int:
+    """`ser-stream proxy`: settings (defaults ← file ← flags) → logging → the proxy, until SIGTERM/SIGINT."""
+    config = resolve(config_path, flags, ProxyConfig)
+    setup_logging(config.log_level)
     proxy = Proxy(
         config.frontend,
         config.backend,
