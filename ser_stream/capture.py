@@ -51,12 +51,12 @@ class LossDetector:
 
     A starved capture thread makes the sound system drop audio, and not every backend flags it:
     ALSA hardware reports an overrun, but PulseAudio's ALSA plugin drops the audio silently.  So
-    after every read that leaves the input's buffer empty (nothing delivered is still waiting:
-    a read right after a stall drains a backlog first), the frames delivered so far are compared
-    with the time since the stream started.
-    The difference is latency plus the sound card's clock drift, both slow; a baseline follows
-    them.  A jump beyond LOSS_THRESHOLD_S is lost audio, which the caller skips in its offsets so
-    that stream time stays true.  Pure logic: the caller supplies times and counts.
+    every LOSS_CHECK_BLOCKS reads, if the read left the input's buffer empty (nothing delivered
+    is still waiting: a read right after a stall drains a backlog first), the frames delivered
+    so far are compared with the time since the stream started.  The difference is latency plus
+    the sound card's clock drift, both slow; a baseline follows them.  A jump beyond
+    LOSS_THRESHOLD_S is lost audio, which the caller skips in its offsets so that stream time
+    stays true.  Pure logic: the caller supplies times and counts.
     """
 
     def __init__(self, sample_rate: int, started_at: float) -> None:
