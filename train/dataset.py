@@ -70,9 +70,14 @@ def _features_of(
     return digest, rows
 
 
+#: Training's feature matrices: scikit-learn's MLP trains in the input's precision, and float32 fits
+#: take about two thirds of float64's time with the same accuracy.
+TRAINING_DTYPE = np.float32
+
+
 @dataclass(frozen=True)
 class Dataset:
-    X: np.ndarray  # (rows, features): the originals in clip order, then the augmented copies
+    X: np.ndarray  # (rows, features), TRAINING_DTYPE: the originals in clip order, then the augmented copies
     y: np.ndarray  # label per row
     clip: np.ndarray  # clip index per row
     original: np.ndarray  # True for a clip's own row
@@ -114,7 +119,7 @@ def load_dataset(
     variant_major = stacked.transpose(1, 0, 2).reshape(n_clips * n_variants, -1)
     labels = np.array([clip.emotion for clip in clips])
     return Dataset(
-        X=variant_major,
+        X=variant_major.astype(TRAINING_DTYPE),
         y=np.tile(labels, n_variants),
         clip=np.tile(np.arange(n_clips), n_variants),
         original=np.arange(n_clips * n_variants) < n_clips,

@@ -3,14 +3,18 @@
 (a) ``split``: the seed's random stratified 75/25 split, repeated over seeds;
 (b) ``actor``: speaker-independent GroupKFold by actor, which model selection uses
     because the product meets voices it never heard.
+
+Every experiment is a `Design`: a matrix, its labels and the splits of its rows, so the
+searches and the scores run the same way on the plain features and on per-fold views of them.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from math import ceil, floor, log
 from typing import Any
 
 import numpy as np
@@ -18,7 +22,7 @@ from joblib import Parallel, delayed
 from sklearn.base import ClassifierMixin, clone
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import GridSearchCV, GroupKFold, train_test_split
+from sklearn.model_selection import GridSearchCV, GroupKFold, ParameterGrid, train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -57,6 +61,9 @@ QUICK_GRIDS: tuple[dict[str, list[Any]], dict[str, list[Any]]] = (
     {"alpha": [0.01, 1.0]},
 )
 TEST_SIZE = 0.25
+#: Successive halving (the shipped model's search): a third of the candidates go on to each next rung,
+#: which trains on three times as many clips; the last rung on all of them.
+HALVING_FACTOR = 3
 
 
 def mlp(params: dict[str, Any], seed: int, scaled: bool) -> ClassifierMixin:
@@ -71,11 +78,12 @@ def dummy(seed: int) -> ClassifierMixin:
 
 @dataclass
 class Score:
-    """Accuracy per repeat with the pooled true and predicted labels."""
+    """Accuracy per repeat with the pooled true and predicted labels (empty when taken from a search)."""
 
     scores: list[float]
-    y_true: list[str] = field(repr=False)
-    y_pred: list[str] = field(repr=False)
+    y_true: list[str] = field(default_factory=list, repr=False)
+    y_pred: list[str] = field(default_factory=list, repr=False)
+    curves: list[list[float]] = field(default_factory=list, repr=False)  # each fit's training loss per epoch
 
     @property
     def mean(self) -> float:
@@ -98,17 +106,17 @@ def quiet_training() -> Iterator[None]:
         yield
 
 
-def _fit_predict(model: ClassifierMixin, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray):
-    """One fit and its test predictions; X and y are arrays, not the Dataset, so joblib's dask backend
-    recognises them as large and sends them to the workers once per call, not once per task."""
-    with quiet_training():
-        model.fit(X[train], y[train])
-    return y[test], model.predict(X[test])
+@dataclass(frozen=True)
+class Design:
+    """What an experiment fits and scores: a feature matrix, its labels, and (train, test) rows per split.
 
+    Training rows are all copies of the training clips; test rows are original clips only.
+    """
 
-def _pooled(results) -> Score:
-    scores = [float(np.mean(t == p)) for t, p in results]
-    return Score(scores, [str(v) for t, _ in results for v in t], [str(v) for _, p in results for v in p])
+    X: np.ndarray
+    y: np.ndarray
+    clip: np.ndarray  # clip per row: the searches subsample training clips with all their copies
+    splits: list[tuple[np.ndarray, np.ndarray]]
 
 
 def split_rows(data: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,71 +126,168 @@ def split_rows(data: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return data.rows(train, test)
 
 
-def actor_rows(data: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Protocol (b)'s rows: GroupKFold by actor (at most 5 folds), no voice on both sides."""
+def actor_folds(data: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Protocol (b)'s folds of clips: GroupKFold by actor (at most 5 folds), no voice on both sides."""
     clips = np.arange(data.n_clips)
     folds = GroupKFold(n_splits=min(5, len(np.unique(data.groups))))
-    return [data.rows(train, test) for train, test in folds.split(clips, data.labels, data.groups)]
+    return list(folds.split(clips, data.labels, data.groups))
+
+
+def split_design(data: Dataset, seeds: Sequence[int]) -> Design:
+    return Design(data.X, data.y, data.clip, [split_rows(data, s) for s in seeds])
+
+
+def actor_design(data: Dataset) -> Design:
+    return Design(data.X, data.y, data.clip, [data.rows(train, test) for train, test in actor_folds(data)])
+
+
+def _fit_predict(model: ClassifierMixin, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray):
+    """One fit and its test predictions; X and y are arrays, not the Dataset, so joblib's dask backend
+    recognises them as large and sends them to the workers once per call, not once per task."""
+    with quiet_training():
+        model.fit(X[train], y[train])
+    return y[test], model.predict(X[test]), list(getattr(final_step(model), "loss_curve_", []))
+
+
+def _pooled(results) -> Score:
+    scores = [float(np.mean(t == p)) for t, p, _ in results]
+    return Score(
+        scores,
+        [str(v) for t, _, _ in results for v in t],
+        [str(v) for _, p, _ in results for v in p],
+        [curve for _, _, curve in results],
+    )
+
+
+def score(make: Callable[[int], ClassifierMixin], design: Design, seeds: Sequence[int], jobs: int) -> Score:
+    """Accuracy on each split of ``design``, the model of split i seeded with ``seeds[i]``."""
+    return _pooled(
+        Parallel(n_jobs=jobs)(
+            delayed(_fit_predict)(make(s), design.X, design.y, train, test)
+            for s, (train, test) in zip(seeds, design.splits, strict=True)
+        )
+    )
 
 
 def score_split(make: Callable[[int], ClassifierMixin], data: Dataset, seeds: list[int], jobs: int) -> Score:
     """Protocol (a), once per seed; the model is seeded the same as the split."""
-    return _pooled(
-        Parallel(n_jobs=jobs)(delayed(_fit_predict)(make(s), data.X, data.y, *split_rows(data, s)) for s in seeds)
-    )
+    return score(make, split_design(data, seeds), seeds, jobs)
 
 
 def score_actor(make: Callable[[int], ClassifierMixin], data: Dataset, seed: int, jobs: int) -> Score:
     """Protocol (b)."""
-    return _pooled(
-        Parallel(n_jobs=jobs)(
-            delayed(_fit_predict)(make(seed), data.X, data.y, train, test) for train, test in actor_rows(data)
-        )
-    )
+    design = actor_design(data)
+    return score(make, design, [seed] * len(design.splits), jobs)
 
 
 @dataclass
 class SearchResult:
     best_params: dict[str, Any]
     best_score: float
-    stages: list[list[dict[str, Any]]]  # per stage: params and mean actor-fold accuracy of every candidate
+    stages: list[list[dict[str, Any]]]  # per stage: params and mean accuracy of every candidate (per rung)
+    #: every fitted candidate's accuracy per split of the full training rows, by its estimator's parameters
+    split_scores: list[tuple[dict[str, Any], list[float]]] = field(default_factory=list, repr=False)
+
+    def score_of(self, model: ClassifierMixin) -> Score | None:
+        """The search's own per-split accuracies of ``model``, if it fitted exactly that estimator on the
+        same splits (same parameters, same seed): protocol (b) of it then costs no fit."""
+        params = estimator_params(model)
+        return next((Score(list(s)) for p, s in self.split_scores if p == params), None)
+
+
+def estimator_params(model: ClassifierMixin) -> dict[str, dict[str, Any]]:
+    """Every step's own parameters (plain values), by step: equal exactly when two estimators fit alike."""
+    steps = model.steps if isinstance(model, Pipeline) else [("model", model)]
+    return {name: {"class": type(step).__name__, **step.get_params(deep=False)} for name, step in steps}
+
+
+def _stage(
+    base: ClassifierMixin, candidates: list[dict[str, Any]], design: Design, jobs: int
+) -> tuple[list[float], list[list[float]]]:
+    """GridSearchCV over ``candidates`` (in their order): mean accuracy and per-split accuracies of each."""
+    search = GridSearchCV(
+        base,
+        [{k: [v] for k, v in c.items()} for c in candidates],
+        cv=design.splits,
+        n_jobs=jobs,
+        error_score="raise",
+        refit=False,  # only the scores are used: no extra fit on all rows
+    )
+    with quiet_training():
+        search.fit(design.X, design.y)
+    results = search.cv_results_
+    per_split = np.column_stack([results[f"split{i}_test_score"] for i in range(len(design.splits))])
+    return [float(m) for m in results["mean_test_score"]], per_split.tolist()
+
+
+def _subsample(design: Design, fraction: float, seed: int) -> Design:
+    """``design`` with each split's training clips (all their copies) cut to ``fraction``; test rows whole."""
+    rng = np.random.default_rng(seed)
+    splits = []
+    for train, test in design.splits:
+        clips = np.unique(design.clip[train])
+        kept = rng.choice(clips, size=max(1, round(fraction * clips.size)), replace=False)
+        splits.append((train[np.isin(design.clip[train], kept)], test))
+    return Design(design.X, design.y, design.clip, splits)
 
 
 def grid_search(
-    data: Dataset, scaled: bool, grids: tuple[dict[str, list[Any]], ...], seed: int, jobs: int
+    make: Callable[[dict[str, Any]], ClassifierMixin],
+    design: Design,
+    grids: tuple[dict[str, list[Any]], ...],
+    seed: int,
+    jobs: int,
+    prefix: str = "",
+    halving: bool = False,
 ) -> SearchResult:
-    """Staged GridSearchCV under protocol (b); each stage starts from the previous best."""
+    """Staged search under ``design``'s splits; each stage starts from the previous best.
+
+    Exhaustive (GridSearchCV, the seed's way) by default. With ``halving``, successive halving:
+    every candidate is first trained on a fraction of each split's training clips, and the best
+    third goes on to three times as many, up to all of them. Unlike scikit-learn's
+    HalvingGridSearchCV, the test folds stay whole at every rung: with a fraction of a fold's
+    clips, ranking candidates a point apart would be a coin toss.
+    """
     best: dict[str, Any] = {}
-    stages, best_score = [], float("nan")
-    prefix = "mlp__" if scaled else ""
+    stages, best_score, split_scores = [], float("nan"), []
     for grid in grids:
         if best.get("solver", "adam") != "sgd":  # learning_rate only schedules sgd
             grid = {k: v for k, v in grid.items() if k != "learning_rate"}
-        search = GridSearchCV(
-            mlp(best, seed, scaled),
-            {prefix + k: v for k, v in grid.items()},
-            cv=actor_rows(data),
-            n_jobs=jobs,
-            error_score="raise",
-            refit=False,  # only best_params_ is used: no extra fit on all rows per stage
-        )
-        with quiet_training():
-            search.fit(data.X, data.y)
-        best.update({k.removeprefix(prefix): v for k, v in search.best_params_.items()})
-        best_score = float(search.best_score_)
-        stages.append(
-            [
-                {"params": {k.removeprefix(prefix): v for k, v in p.items()}, "accuracy": float(s)}
-                for p, s in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True)
+        candidates = [{k.removeprefix(prefix): v for k, v in c.items()} for c in ParameterGrid(grid)]
+        base = make(best)
+        rungs = 1 + floor(log(len(candidates), HALVING_FACTOR)) if halving else 1
+        records = []
+        for rung in range(rungs):
+            fraction = float(HALVING_FACTOR ** (rung + 1 - rungs))
+            rung_design = design if fraction == 1 else _subsample(design, fraction, seed + rung)
+            means, per_split = _stage(
+                base, [{prefix + k: v for k, v in c.items()} for c in candidates], rung_design, jobs
+            )
+            records += [
+                {"params": c, "accuracy": m, **({"rung": rung, "train_fraction": fraction} if halving else {})}
+                for c, m in zip(candidates, means, strict=True)
             ]
-        )
-    return SearchResult(best, best_score, stages)
+            if fraction == 1:
+                split_scores += [
+                    (estimator_params(clone(base).set_params(**{prefix + k: v for k, v in c.items()})), s)
+                    for c, s in zip(candidates, per_split, strict=True)
+                ]
+            ranked = sorted(range(len(candidates)), key=lambda i: -means[i])  # stable: ties keep grid order
+            survivors = ranked[: ceil(len(candidates) / HALVING_FACTOR)] if rung + 1 < rungs else ranked[:1]
+            candidates, best_score = [candidates[i] for i in survivors], means[ranked[0]]
+        best.update(candidates[0])
+        stages.append(records)
+    return SearchResult(best, best_score, stages, split_scores)
+
+
+def final_step(model: ClassifierMixin) -> ClassifierMixin:
+    """The classifier itself, behind any scaler."""
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
 
 
 def without_optimizer_state(model: ClassifierMixin) -> ClassifierMixin:
     """Drop the MLP's adam moments (two thirds of the pickle); only warm starts use them."""
-    mlp_step = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    mlp_step._optimizer = None
+    final_step(model)._optimizer = None
     return model
 
 

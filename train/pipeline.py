@@ -77,41 +77,51 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     grids = ex.QUICK_GRIDS if args.quick else (ex.ARCHITECTURE_GRID, ex.TRAINING_GRID)
     jobs, seed = args.jobs, args.seed
 
-    def both(make, data) -> dict[str, ex.Score]:
-        return {"split": ex.score_split(make, data, seeds, jobs), "actor": ex.score_actor(make, data, seed, jobs)}
+    def both(make, data, search: ex.SearchResult | None = None) -> dict[str, ex.Score]:
+        """Protocols (a) and (b); (b) from ``search`` when it already fitted this model on those folds."""
+        actor = search.score_of(make(seed)) if search else None
+        return {
+            "split": ex.score_split(make, data, seeds, jobs),
+            "actor": actor or ex.score_actor(make, data, seed, jobs),
+        }
 
     scores: dict[str, dict[str, ex.Score]] = {}
     params: dict[str, dict[str, Any]] = {}
     with fits_on(cluster):
+        log("grid search on the seed features …")
+        seed_search = ex.grid_search(
+            lambda p: ex.mlp(p, seed, scaled=False), ex.actor_design(seed_data), grids, seed, jobs
+        )
         log("dummy, DataFlair MLP …")
         scores["dummy (stratified)"] = both(ex.dummy, seed_data)
         params["dummy (stratified)"] = {"strategy": "stratified"}
-        scores["DataFlair MLP"] = both(lambda s: ex.mlp({}, s, scaled=False), seed_data)
+        scores["DataFlair MLP"] = both(lambda s: ex.mlp({}, s, scaled=False), seed_data, seed_search)
         params["DataFlair MLP"] = ex.DATAFLAIR_PARAMS
-        log("grid search on the seed features …")
-        seed_search = ex.grid_search(seed_data, False, grids, seed, jobs)
         scores["grid-searched MLP, seed features"] = both(
-            lambda s: ex.mlp(seed_search.best_params, s, scaled=False), seed_data
+            lambda s: ex.mlp(seed_search.best_params, s, scaled=False), seed_data, seed_search
         )
         params["grid-searched MLP, seed features"] = seed_search.best_params
         scores["article's tuned MLP (logistic, (250, 150))"] = both(
-            lambda s: ex.mlp(ex.ARTICLE_TUNED_PARAMS, s, scaled=False), seed_data
+            lambda s: ex.mlp(ex.ARTICLE_TUNED_PARAMS, s, scaled=False), seed_data, seed_search
         )
         params["article's tuned MLP (logistic, (250, 150))"] = ex.ARTICLE_TUNED_PARAMS
-        log("grid search for the shipped model …")
-        ours_search = ex.grid_search(ours, True, grids, seed, jobs)
+        log("successive halving for the shipped model …")
+        ours_search = ex.grid_search(
+            lambda p: ex.mlp(p, seed, scaled=True), ex.actor_design(ours), grids, seed, jobs, "mlp__", halving=True
+        )
         shipped = "shipped: scaled MLP, richer features, VAD-trimmed, speed-perturbed copies"
         scores[shipped] = both(lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours)
         params[shipped] = ours_search.best_params
 
-    curves = {}
-    for label, model, data in (
-        ("DataFlair", ex.mlp({}, seed, scaled=False), seed_data),
-        ("article tuned", ex.mlp(ex.ARTICLE_TUNED_PARAMS, seed, scaled=False), seed_data),
-        ("shipped", ex.mlp(ours_search.best_params, seed, scaled=True), ours),
-    ):
-        fitted = ex.fit(model, data, ex.split_rows(data, seed)[0])
-        curves[label] = list(getattr(fitted, "steps", [(None, fitted)])[-1][1].loss_curve_)
+    # protocol (a)'s first fit of each is seed 0's split: its loss curve is the one plotted
+    curves = {
+        label: scores[row]["split"].curves[0]
+        for label, row in (
+            ("DataFlair", "DataFlair MLP"),
+            ("article tuned", "article's tuned MLP (logistic, (250, 150))"),
+            ("shipped", shipped),
+        )
+    }
     plot_loss_curves(curves, report_dir / "loss_curves.png")
     for protocol, title in (("split", "(a) random split, pooled over seeds"), ("actor", "(b) by actor, pooled")):
         plot_confusion(scores[shipped][protocol], labels, f"shipped, {title}", report_dir / f"confusion_{protocol}.png")
