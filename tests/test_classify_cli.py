@@ -9,8 +9,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from ser_stream.audio import load_audio
-from ser_stream.classifier import Classifier, classify_files, single_threaded_blas
-from ser_stream.model import load_bundle
+from ser_stream.model import Classifier, classify_files, load_bundle, single_threaded_blas
 from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
 from tests.live import free_endpoint
 from tests.test_audio import bad_files
@@ -31,7 +30,7 @@ def test_json_lines_match_the_in_process_classifier(ravdess):
         assert list(record["probabilities"]) == classifier.bundle.labels
         assert sum(record["probabilities"].values()) == pytest.approx(1.0)
         assert record["confidence"] == max(record["probabilities"].values())
-        expected = classifier.classify_recording(load_audio(path))
+        expected = classifier.classify_recording(load_audio(path), 16000)
         assert record["label"] == expected.label
         assert record["confidence"] == pytest.approx(expected.confidence, abs=1e-12)
 
@@ -68,7 +67,7 @@ def test_bad_files_get_one_line_each_and_good_files_still_classified(tmp_path, r
 
 
 def copy_of_shipped_model(folder, **manifest_changes):
-    model = folder / "m.joblib"
+    model = folder / "m.npz"
     model.write_bytes(SHIPPED_MODEL.read_bytes())
     manifest = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
     (folder / "m.json").write_text(json.dumps({**manifest, **manifest_changes}))
@@ -82,12 +81,12 @@ def copy_of_shipped_model(folder, **manifest_changes):
         ("truncate", "does not match the manifest"),
         ("missing manifest", "manifest m.json is missing"),
         ("missing", "no such file"),
-        ("another format", "manifest format 'ser-stream.model/2' is not 'ser-stream.model/1'"),
+        ("another format", "manifest format 'ser-stream.model/1' is not 'ser-stream.model/2'"),
         ("unknown labels", "differ from the manifest's"),
     ],
 )
 def test_bad_model_is_one_line_and_exit_3(tmp_path, ravdess, damage, message):
-    changes = {"another format": {"format": "ser-stream.model/2"}, "unknown labels": {"labels": ["calm", "bored"]}}
+    changes = {"another format": {"format": "ser-stream.model/1"}, "unknown labels": {"labels": ["calm", "bored"]}}
     model = copy_of_shipped_model(tmp_path, **changes.get(damage, {}))
     if damage == "tamper":
         model.write_bytes(model.read_bytes() + b"\0")

@@ -117,7 +117,7 @@ def test_the_installed_command_runs_from_its_own_venv_model_and_config(staged_in
     assert classified.returncode == 0, classified.stderr
     assert classified.stdout.startswith(f"{clip}\tcalm")
     config = staged_install / "etc/ser-stream/config.toml"
-    assert f'model = "{staged_install}/opt/ser-stream/models/ser-mlp.joblib"' in config.read_text()
+    assert f'model = "{staged_install}/opt/ser-stream/models/ser-mlp.npz"' in config.read_text()
     installed, endpoint = str(staged_install / "opt/ser-stream/bin/ser-stream"), free_endpoint()
     ran = subprocess.run(
         [
