@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
+import soxr
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from ser_stream.audio import load_audio
@@ -33,6 +35,18 @@ def test_json_lines_match_the_in_process_classifier(ravdess):
         expected = classifier.classify_recording(load_audio(path), 16000)
         assert record["label"] == expected.label
         assert record["confidence"] == pytest.approx(expected.confidence, abs=1e-12)
+
+
+def test_the_classifier_takes_an_utterance_at_any_rate_and_resamples_it_itself(ravdess):
+    classifier = Classifier(load_bundle(SHIPPED_MODEL))
+    samples, rate = soundfile.read(clip_path(ravdess, 2, 1), dtype="float32")
+    at_48k = soxr.resample(samples, rate, 48000)
+    at_model_rate = soxr.resample(at_48k, 48000, classifier.sample_rate)
+    assert classifier.classify(at_48k, 48000) == classifier.classify(at_model_rate, classifier.sample_rate)
+    stereo_44k = np.column_stack([soxr.resample(samples, rate, 44100)] * 2)
+    recording = classifier.classify_recording(stereo_44k, 44100)
+    assert recording.label == "calm"
+    assert recording.confidence == pytest.approx(classifier.classify_recording(samples, rate).confidence, abs=0.05)
 
 
 def test_shipped_model_recognises_its_training_speakers(ravdess):

@@ -1,4 +1,4 @@
-"""`python -m train.convert OLD.joblib`: a pickle bundle of ser-stream 0.1 as a data-only bundle.
+"""`python -m train.convert OLD.joblib`: an earlier pickle bundle as a data-only bundle.
 
 Unpickling runs whatever the file says, which is why serving never reads a pickle. Run this once,
 on a file you trust (one `python -m train` wrote): it checks the file against its manifest (which
