@@ -17,9 +17,8 @@ import soundfile
 
 from bench.common import DEFAULT_DATA, clips, line, median, section, verdict
 from ser_stream.adapter import AdapterPrior, VoiceAdapter
-from ser_stream.classifier import single_threaded_blas
 from ser_stream.features import extract_features
-from ser_stream.model import default_model_path, load_bundle
+from ser_stream.model import default_model_path, load_bundle, single_threaded_blas
 
 TARGET_MS = 0.2
 #: State arrays larger than this would not fit the issue's state-file budget.
