@@ -54,7 +54,8 @@ def test_a_searched_model_is_scored_from_the_search_exactly_as_a_fresh_fit():
     result = ex.grid_search(make, ex.actor_design(data), ({"alpha": [0.01, 3.0]},), 0, 1, "mlp__")
     searched = result.score_of(make({"alpha": 3.0}))
     assert searched is not None
-    assert searched.scores == ex.score_actor(lambda s: make({"alpha": 3.0}), data, 0, 1).scores
+    (fresh,) = ex.score_all([ex.actor_experiment(lambda s: make({"alpha": 3.0}), data, 0)], 1)
+    assert searched.scores == fresh.scores
     assert result.score_of(make({"alpha": 0.3})) is None  # not among the candidates
     assert result.score_of(ex.mlp({**FAST, "alpha": 3.0}, 1, scaled=True)) is None  # another seed
 
@@ -85,3 +86,17 @@ def test_successive_halving_keeps_test_folds_whole_and_ends_on_all_training_clip
     assert len(last) == 1 and last[0]["train_fraction"] == 1.0
     assert result.best_params == last[0]["params"] and result.best_score == last[0]["accuracy"]
     assert len(result.stages[0]) == 9 + 3 + 1
+
+
+def test_a_batch_scores_each_experiment_on_its_own_splits_and_passes_each_fit_on():
+    data = synthetic()
+    experiments = [
+        ex.split_experiment(lambda s: make({"alpha": 1.0}), data, [0, 1, 2]),
+        ex.Experiment(lambda s: make({}), ex.actor_design(data), [0] * 4, [ex.final_step] * 4),
+    ]
+    split, actor = ex.score_all(experiments, 2)
+    assert len(split.scores) == 3 and len(actor.scores) == 4
+    assert split.then == [None] * 3
+    assert all(type(step).__name__ == "MLPClassifier" for step in actor.then)  # each split's own fitted model
+    alone = ex.score_all([experiments[0]], 1)[0]
+    assert alone.scores == split.scores and alone.y_pred == split.y_pred  # batching changes nothing

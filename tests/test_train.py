@@ -9,8 +9,14 @@ import pytest
 import soundfile
 import soxr
 
+from ser_stream.adapter import DEFAULT_HORIZON, DEFAULT_PRIOR_WEIGHT, DEFAULT_VAR_FLOOR
 from ser_stream.model import load_bundle
 from tests.conftest import run_train
+from train.adaptation import RECIPES
+from train.augment import SPEEDS
+from train.dataset import load_dataset
+from train.pipeline import SHIPPED_FEATURES, SHIPPED_TRIM
+from train.ravdess import SEED_EMOTIONS, scan
 
 SEED_CODES = (2, 3, 6, 7)
 
@@ -83,6 +89,44 @@ def test_retraining_twice_gives_identical_metrics_and_model(original_layout, tmp
     assert "![loss curves](loss_curves.png)" in (report / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, tmp_path):
+    cache = tmp_path / "cache"
+    result = run_train(
+        "--data", str(ravdess), "--actors", "1-3", "--quick", "--repeats", "2", "--jobs", "2", "--adaptation", "online",
+        "--out", str(tmp_path / "models"), "--report", str(tmp_path / "report"), "--cache", str(cache),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    bundle = load_bundle(tmp_path / "models" / "ser-mlp.npz")
+    section = bundle.section("adaptation")
+    assert section["training"]["mode"] == "online"
+    assert (section["prior_weight"], section["horizon"], section["var_floor"]) == (
+        DEFAULT_PRIOR_WEIGHT, DEFAULT_HORIZON, DEFAULT_VAR_FLOOR,
+    )  # fmt: skip
+    clips = scan(ravdess, SEED_EMOTIONS, {1, 2, 3}).clips
+    ours = load_dataset(clips, SHIPPED_FEATURES, cache, 1, SPEEDS, SHIPPED_TRIM)  # the run's cached features
+    originals = ours.X[ours.original].astype(np.float64)
+    assert np.allclose(bundle.extra("adaptation_mean"), originals.mean(axis=0))
+    within = np.mean([originals[ours.groups == actor].var(axis=0) for actor in (1, 2, 3)], axis=0)
+    assert np.allclose(bundle.extra("adaptation_var"), within)
+
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["adaptation"]["chosen"] == "online"
+    streams = {row: m["stream"] for row, m in metrics["models"].items() if "stream" in m}
+    assert len(streams) == len(RECIPES)
+    best = max(streams, key=lambda row: np.mean([mix["overall"] for mix in streams[row].values()]))
+    assert best == f"ours: {RECIPES[metrics['adaptation']['best']]}"  # what auto would have shipped
+    for stream in streams.values():
+        balanced, heavy = stream["balanced"], stream["neutral-heavy"]
+        assert balanced["clips_per_stream"] == 32 and heavy["clips_per_stream"] == 24  # 4 neutral + 8 calm + 12
+        assert set(balanced["heard"]) == {"0", "1", "5", "10", "20"}
+        assert set(balanced["per_actor"]) == {"1", "2", "3"}
+        assert 0 <= balanced["overall"] <= 1 and 0 <= heavy["all"] <= 1
+    report = tmp_path / "report"
+    assert (report / "streams.png").stat().st_size > 0
+    assert "## Protocol (c): a device hearing one voice" in (report / "report.md").read_text()
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -90,6 +134,7 @@ def test_retraining_twice_gives_identical_metrics_and_model(original_layout, tmp
         (["--data", "EMPTY"], "no RAVDESS speech clips"),
         (["--data", "EMPTY", "--emotions", "calm,joy"], "--emotions"),
         (["--data", "EMPTY", "--actors", "0-30"], "--actors"),
+        (["--data", "EMPTY", "--adaptation", "always"], "--adaptation"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, args, message):

@@ -12,6 +12,7 @@ from pathlib import Path
 from ser_stream.cli import ArgumentParser
 from ser_stream.errors import UserError
 
+from .adaptation import RECIPES
 from .ravdess import EMOTIONS, SEED_EMOTIONS
 
 #: Modules of the `train` extra in pyproject.toml.
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--actors", type=parse_actors, help="only these actors, e.g. 1-6 (default: all)")
     parser.add_argument("--cache", type=Path, default=default_cache_dir(), help="feature cache (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny grids, for tests and smoke runs")
+    parser.add_argument(
+        "--adaptation",
+        choices=("auto", *RECIPES),
+        default="auto",
+        help="the shipped recipe: 'auto' (default) ships the variant best under protocol (c); 'none' a model "
+        "without the voice adapter; 'full' or 'online' one trained on voice-standardised features",
+    )
     parser.add_argument(
         "--dask",
         metavar="SCHEDULER_ADDRESS",

@@ -84,6 +84,7 @@ class Score:
     y_true: list[str] = field(default_factory=list, repr=False)
     y_pred: list[str] = field(default_factory=list, repr=False)
     curves: list[list[float]] = field(default_factory=list, repr=False)  # each fit's training loss per epoch
+    then: list[Any] = field(default_factory=list, repr=False)  # what an Experiment's ``then`` made of each fit
 
     @property
     def mean(self) -> float:
@@ -119,11 +120,16 @@ class Design:
     splits: list[tuple[np.ndarray, np.ndarray]]
 
 
-def split_rows(data: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Protocol (a)'s rows for one seed: a random stratified 75/25 split of the clips."""
+def split_clips(data: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Protocol (a)'s clips for one seed: a random stratified 75/25 split."""
     clips = np.arange(data.n_clips)
     train, test = train_test_split(clips, test_size=TEST_SIZE, stratify=data.labels, random_state=seed)
-    return data.rows(train, test)
+    return np.sort(train), np.sort(test)
+
+
+def split_rows(data: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Protocol (a)'s rows for one seed."""
+    return data.rows(*split_clips(data, seed))
 
 
 def actor_folds(data: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -141,43 +147,67 @@ def actor_design(data: Dataset) -> Design:
     return Design(data.X, data.y, data.clip, [data.rows(train, test) for train, test in actor_folds(data)])
 
 
-def _fit_predict(model: ClassifierMixin, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray):
-    """One fit and its test predictions; X and y are arrays, not the Dataset, so joblib's dask backend
-    recognises them as large and sends them to the workers once per call, not once per task."""
+def _fit_predict(
+    model: ClassifierMixin,
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    then: Callable[[ClassifierMixin], Any] | None,
+):
+    """One fit, its test predictions, and what ``then`` makes of the fitted model; X and y are arrays,
+    not the Dataset, so joblib's dask backend recognises them as large and sends them to the workers
+    once per call, not once per task."""
     with quiet_training():
         model.fit(X[train], y[train])
-    return y[test], model.predict(X[test]), list(getattr(final_step(model), "loss_curve_", []))
+    curve = list(getattr(final_step(model), "loss_curve_", []))
+    return y[test], model.predict(X[test]), curve, then(model) if then else None
 
 
 def _pooled(results) -> Score:
-    scores = [float(np.mean(t == p)) for t, p, _ in results]
+    scores = [float(np.mean(t == p)) for t, p, _, _ in results]
     return Score(
         scores,
-        [str(v) for t, _, _ in results for v in t],
-        [str(v) for _, p, _ in results for v in p],
-        [curve for _, _, curve in results],
+        [str(v) for t, _, _, _ in results for v in t],
+        [str(v) for _, p, _, _ in results for v in p],
+        [curve for _, _, curve, _ in results],
+        [after for _, _, _, after in results],
     )
 
 
-def score(make: Callable[[int], ClassifierMixin], design: Design, seeds: Sequence[int], jobs: int) -> Score:
-    """Accuracy on each split of ``design``, the model of split i seeded with ``seeds[i]``."""
-    return _pooled(
-        Parallel(n_jobs=jobs)(
-            delayed(_fit_predict)(make(s), design.X, design.y, train, test)
-            for s, (train, test) in zip(seeds, design.splits, strict=True)
-        )
-    )
+@dataclass(frozen=True)
+class Experiment:
+    """A model scored on every split of a design: split i's model seeded with ``seeds[i]``; ``then[i]``,
+    a picklable callable, is given split i's fitted model where it was fitted (protocol (c) plays its
+    streams so)."""
+
+    make: Callable[[int], ClassifierMixin]
+    design: Design
+    seeds: Sequence[int]
+    then: Sequence[Callable[[ClassifierMixin], Any] | None] | None = None
 
 
-def score_split(make: Callable[[int], ClassifierMixin], data: Dataset, seeds: list[int], jobs: int) -> Score:
+def score_all(experiments: Sequence[Experiment], jobs: int) -> list[Score]:
+    """Every split of every experiment in one parallel batch, so no core idles between experiments."""
+    tasks, owners = [], []
+    for i, e in enumerate(experiments):
+        then = e.then or [None] * len(e.design.splits)
+        for s, (train, test), after in zip(e.seeds, e.design.splits, then, strict=True):
+            tasks.append(delayed(_fit_predict)(e.make(s), e.design.X, e.design.y, train, test, after))
+            owners.append(i)
+    results = Parallel(n_jobs=jobs)(tasks)
+    return [_pooled([r for r, o in zip(results, owners, strict=True) if o == i]) for i in range(len(experiments))]
+
+
+def split_experiment(make: Callable[[int], ClassifierMixin], data: Dataset, seeds: Sequence[int]) -> Experiment:
     """Protocol (a), once per seed; the model is seeded the same as the split."""
-    return score(make, split_design(data, seeds), seeds, jobs)
+    return Experiment(make, split_design(data, seeds), seeds)
 
 
-def score_actor(make: Callable[[int], ClassifierMixin], data: Dataset, seed: int, jobs: int) -> Score:
+def actor_experiment(make: Callable[[int], ClassifierMixin], data: Dataset, seed: int) -> Experiment:
     """Protocol (b)."""
     design = actor_design(data)
-    return score(make, design, [seed] * len(design.splits), jobs)
+    return Experiment(make, design, [seed] * len(design.splits))
 
 
 @dataclass
@@ -285,14 +315,7 @@ def final_step(model: ClassifierMixin) -> ClassifierMixin:
     return model.steps[-1][1] if isinstance(model, Pipeline) else model
 
 
-def without_optimizer_state(model: ClassifierMixin) -> ClassifierMixin:
-    """Drop the MLP's adam moments (two thirds of the pickle); only warm starts use them."""
-    final_step(model)._optimizer = None
-    return model
-
-
-def fit(model: ClassifierMixin, data: Dataset, rows: np.ndarray | None = None) -> ClassifierMixin:
-    """A fresh copy of ``model`` fitted on ``rows`` (default: every row)."""
-    rows = np.arange(len(data.y)) if rows is None else rows
+def fit(model: ClassifierMixin, X: np.ndarray, y: np.ndarray) -> ClassifierMixin:
+    """A fresh copy of ``model`` fitted on every row."""
     with quiet_training():
-        return clone(model).fit(data.X[rows], data.y[rows])
+        return clone(model).fit(X, y)

@@ -16,23 +16,30 @@ import numpy as np
 import sklearn
 
 from ser_stream import __version__
+from ser_stream.adapter import DEFAULT_HORIZON, DEFAULT_PRIOR_WEIGHT, DEFAULT_VAR_FLOOR, AdapterPrior
 from ser_stream.errors import UserError
 from ser_stream.features import IMPLEMENTATION as FEATURES_IMPLEMENTATION
 from ser_stream.features import SEED_PARAMS, FeatureParams
 from ser_stream.model import save_bundle, sha256_of
 from ser_stream.segmenter import SegmenterConfig
 
+from . import adaptation as ad
 from . import experiments as ex
 from .augment import SPEEDS
 from .cluster import Cluster, connect, fits_on
 from .dataset import fingerprint, load_dataset
 from .ravdess import SEED_EMOTIONS, scan
-from .report import plot_confusion, plot_loss_curves, table, write_report
+from .report import plot_confusion, plot_loss_curves, plot_streams, table, write_report
 
 #: The shipped model's features: the seed's means, plus std and MFCC-delta spread, mel in log10.
 SHIPPED_FEATURES = FeatureParams(statistics=("mean", "std", "delta_std"), mel_scale="log")
 #: Clips are cut to the span the daemon's default segmenter hands over, so training sees serving's input.
 SHIPPED_TRIM = SegmenterConfig(sample_rate=SHIPPED_FEATURES.sample_rate)
+#: The adapter of an adapted bundle (its prior's weight, horizon and variance floor): the serving defaults.
+ADAPTATION = {"weight": DEFAULT_PRIOR_WEIGHT, "horizon": DEFAULT_HORIZON, "var_floor": DEFAULT_VAR_FLOOR}
+ARTICLE = "article's tuned MLP (logistic, (250, 150))"
+#: The rows of the shipped recipe's variants ("ours": the shipped features, scaled, VAD-trimmed clips, speed copies).
+RECIPE_ROWS = {mode: f"ours: {what}" for mode, what in ad.RECIPES.items()}
 
 
 def default_name(emotions: tuple[str, ...]) -> str:
@@ -67,6 +74,10 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     t = time.perf_counter()
     seed_data = load_dataset(clips, SEED_PARAMS, args.cache, args.jobs)
     ours = load_dataset(clips, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM)
+    everyday = [c for c in scan(args.data, ad.QUIET, args.actors).clips if c.emotion not in args.emotions]
+    unlabelled = (
+        load_dataset(everyday, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM) if everyday else None
+    )
     features_s = time.perf_counter() - t
     log(f"features: {features_s:.1f} s")
     labels = [emotion for emotion in args.emotions if emotion in set(seed_data.labels)]
@@ -77,60 +88,70 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     grids = ex.QUICK_GRIDS if args.quick else (ex.ARCHITECTURE_GRID, ex.TRAINING_GRID)
     jobs, seed = args.jobs, args.seed
 
-    def both(make, data, search: ex.SearchResult | None = None) -> dict[str, ex.Score]:
-        """Protocols (a) and (b); (b) from ``search`` when it already fitted this model on those folds."""
-        actor = search.score_of(make(seed)) if search else None
-        return {
-            "split": ex.score_split(make, data, seeds, jobs),
-            "actor": actor or ex.score_actor(make, data, seed, jobs),
-        }
+    def seed_model(params: dict[str, Any]):
+        return lambda s: ex.mlp(params, s, scaled=False)
 
-    scores: dict[str, dict[str, ex.Score]] = {}
-    params: dict[str, dict[str, Any]] = {}
     with fits_on(cluster):
         log("grid search on the seed features …")
-        seed_search = ex.grid_search(
-            lambda p: ex.mlp(p, seed, scaled=False), ex.actor_design(seed_data), grids, seed, jobs
-        )
-        log("dummy, DataFlair MLP …")
-        scores["dummy (stratified)"] = both(ex.dummy, seed_data)
-        params["dummy (stratified)"] = {"strategy": "stratified"}
-        scores["DataFlair MLP"] = both(lambda s: ex.mlp({}, s, scaled=False), seed_data, seed_search)
-        params["DataFlair MLP"] = ex.DATAFLAIR_PARAMS
-        scores["grid-searched MLP, seed features"] = both(
-            lambda s: ex.mlp(seed_search.best_params, s, scaled=False), seed_data, seed_search
-        )
-        params["grid-searched MLP, seed features"] = seed_search.best_params
-        scores["article's tuned MLP (logistic, (250, 150))"] = both(
-            lambda s: ex.mlp(ex.ARTICLE_TUNED_PARAMS, s, scaled=False), seed_data, seed_search
-        )
-        params["article's tuned MLP (logistic, (250, 150))"] = ex.ARTICLE_TUNED_PARAMS
+        seed_search = ex.grid_search(lambda p: seed_model(p)(seed), ex.actor_design(seed_data), grids, seed, jobs)
         log("successive halving for the shipped model …")
         ours_search = ex.grid_search(
             lambda p: ex.mlp(p, seed, scaled=True), ex.actor_design(ours), grids, seed, jobs, "mlp__", halving=True
         )
-        shipped = "shipped: scaled MLP, richer features, VAD-trimmed, speed-perturbed copies"
-        scores[shipped] = both(lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours)
-        params[shipped] = ours_search.best_params
+        seed_rows = {
+            "dummy (stratified)": (ex.dummy, {"strategy": "stratified"}),
+            "DataFlair MLP": (seed_model({}), ex.DATAFLAIR_PARAMS),
+            "grid-searched MLP, seed features": (seed_model(seed_search.best_params), seed_search.best_params),
+            ARTICLE: (seed_model(ex.ARTICLE_TUNED_PARAMS), ex.ARTICLE_TUNED_PARAMS),
+        }
+        recipes = ad.recipe_experiments(
+            lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours, unlabelled, labels, seeds, ADAPTATION
+        )
+        # protocol (b) of a seed model the search fitted on the same folds is the search's own score
+        searched = {row: seed_search.score_of(make(seed)) for row, (make, _) in seed_rows.items()}
+        batch = [e for split, actor in recipes.values() for e in (split, actor)]  # the longest fits first
+        batch += [ex.split_experiment(make, seed_data, seeds) for make, _ in seed_rows.values()]
+        batch += [
+            ex.actor_experiment(make, seed_data, seed) for row, (make, _) in seed_rows.items() if not searched[row]
+        ]
+        log(f"protocols (a), (b) and (c): {sum(len(e.design.splits) for e in batch)} fits …")
+        done = iter(ex.score_all(batch, jobs))
+
+    scores: dict[str, dict[str, ex.Score]] = {}
+    params: dict[str, dict[str, Any]] = {}
+    results = {mode: ad.recipe(mode, next(done), next(done), ADAPTATION) for mode in recipes}
+    for row, (_, row_params) in seed_rows.items():
+        scores[row], params[row] = {"split": next(done)}, row_params
+    for row in seed_rows:
+        scores[row]["actor"] = searched[row] or next(done)
+    best = max(results, key=lambda mode: results[mode].stream_accuracy)  # ties: the simpler recipe
+    chosen = best if args.adaptation == "auto" else args.adaptation
+    for mode, result in results.items():
+        scores[RECIPE_ROWS[mode]] = {"split": result.split, "actor": result.actor}
+        params[RECIPE_ROWS[mode]] = ours_search.best_params
+    shipped = RECIPE_ROWS[chosen]
+    log(f"shipped recipe: {ad.RECIPES[chosen]} (protocol (c): {100 * results[chosen].stream_accuracy:.1f} %)")
 
     # protocol (a)'s first fit of each is seed 0's split: its loss curve is the one plotted
     curves = {
         label: scores[row]["split"].curves[0]
-        for label, row in (
-            ("DataFlair", "DataFlair MLP"),
-            ("article tuned", "article's tuned MLP (logistic, (250, 150))"),
-            ("shipped", shipped),
-        )
+        for label, row in (("DataFlair", "DataFlair MLP"), ("article tuned", ARTICLE), ("shipped", shipped))
     }
     plot_loss_curves(curves, report_dir / "loss_curves.png")
     for protocol, title in (("split", "(a) random split, pooled over seeds"), ("actor", "(b) by actor, pooled")):
         plot_confusion(scores[shipped][protocol], labels, f"shipped, {title}", report_dir / f"confusion_{protocol}.png")
+    plot_streams({RECIPE_ROWS[mode]: r.stream for mode, r in results.items()}, report_dir / "streams.png")
 
-    final = ex.fit(ex.mlp(ours_search.best_params, seed, scaled=True), ours)
+    X, prior = ad.training_matrix(ours, chosen, ADAPTATION, seed)
+    final = ex.fit(ex.mlp(ours_search.best_params, seed, scaled=True), X, ours.y)
     model_metrics = {
         row: {"params": jsonable(params[row]), **{p: s.to_dict() for p, s in by_protocol.items()}}
         for row, by_protocol in scores.items()
     }
+    for mode, result in results.items():
+        model_metrics[RECIPE_ROWS[mode]]["stream"] = result.stream
+        if result.horizons:
+            model_metrics[RECIPE_ROWS[mode]]["horizons"] = result.horizons
     searches = {
         "seed features, unscaled": search_dict(seed_search),
         "shipped features, scaled": search_dict(ours_search),
@@ -145,6 +166,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             "params": jsonable(ours_search.best_params),
             "random_state": seed,
         },
+        **({"adaptation": adaptation_section(prior, chosen)} if prior else {}),
         "versions": {
             "ser_stream": __version__,
             "scikit_learn": sklearn.__version__,
@@ -162,11 +184,15 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             "fingerprint_sha256": fingerprint(clips, seed_data.digests, Path(args.data)),
         },
         "metrics": {
-            row: {p: {"mean": m[p]["mean"], "sd": m[p]["sd"]} for p in ("split", "actor")}
+            row: {
+                **{p: {"mean": m[p]["mean"], "sd": m[p]["sd"]} for p in ("split", "actor")},
+                **({"stream": {mix: s["overall"] for mix, s in m["stream"].items()}} if "stream" in m else {}),
+            }
             for row, m in model_metrics.items()
         },
     }
-    bundle_path = save_bundle(ex.without_optimizer_state(final), manifest, args.out, name)
+    arrays = {"adaptation_mean": prior.mean, "adaptation_var": prior.var} if prior else None
+    bundle_path = save_bundle(final, manifest, args.out, name, extra_arrays=arrays)
 
     metrics = {
         "name": name,
@@ -181,6 +207,8 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         "features": SEED_PARAMS.to_dict(),
         "shipped_features": {**SHIPPED_FEATURES.to_dict(), "n_features": SHIPPED_FEATURES.n_features},
         "models": model_metrics,
+        "shipped": shipped,
+        "adaptation": {**ADAPTATION, "recipes": ad.RECIPES, "best": best, "chosen": chosen, "orders": ad.STREAM_ORDERS},
         "grid_search": searches,
         "bundle_sha256": sha256_of(bundle_path),
         "timings": {"features_s": features_s, "total_s": time.perf_counter() - started},
@@ -189,6 +217,18 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     print(table(model_metrics))
     log(f"wrote {bundle_path} and {report_dir}/report.md in {metrics['timings']['total_s']:.0f} s")
     return metrics
+
+
+def adaptation_section(prior: AdapterPrior, mode: str) -> dict[str, Any]:
+    """The manifest's ``adaptation``: how serving standardises features (the arrays travel in the bundle)."""
+    return {
+        "method": "per-voice standardisation: running mean and variance of the utterances heard "
+        "(ser_stream.adapter.VoiceAdapter), blended with the population prior",
+        **prior.settings(),
+        "training": {"mode": mode, "what": ad.RECIPES[mode]},
+        "classify": "each utterance with the statistics of those heard before it, then added to them",
+        "prior": "adaptation_mean: mean over the training clips; adaptation_var: mean of each actor's own variance",
+    }
 
 
 def search_dict(result: ex.SearchResult) -> dict[str, Any]:

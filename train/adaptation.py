@@ -1,0 +1,313 @@
+"""Speaker normalisation in training, and protocol (c): a device hearing one voice.
+
+Training standardises each voice's rows by that voice's own statistics (no labels needed), through
+the serving code itself (`ser_stream.adapter.VoiceAdapter`), so that what the model learns from is
+what a device hands it. Two ways, measured against each other under protocol (c):
+
+- ``full``: each voice by the statistics of all of its clips (what a device has after a long while);
+- ``online``: the voice's clips in a random order, each by the statistics of the clips before it,
+  blended with the population prior as on a device, so the model also learns from the first
+  utterances' rough statistics.
+
+A speed-perturbed copy of an actor is a voice of its own (its pitch and tempo differ). Test clips
+are standardised by all of their actor's clips (a device that has heard the voice a while; the
+offline `classify --adapt` case), so protocols (a) and (b) score the adapted models in that state.
+
+Protocol (c) plays each held-out actor's clips in random orders through a fresh adapter: each clip
+is classified with the statistics of what was heard before it (or, measured too, including it),
+then added. Two mixes: ``balanced`` (all of the actor's clips of the model's emotions) and
+``neutral-heavy`` (half neutral or calm: the device's everyday speech). Clips of emotions the model
+does not have (neutral for the seed's four) go through the adapter as unlabelled speech but are
+not scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+
+from ser_stream.adapter import AdapterPrior, VoiceAdapter
+
+from . import experiments as ex
+from .dataset import TRAINING_DTYPE, Dataset
+
+#: The shipped recipe's variants: without adaptation, and with each way of standardising training rows.
+RECIPES = {
+    "none": "no adaptation",
+    "full": "adapted, trained on full voice statistics",
+    "online": "adapted, trained on online voice statistics",
+}
+#: Random orders per held-out actor and mix in protocol (c).
+STREAM_ORDERS = 10
+#: Utterances heard before the one classified, where protocol (c)'s curve is reported (and "all").
+HEARD = (0, 1, 5, 10, 20)
+#: The everyday speech of the neutral-heavy mix: half of its clips are of these emotions.
+QUIET = ("neutral", "calm")
+#: A change of voice: another held-out actor's balanced stream first, then this actor's, scored.
+AFTER_ANOTHER = "after another voice"
+MIXES = ("balanced", "neutral-heavy", AFTER_ANOTHER)
+#: The mixes the shipped recipe is chosen by (a device's two everyday situations).
+CHOICE_MIXES = ("balanced", "neutral-heavy")
+#: Forgetting horizons (utterances) that protocol (c) also plays the streams with, for the report.
+HORIZONS = (25.0, 50.0, 100.0, 200.0)
+
+
+def population_prior(
+    X: np.ndarray, voices: np.ndarray, weight: float, horizon: float, var_floor: float
+) -> AdapterPrior:
+    """The prior a bundle carries: the mean over all rows, and the mean of each voice's own variance
+    (the spread a per-voice standardisation leaves, not the spread between voices)."""
+    X = np.asarray(X, dtype=np.float64)
+    within = np.mean([X[voices == v].var(axis=0) for v in np.unique(voices)], axis=0)
+    return AdapterPrior(X.mean(axis=0), within, weight, horizon, var_floor)
+
+
+def normalise_voices(
+    X: np.ndarray, voices: np.ndarray, prior: AdapterPrior, mode: str, seed: int, only: np.ndarray | None = None
+) -> np.ndarray:
+    """``X`` with each voice's rows standardised by its statistics: all of them (``full``) or, in a
+    random order, those of the rows before each (``online``). With ``only`` (a mask), the statistics
+    still come from every row, but only those rows are returned."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(X.shape, dtype=TRAINING_DTYPE)
+    for voice in np.unique(voices):
+        rows = rng.permutation(np.flatnonzero(voices == voice))
+        adapter = VoiceAdapter(prior)
+        for row in rows:
+            if mode == "online":
+                out[row] = adapter.normalise(X[row])
+            adapter.update(X[row])
+        if mode == "full":
+            out[rows] = adapter.normalise(X[rows])
+    return out if only is None else out[only]
+
+
+def voices_of(data: Dataset) -> np.ndarray:
+    """Voice per row: the actor, and which copy (the original, or one speed) it is of that actor."""
+    variant = np.arange(len(data.y)) // data.n_clips
+    return data.groups[data.clip] * 100 + variant
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One held-out actor's clips, played in several random orders."""
+
+    actor: int
+    mix: str
+    X: np.ndarray  # raw features, one row per clip
+    y: np.ndarray  # label per clip
+    scored: np.ndarray  # whether each clip's label is one of the model's
+    orders: list[np.ndarray]
+    lead_in: int = 0  # clips of another voice played first (AFTER_ANOTHER)
+
+
+@dataclass(frozen=True)
+class Played:
+    """How a model did on a stream: per order and position, 1 right, 0 wrong, NaN unscored."""
+
+    actor: int
+    mix: str
+    lead_in: int
+    horizon: float | None  # the adapter's (None: no adapter)
+    excluding: np.ndarray  # (orders, clips): classified with the statistics of the clips before it
+    including: np.ndarray  # (orders, clips): ... of those and itself
+    after_all: np.ndarray  # (orders, clips): every clip classified with the whole stream's statistics
+
+
+def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> Played:
+    """``stream`` through a fresh adapter per order (or, without ``prior``, the raw features)."""
+    keys = ("excluding", "including", "after_all")
+    results: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    for order in stream.orders:
+        rows = stream.X[order]
+        if prior is None:  # nothing to learn: every way of playing is the same
+            seen = dict.fromkeys(keys, rows)
+        else:
+            excluding, including = np.empty_like(rows), np.empty_like(rows)
+            adapter = VoiceAdapter(prior)
+            for i, row in enumerate(rows):
+                excluding[i] = adapter.normalise(row)
+                adapter.update(row)
+                including[i] = adapter.normalise(row)
+            seen = {"excluding": excluding, "including": including, "after_all": adapter.normalise(rows)}
+        predicted = {}
+        for key, features in seen.items():
+            if id(features) not in predicted:
+                predicted[id(features)] = model.predict(features.astype(TRAINING_DTYPE))
+            right = (predicted[id(features)] == stream.y[order]).astype(float)
+            right[~stream.scored[order]] = np.nan
+            results[key].append(right)
+    horizon = prior.horizon if prior else None
+    return Played(stream.actor, stream.mix, stream.lead_in, horizon, *(np.array(results[key]) for key in keys))
+
+
+def play_all(streams: list[Stream], prior: AdapterPrior | None, model: ClassifierMixin) -> list[Played]:
+    """Every stream of a fold through its fitted model (`experiments.Experiment`'s ``then``), with the
+    prior's horizon and, for the report, with each of HORIZONS."""
+    priors = [prior] + [replace(prior, horizon=h) for h in HORIZONS if prior and h != prior.horizon]
+    return [play(model, stream, p) for p in priors for stream in streams]
+
+
+def streams_for(
+    data: Dataset, unlabelled: Dataset | None, test_clips: np.ndarray, labels: Sequence[str], seed: int
+) -> list[Stream]:
+    """Protocol (c)'s streams of the actors of ``test_clips`` (clip indices of ``data``); ``unlabelled``
+    holds clips of emotions the model does not have, played but not scored."""
+    streams = []
+    pools = [(data.X[: data.n_clips], data.labels, data.groups)]
+    if unlabelled is not None:
+        pools.append((unlabelled.X[: unlabelled.n_clips], unlabelled.labels, unlabelled.groups))
+    for actor in np.unique(data.groups[test_clips]):
+        X = np.concatenate([X[groups == actor] for X, _, groups in pools]).astype(np.float64)
+        y = np.concatenate([y[groups == actor] for _, y, groups in pools])
+        scored = np.isin(y, labels)
+        rng = np.random.default_rng([seed, int(actor)])
+        quiet, other = np.flatnonzero(np.isin(y, QUIET)), np.flatnonzero(~np.isin(y, QUIET) & scored)
+        half = min(len(quiet), len(other))
+        mixes = {"balanced": np.flatnonzero(scored)}
+        if half:
+            mixes["neutral-heavy"] = np.concatenate([rng.choice(quiet, half, False), rng.choice(other, half, False)])
+        for mix, clips in mixes.items():
+            orders = [rng.permutation(len(clips)) for _ in range(STREAM_ORDERS)]
+            streams.append(Stream(int(actor), mix, X[clips], y[clips], scored[clips], orders))
+    balanced = [stream for stream in streams if stream.mix == "balanced"]
+    for before, stream in zip(balanced[-1:] + balanced[:-1], balanced if len(balanced) > 1 else [], strict=False):
+        n = len(before.y)  # the previous actor of the fold, unscored, then this one
+        orders = [np.concatenate([a, n + b]) for a, b in zip(before.orders, stream.orders, strict=True)]
+        X, y = np.concatenate([before.X, stream.X]), np.concatenate([before.y, stream.y])
+        scored = np.concatenate([np.zeros(n, bool), stream.scored])
+        streams.append(Stream(stream.actor, AFTER_ANOTHER, X, y, scored, orders, lead_in=n))
+    return streams
+
+
+def adapted_design(
+    data: Dataset, clip_splits: list[tuple[np.ndarray, np.ndarray]], settings: dict[str, float], mode: str, seed: int
+) -> tuple[ex.Design, list[AdapterPrior]]:
+    """One block of ``data.X`` per split, standardised per voice as serving will: the prior from the
+    split's training clips; training rows (all copies) by ``mode``; test clips by all of their
+    actor's clips. The blocks are stacked and each split's rows point into its own block."""
+    voices = voices_of(data)
+    n_rows = len(data.y)
+    blocks, splits, priors = [], [], []
+    for i, (train_clips, test_clips) in enumerate(clip_splits):
+        train, test = data.rows(train_clips, test_clips)
+        originals = train[data.original[train]]
+        prior = population_prior(data.X[originals], voices[originals], **settings)
+        block = np.zeros_like(data.X)
+        block[train] = normalise_voices(data.X[train], voices[train], prior, mode, seed + i)
+        heard = np.flatnonzero(data.original & np.isin(data.groups[data.clip], data.groups[test_clips]))
+        block[test] = normalise_voices(data.X[heard], voices[heard], prior, "full", seed + i, np.isin(heard, test))
+        blocks.append(block)
+        splits.append((train + i * n_rows, test + i * n_rows))
+        priors.append(prior)
+    stacked = np.concatenate(blocks)
+    return ex.Design(stacked, np.tile(data.y, len(blocks)), np.tile(data.clip, len(blocks)), splits), priors
+
+
+def summarise(played: list[Played], horizon: float | None) -> dict[str, Any]:
+    """Protocol (c) per mix, with the adapter's ``horizon``: accuracy after n utterances of the voice
+    heard, after all, over the whole stream, per actor."""
+    summary: dict[str, Any] = {}
+    for mix in MIXES:
+        runs = [p for p in played if p.mix == mix and p.horizon == horizon]
+        if not runs:
+            continue
+        length = min(p.excluding.shape[1] - p.lead_in for p in runs)
+
+        def at(key: str, n: int, runs=runs) -> float | None:
+            return accuracy(np.concatenate([getattr(p, key)[:, p.lead_in + n] for p in runs]))
+
+        summary[mix] = {
+            "clips_per_stream": length,
+            "orders": STREAM_ORDERS,
+            "overall": accuracy(np.concatenate([p.excluding.ravel() for p in runs])),
+            "heard": {str(n): at("excluding", n) for n in HEARD if n < length},
+            "heard_including_current": {str(n): at("including", n - 1) for n in HEARD if 0 < n <= length},
+            "overall_including_current": accuracy(np.concatenate([p.including.ravel() for p in runs])),
+            "all": accuracy(np.concatenate([p.after_all.ravel() for p in runs])),
+            "curve": [at("excluding", n) for n in range(length)],
+            "per_actor": {str(p.actor): accuracy(p.excluding) for p in runs},
+        }
+    return summary
+
+
+def horizon_sweep(played: list[Played]) -> dict[str, dict[str, float | None]]:
+    """Whole-stream accuracy per forgetting horizon and mix (empty without an adapter)."""
+    horizons = sorted({p.horizon for p in played if p.horizon is not None})
+    mixes = [mix for mix in MIXES if any(p.mix == mix for p in played)]
+    return {
+        f"{h:g}": {
+            mix: accuracy(np.concatenate([p.excluding.ravel() for p in played if p.mix == mix and p.horizon == h]))
+            for mix in mixes
+        }
+        for h in horizons
+    }
+
+
+def accuracy(right: np.ndarray) -> float | None:
+    """The mean of the scored entries (1 right, 0 wrong; NaN unscored), None when none is scored."""
+    scored = right[~np.isnan(right)]
+    return float(scored.mean()) if scored.size else None
+
+
+def training_matrix(
+    data: Dataset, mode: str, settings: dict[str, float], seed: int
+) -> tuple[np.ndarray, AdapterPrior | None]:
+    """The final model's rows for recipe ``mode``, and the prior its bundle carries (from every actor)."""
+    if mode == "none":
+        return data.X, None
+    voices = voices_of(data)
+    prior = population_prior(data.X[data.original], voices[data.original], **settings)
+    return normalise_voices(data.X, voices, prior, mode, seed), prior
+
+
+@dataclass
+class Recipe:
+    """One variant of the shipped recipe under protocols (a), (b) and (c)."""
+
+    mode: str
+    split: ex.Score
+    actor: ex.Score
+    stream: dict[str, Any]  # summarise()
+    horizons: dict[str, dict[str, float | None]]  # horizon_sweep()
+
+    @property
+    def stream_accuracy(self) -> float:
+        """What the shipped recipe is chosen by: protocol (c) over the whole streams, the mixes averaged."""
+        return float(np.mean([self.stream[mix]["overall"] for mix in CHOICE_MIXES if mix in self.stream]))
+
+
+def recipe_experiments(
+    make: Callable[[int], Any],
+    data: Dataset,
+    unlabelled: Dataset | None,
+    labels: Sequence[str],
+    seeds: Sequence[int],
+    settings: dict[str, float],
+) -> dict[str, tuple[ex.Experiment, ex.Experiment]]:
+    """Per recipe, its protocol (a) and its protocol (b) experiments; (b)'s fits also play (c)'s streams."""
+    seed = seeds[0]
+    folds = ex.actor_folds(data)
+    streams = [streams_for(data, unlabelled, test, labels, seed) for _, test in folds]
+    splits = [ex.split_clips(data, s) for s in seeds]
+    experiments = {}
+    for mode in RECIPES:
+        if mode == "none":
+            split, actor, priors = ex.split_design(data, seeds), ex.actor_design(data), [None] * len(folds)
+        else:
+            split, _ = adapted_design(data, splits, settings, mode, seed)
+            actor, priors = adapted_design(data, folds, settings, mode, seed)
+        then = [partial(play_all, fold_streams, prior) for fold_streams, prior in zip(streams, priors, strict=True)]
+        experiments[mode] = (ex.Experiment(make, split, seeds), ex.Experiment(make, actor, [seed] * len(folds), then))
+    return experiments
+
+
+def recipe(mode: str, split: ex.Score, actor: ex.Score, settings: dict[str, float]) -> Recipe:
+    played = [p for fold in actor.then for p in fold]
+    horizon = None if mode == "none" else settings["horizon"]
+    return Recipe(mode, split, actor, summarise(played, horizon), horizon_sweep(played))
