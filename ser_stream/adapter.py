@@ -21,7 +21,9 @@ Training (`python -m train`, protocol (c)) and serving use this one class. Numpy
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +71,15 @@ class AdapterPrior:
     def settings(self) -> dict[str, float]:
         """The numbers of a manifest's ``adaptation`` section (the arrays travel separately)."""
         return {"prior_weight": self.weight, "horizon": self.horizon, "var_floor": self.var_floor}
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], mean: np.ndarray, var: np.ndarray) -> AdapterPrior:
+        """The prior a bundle's ``adaptation`` section (`settings`) and arrays describe; ValueError if they do not."""
+        try:
+            numbers = [float(section[key]) for key in ("prior_weight", "horizon", "var_floor")]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"adaptation section {dict(section)!r} lacks or garbles {error}") from None
+        return cls(mean, var, *numbers)
 
 
 class VoiceAdapter:

@@ -138,3 +138,13 @@ def test_a_state_that_does_not_fit_is_refused(change):
 def test_an_impossible_prior_is_refused(kwargs):
     with pytest.raises(ValueError):
         AdapterPrior(**kwargs)
+
+
+def test_a_prior_round_trips_through_a_manifest_section():
+    p = AdapterPrior(np.arange(N, dtype=float), np.ones(N), 3.0, 80.0, 0.1)
+    again = AdapterPrior.from_section(p.settings(), p.mean, p.var)
+    assert again.settings() == p.settings() == {"prior_weight": 3.0, "horizon": 80.0, "var_floor": 0.1}
+    with pytest.raises(ValueError, match="horizon"):
+        AdapterPrior.from_section({"prior_weight": 3.0, "var_floor": 0.1}, p.mean, p.var)
+    with pytest.raises(ValueError):
+        AdapterPrior.from_section({**p.settings(), "horizon": "soon"}, p.mean, p.var)

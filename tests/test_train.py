@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import soxr
 
-from ser_stream.adapter import DEFAULT_HORIZON, DEFAULT_PRIOR_WEIGHT, DEFAULT_VAR_FLOOR
+from ser_stream.adapter import DEFAULT_HORIZON, DEFAULT_PRIOR_WEIGHT, DEFAULT_VAR_FLOOR, AdapterPrior, VoiceAdapter
 from ser_stream.model import load_bundle
 from tests.conftest import run_train
 from train.adaptation import RECIPES
@@ -109,6 +109,8 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
     assert np.allclose(bundle.extra("adaptation_mean"), originals.mean(axis=0))
     within = np.mean([originals[ours.groups == actor].var(axis=0) for actor in (1, 2, 3)], axis=0)
     assert np.allclose(bundle.extra("adaptation_var"), within)
+    prior = AdapterPrior.from_section(section, bundle.extra("adaptation_mean"), bundle.extra("adaptation_var"))
+    assert np.allclose(VoiceAdapter(prior).normalise(originals[0]), (originals[0] - prior.mean) / np.sqrt(prior.var))
 
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["adaptation"]["chosen"] == "online"
