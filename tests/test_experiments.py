@@ -38,7 +38,7 @@ def make(params):
 def test_an_exhaustive_search_picks_what_gridsearchcv_picks():
     data = synthetic()
     grids = ({"hidden_layer_sizes": [(4,), (8,), (16,)]}, {"alpha": [0.01, 1.0, 30.0]})
-    result = ex.grid_search(make, ex.actor_design(data), grids, 0, 1, "mlp__")
+    result = ex.grid_search(make, ex.actor_design(data), grids, 1, "mlp__")
     best = {}
     for grid in grids:
         search = GridSearchCV(make(best), {f"mlp__{k}": v for k, v in grid.items()}, cv=ex.actor_design(data).splits)
@@ -51,7 +51,7 @@ def test_an_exhaustive_search_picks_what_gridsearchcv_picks():
 
 def test_a_searched_model_is_scored_from_the_search_exactly_as_a_fresh_fit():
     data = synthetic()
-    result = ex.grid_search(make, ex.actor_design(data), ({"alpha": [0.01, 3.0]},), 0, 1, "mlp__")
+    result = ex.grid_search(make, ex.actor_design(data), ({"alpha": [0.01, 3.0]},), 1, "mlp__")
     searched = result.score_of(make({"alpha": 3.0}))
     assert searched is not None
     (fresh,) = ex.score_all([ex.actor_experiment(lambda s: make({"alpha": 3.0}), data, 0)], 1)
@@ -60,32 +60,52 @@ def test_a_searched_model_is_scored_from_the_search_exactly_as_a_fresh_fit():
     assert result.score_of(ex.mlp({**FAST, "alpha": 3.0}, 1, scaled=True)) is None  # another seed
 
 
-def test_successive_halving_keeps_test_folds_whole_and_ends_on_all_training_clips(monkeypatch):
-    data = synthetic(actors=4, clips_per_actor=27)
+def test_successive_halving_trains_a_third_for_three_times_as_many_epochs_and_reuses_what_it_fitted(monkeypatch):
+    data = synthetic()
     design = ex.actor_design(data)
-    seen = []
-    real_stage = ex._stage
+    fitted = []
+    real = ex._fit_predict
 
-    def spy(base, candidates, rung_design, jobs):
-        seen.append((len(candidates), rung_design))
-        return real_stage(base, candidates, rung_design, jobs)
+    def spy(model, X, y, train, test, then):
+        mlp = ex.final_step(model)
+        fitted.append((mlp.alpha, mlp.max_iter, mlp.batch_size))
+        return real(model, X, y, train, test, then)
 
-    monkeypatch.setattr(ex, "_stage", spy)
-    grid = {"alpha": [0.001, 0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]}  # 9 candidates: 3 rungs
-    result = ex.grid_search(make, design, (grid,), 0, 1, "mlp__", halving=True)
+    monkeypatch.setattr(ex, "_fit_predict", spy)
+    alphas = [0.001, 0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]  # 9 candidates: 3 rungs
+    winner_then = [ex.final_step] * 4
+    result = ex.halving_search(make, design, ({"alpha": alphas}, {"batch_size": [256, 64]}), 1, winner_then)
 
-    assert [count for count, _ in seen] == [9, 3, 1]
-    for rung, (_, rung_design) in enumerate(seen):
-        fraction = 3.0 ** (rung - 2)
-        for (train, test), (full_train, full_test) in zip(rung_design.splits, design.splits, strict=True):
-            assert np.array_equal(test, full_test)
-            clips = np.unique(data.clip[train])
-            assert len(clips) == round(fraction * len(np.unique(data.clip[full_train])))
-            assert np.array_equal(np.sort(train), full_train[np.isin(data.clip[full_train], clips)])  # every copy
-    last = [r for r in result.stages[0] if r["rung"] == 2]
-    assert len(last) == 1 and last[0]["train_fraction"] == 1.0
-    assert result.best_params == last[0]["params"] and result.best_score == last[0]["accuracy"]
-    assert len(result.stages[0]) == 9 + 3 + 1
+    stage = result.stages[0]
+    assert [(r["rung"], r["epochs"]) for r in stage] == [(0, 4)] * 9 + [(1, 10)] * 3 + [(2, 30)]  # max_iter 30
+    assert [r["params"]["alpha"] for r in stage if r["rung"] == 1] == [
+        r["params"]["alpha"] for r in sorted(stage[:9], key=lambda r: -r["accuracy"])[:3]
+    ]
+    assert fitted[:36] == [(a, 4, 256) for a in alphas for _ in range(4)]  # every candidate on every fold
+    assert all(epochs in (10, 30) for _, epochs, _ in fitted[36:])
+    # stage 2: batch 256 is stage 1's winner again (the default), fitted already with the full budget
+    assert [r["params"] for r in result.stages[1]] == [{"batch_size": 256}, {"batch_size": 64}]
+    alpha = result.best_params["alpha"]
+    assert fitted[-4:] == [(alpha, 30, 64)] * 4 and fitted.count((alpha, 30, 256)) == 4  # no second fit of 256
+
+    best = make(result.best_params)
+    (fresh,) = ex.score_all([ex.Experiment(lambda s: best, design, [0] * 4, winner_then)], 1)
+    assert result.best_fits.scores == fresh.scores and result.best_fits.y_pred == fresh.y_pred  # the same fits
+    assert [model.max_iter for model in result.best_fits.then] == [30] * 4
+
+
+def test_a_fit_that_stopped_early_is_the_same_fit_with_a_larger_budget():
+    data = synthetic()
+    quick = {**FAST, "tol": 1e3}  # no epoch improves the loss by that much: it stops after n_iter_no_change or so
+    short, long = (ex.fit(ex.mlp({**quick, "max_iter": n}, 0, scaled=True), data.X, data.y) for n in (20, 50))
+    assert ex.final_step(short).n_iter_ == ex.final_step(long).n_iter_ == 12 < 20
+    for a, b in zip(ex.final_step(short).coefs_, ex.final_step(long).coefs_, strict=True):
+        assert np.array_equal(a, b)
+    curve = ([], [], [0.0] * 12, None)  # what _fit_predict returns: the loss curve is third
+    assert ex._reusable([(20, curve)], 50) is curve  # stopped at 12 < 20
+    assert ex._reusable([(20, curve)], 12) is None  # with a budget of 12 it ends at 12 whether or not it converged
+    assert ex._reusable([(12, curve)], 50) is None  # ran out of budget: more epochs would change it
+    assert ex._reusable([(12, curve)], 12) is curve
 
 
 def test_a_batch_scores_each_experiment_on_its_own_splits_and_passes_each_fit_on():

@@ -282,28 +282,28 @@ class Recipe:
         return float(np.mean([self.stream[mix]["overall"] for mix in CHOICE_MIXES if mix in self.stream]))
 
 
+def fold_streams(data: Dataset, unlabelled: Dataset | None, labels: Sequence[str], seed: int) -> list[list[Stream]]:
+    """Protocol (c)'s streams of each fold of protocol (b)."""
+    return [streams_for(data, unlabelled, test, labels, seed) for _, test in ex.actor_folds(data)]
+
+
 def recipe_experiments(
     make: Callable[[int], Any],
     data: Dataset,
-    unlabelled: Dataset | None,
-    labels: Sequence[str],
+    streams: list[list[Stream]],
     seeds: Sequence[int],
     settings: dict[str, float],
-) -> dict[str, tuple[ex.Experiment, ex.Experiment]]:
-    """Per recipe, its protocol (a) and its protocol (b) experiments; (b)'s fits also play (c)'s streams."""
+) -> dict[str, list[ex.Experiment]]:
+    """Per recipe: protocol (a); for the adapted ones also protocol (b), whose fits play (c)'s streams.
+    The plain recipe's (b) fits are the successive halving's own (the same fits, streams played)."""
     seed = seeds[0]
     folds = ex.actor_folds(data)
-    streams = [streams_for(data, unlabelled, test, labels, seed) for _, test in folds]
-    splits = [ex.split_clips(data, s) for s in seeds]
-    experiments = {}
-    for mode in RECIPES:
-        if mode == "none":
-            split, actor, priors = ex.split_design(data, seeds), ex.actor_design(data), [None] * len(folds)
-        else:
-            split, _ = adapted_design(data, splits, settings, mode, seed)
-            actor, priors = adapted_design(data, folds, settings, mode, seed)
-        then = [partial(play_all, fold_streams, prior) for fold_streams, prior in zip(streams, priors, strict=True)]
-        experiments[mode] = (ex.Experiment(make, split, seeds), ex.Experiment(make, actor, [seed] * len(folds), then))
+    experiments = {"none": [ex.split_experiment(make, data, seeds)]}
+    for mode in [mode for mode in RECIPES if mode != "none"]:
+        split, _ = adapted_design(data, [ex.split_clips(data, s) for s in seeds], settings, mode, seed)
+        actor, priors = adapted_design(data, folds, settings, mode, seed)
+        then = [partial(play_all, fold, prior) for fold, prior in zip(streams, priors, strict=True)]
+        experiments[mode] = [ex.Experiment(make, split, seeds), ex.Experiment(make, actor, [seed] * len(folds), then)]
     return experiments
 
 

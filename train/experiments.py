@@ -62,7 +62,7 @@ QUICK_GRIDS: tuple[dict[str, list[Any]], dict[str, list[Any]]] = (
 )
 TEST_SIZE = 0.25
 #: Successive halving (the shipped model's search): a third of the candidates go on to each next rung,
-#: which trains on three times as many clips; the last rung on all of them.
+#: which trains three times as many epochs; the last rung the full budget.
 HALVING_FACTOR = 3
 
 
@@ -215,8 +215,10 @@ class SearchResult:
     best_params: dict[str, Any]
     best_score: float
     stages: list[list[dict[str, Any]]]  # per stage: params and mean accuracy of every candidate (per rung)
-    #: every fitted candidate's accuracy per split of the full training rows, by its estimator's parameters
+    #: every fitted candidate's accuracy per split, by its estimator's parameters (exhaustive search)
     split_scores: list[tuple[dict[str, Any], list[float]]] = field(default_factory=list, repr=False)
+    #: the best candidate's fits, with what ``then`` made of them (successive halving)
+    best_fits: Score | None = field(default=None, repr=False)
 
     def score_of(self, model: ClassifierMixin) -> Score | None:
         """The search's own per-split accuracies of ``model``, if it fitted exactly that estimator on the
@@ -231,83 +233,130 @@ def estimator_params(model: ClassifierMixin) -> dict[str, dict[str, Any]]:
     return {name: {"class": type(step).__name__, **step.get_params(deep=False)} for name, step in steps}
 
 
-def _stage(
-    base: ClassifierMixin, candidates: list[dict[str, Any]], design: Design, jobs: int
-) -> tuple[list[float], list[list[float]]]:
-    """GridSearchCV over ``candidates`` (in their order): mean accuracy and per-split accuracies of each."""
-    search = GridSearchCV(
-        base,
-        [{k: [v] for k, v in c.items()} for c in candidates],
-        cv=design.splits,
-        n_jobs=jobs,
-        error_score="raise",
-        refit=False,  # only the scores are used: no extra fit on all rows
-    )
-    with quiet_training():
-        search.fit(design.X, design.y)
-    results = search.cv_results_
-    per_split = np.column_stack([results[f"split{i}_test_score"] for i in range(len(design.splits))])
-    return [float(m) for m in results["mean_test_score"]], per_split.tolist()
-
-
-def _subsample(design: Design, fraction: float, seed: int) -> Design:
-    """``design`` with each split's training clips (all their copies) cut to ``fraction``; test rows whole."""
-    rng = np.random.default_rng(seed)
-    splits = []
-    for train, test in design.splits:
-        clips = np.unique(design.clip[train])
-        kept = rng.choice(clips, size=max(1, round(fraction * clips.size)), replace=False)
-        splits.append((train[np.isin(design.clip[train], kept)], test))
-    return Design(design.X, design.y, design.clip, splits)
+def _stage_grid(grid: dict[str, list[Any]], best: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """A stage's candidates (unprefixed), in grid order; learning_rate only where it schedules sgd."""
+    if best.get("solver", "adam") != "sgd":
+        grid = {k: v for k, v in grid.items() if k != "learning_rate"}
+    return [{k.removeprefix(prefix): v for k, v in c.items()} for c in ParameterGrid(grid)]
 
 
 def grid_search(
     make: Callable[[dict[str, Any]], ClassifierMixin],
     design: Design,
     grids: tuple[dict[str, list[Any]], ...],
-    seed: int,
     jobs: int,
     prefix: str = "",
-    halving: bool = False,
 ) -> SearchResult:
-    """Staged search under ``design``'s splits; each stage starts from the previous best.
-
-    Exhaustive (GridSearchCV, the seed's way) by default. With ``halving``, successive halving:
-    every candidate is first trained on a fraction of each split's training clips, and the best
-    third goes on to three times as many, up to all of them. Unlike scikit-learn's
-    HalvingGridSearchCV, the test folds stay whole at every rung: with a fraction of a fold's
-    clips, ranking candidates a point apart would be a coin toss.
-    """
+    """The seed's staged GridSearchCV under ``design``'s splits; each stage starts from the previous best."""
     best: dict[str, Any] = {}
     stages, best_score, split_scores = [], float("nan"), []
     for grid in grids:
-        if best.get("solver", "adam") != "sgd":  # learning_rate only schedules sgd
-            grid = {k: v for k, v in grid.items() if k != "learning_rate"}
-        candidates = [{k.removeprefix(prefix): v for k, v in c.items()} for c in ParameterGrid(grid)]
-        base = make(best)
-        rungs = 1 + floor(log(len(candidates), HALVING_FACTOR)) if halving else 1
+        candidates = _stage_grid(grid, best, prefix)
+        search = GridSearchCV(
+            make(best),
+            [{prefix + k: [v] for k, v in c.items()} for c in candidates],
+            cv=design.splits,
+            n_jobs=jobs,
+            error_score="raise",
+            refit=False,  # only the scores are used: no extra fit on all rows
+        )
+        with quiet_training():
+            search.fit(design.X, design.y)
+        results = search.cv_results_
+        per_split = np.column_stack([results[f"split{i}_test_score"] for i in range(len(design.splits))])
+        split_scores += [
+            (estimator_params(make({**best, **c})), list(map(float, s)))
+            for c, s in zip(candidates, per_split, strict=True)
+        ]
+        best.update(candidates[search.best_index_])
+        best_score = float(search.best_score_)
+        stages.append(
+            [{"params": c, "accuracy": float(m)} for c, m in zip(candidates, results["mean_test_score"], strict=True)]
+        )
+    return SearchResult(best, best_score, stages, split_scores)
+
+
+def halving_search(
+    make: Callable[[dict[str, Any]], ClassifierMixin],
+    design: Design,
+    grids: tuple[dict[str, list[Any]], ...],
+    jobs: int,
+    then: Sequence[Callable[[ClassifierMixin], Any] | None] | None = None,
+) -> SearchResult:
+    """Staged successive halving over training epochs, under ``design``'s splits (whole folds).
+
+    ``make(params)`` is an MLP (behind a scaler or not) whose ``max_iter`` is the full budget. Every
+    candidate of a stage first trains for a third of it at each rung's factor (ranked by mean split
+    accuracy), the best third goes on with three times as many epochs, and the last rung trains the
+    survivors with the full budget, as the final model will be. An MLP's cost is its gradient
+    steps, not its rows, so epochs, not a fraction of the data, are the resource that halves cost.
+    A fit that stopped before its budget (its loss no longer improved) is the same fit at any larger
+    budget: it is not repeated, nor is a candidate a previous stage fitted already. ``then[i]``
+    (as in `Experiment`) is given each fit on split i; the best candidate's fits come back as a Score.
+    """
+    then = then or [None] * len(design.splits)
+    fits: dict[tuple[str, int], list[tuple[int, tuple]]] = {}  # (params, split) → (budget, result)
+    best: dict[str, Any] = {}
+    stages, best_score, winner = [], float("nan"), None
+    for grid in grids:
+        candidates = _stage_grid(grid, best, "")
+        full = final_step(make(best)).max_iter
+        rungs = 1 + floor(log(len(candidates), HALVING_FACTOR))
         records = []
         for rung in range(rungs):
-            fraction = float(HALVING_FACTOR ** (rung + 1 - rungs))
-            rung_design = design if fraction == 1 else _subsample(design, fraction, seed + rung)
-            means, per_split = _stage(
-                base, [{prefix + k: v for k, v in c.items()} for c in candidates], rung_design, jobs
-            )
+            budget = ceil(full / HALVING_FACTOR ** (rungs - 1 - rung))
+            keys = [_fit_key(make({**best, **c})) for c in candidates]
+            todo = [
+                (i, split)
+                for i in range(len(candidates))
+                for split in range(len(design.splits))
+                if _reusable(fits.get((keys[i], split), []), budget) is None
+            ]
+            results = Parallel(n_jobs=jobs)(
+                delayed(_fit_predict)(
+                    _with_budget(make({**best, **candidates[i]}), budget), design.X, design.y, *design.splits[split],
+                    then[split],
+                )
+                for i, split in todo
+            )  # fmt: skip
+            for (i, split), result in zip(todo, results, strict=True):
+                fits.setdefault((keys[i], split), []).append((budget, result))
+            scored = [
+                _pooled([_reusable(fits[(key, split)], budget) for split in range(len(design.splits))]) for key in keys
+            ]
+            means = [score.mean for score in scored]
             records += [
-                {"params": c, "accuracy": m, **({"rung": rung, "train_fraction": fraction} if halving else {})}
+                {"params": c, "accuracy": m, "rung": rung, "epochs": budget}
                 for c, m in zip(candidates, means, strict=True)
             ]
-            if fraction == 1:
-                split_scores += [
-                    (estimator_params(clone(base).set_params(**{prefix + k: v for k, v in c.items()})), s)
-                    for c, s in zip(candidates, per_split, strict=True)
-                ]
             ranked = sorted(range(len(candidates)), key=lambda i: -means[i])  # stable: ties keep grid order
-            survivors = ranked[: ceil(len(candidates) / HALVING_FACTOR)] if rung + 1 < rungs else ranked[:1]
-            candidates, best_score = [candidates[i] for i in survivors], means[ranked[0]]
+            kept = ranked[: ceil(len(candidates) / HALVING_FACTOR)] if rung + 1 < rungs else ranked[:1]
+            candidates, best_score, winner = [candidates[i] for i in kept], means[ranked[0]], scored[ranked[0]]
         best.update(candidates[0])
         stages.append(records)
-    return SearchResult(best, best_score, stages, split_scores)
+    return SearchResult(best, best_score, stages, best_fits=winner)
+
+
+def _fit_key(model: ClassifierMixin) -> str:
+    """What makes a fit, but its epoch budget: equal for a stage's candidate and the same model of an earlier stage."""
+    params = estimator_params(model)
+    last = list(params)[-1]
+    return repr({**params, last: {**params[last], "max_iter": None}})
+
+
+def _with_budget(model: ClassifierMixin, epochs: int) -> ClassifierMixin:
+    final_step(model).set_params(max_iter=epochs)
+    return model
+
+
+def _reusable(done: list[tuple[int, tuple]], budget: int) -> tuple | None:
+    """A fit of ``done`` that equals one with ``budget`` epochs: the same budget, or one that stopped
+    (loss curve shorter than its budget) before both budgets ran out."""
+    for fitted_budget, result in done:
+        epochs = len(result[2])
+        if fitted_budget == budget or epochs < min(fitted_budget, budget):
+            return result
+    return None
 
 
 def final_step(model: ClassifierMixin) -> ClassifierMixin:

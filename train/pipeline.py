@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +74,15 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     clips = found.clips
     log(f"{len(clips)} clips, {len({c.actor for c in clips})} actors")
 
-    t = time.perf_counter()
+    lap = stopwatch()
     seed_data = load_dataset(clips, SEED_PARAMS, args.cache, args.jobs)
     ours = load_dataset(clips, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM)
     everyday = [c for c in scan(args.data, ad.QUIET, args.actors).clips if c.emotion not in args.emotions]
     unlabelled = (
         load_dataset(everyday, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM) if everyday else None
     )
-    features_s = time.perf_counter() - t
-    log(f"features: {features_s:.1f} s")
+    timings = {"features_s": lap()}
+    log(f"features: {timings['features_s']:.1f} s")
     labels = [emotion for emotion in args.emotions if emotion in set(seed_data.labels)]
     if len(labels) < 2 or len(set(seed_data.groups)) < 2:
         raise UserError(f"{args.data}: need clips of at least two emotions and two actors")
@@ -93,11 +96,15 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
 
     with fits_on(cluster):
         log("grid search on the seed features …")
-        seed_search = ex.grid_search(lambda p: seed_model(p)(seed), ex.actor_design(seed_data), grids, seed, jobs)
+        seed_search = ex.grid_search(lambda p: seed_model(p)(seed), ex.actor_design(seed_data), grids, jobs)
+        timings["seed_search_s"] = lap()
         log("successive halving for the shipped model …")
-        ours_search = ex.grid_search(
-            lambda p: ex.mlp(p, seed, scaled=True), ex.actor_design(ours), grids, seed, jobs, "mlp__", halving=True
+        streams = ad.fold_streams(ours, unlabelled, labels, seed)
+        plain = [partial(ad.play_all, fold, None) for fold in streams]  # its best fits are the plain recipe's (b), (c)
+        ours_search = ex.halving_search(
+            lambda p: ex.mlp(p, seed, scaled=True), ex.actor_design(ours), grids, jobs, plain
         )
+        timings["shipped_search_s"] = lap()
         seed_rows = {
             "dummy (stratified)": (ex.dummy, {"strategy": "stratified"}),
             "DataFlair MLP": (seed_model({}), ex.DATAFLAIR_PARAMS),
@@ -105,21 +112,25 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             ARTICLE: (seed_model(ex.ARTICLE_TUNED_PARAMS), ex.ARTICLE_TUNED_PARAMS),
         }
         recipes = ad.recipe_experiments(
-            lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours, unlabelled, labels, seeds, ADAPTATION
+            lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours, streams, seeds, ADAPTATION
         )
         # protocol (b) of a seed model the search fitted on the same folds is the search's own score
         searched = {row: seed_search.score_of(make(seed)) for row, (make, _) in seed_rows.items()}
-        batch = [e for split, actor in recipes.values() for e in (split, actor)]  # the longest fits first
+        batch = [e for experiments in recipes.values() for e in experiments]  # the longest fits first
         batch += [ex.split_experiment(make, seed_data, seeds) for make, _ in seed_rows.values()]
         batch += [
             ex.actor_experiment(make, seed_data, seed) for row, (make, _) in seed_rows.items() if not searched[row]
         ]
         log(f"protocols (a), (b) and (c): {sum(len(e.design.splits) for e in batch)} fits …")
         done = iter(ex.score_all(batch, jobs))
+        timings["protocols_s"] = lap()
 
     scores: dict[str, dict[str, ex.Score]] = {}
     params: dict[str, dict[str, Any]] = {}
-    results = {mode: ad.recipe(mode, next(done), next(done), ADAPTATION) for mode in recipes}
+    results = {
+        mode: ad.recipe(mode, next(done), next(done) if len(experiments) == 2 else ours_search.best_fits, ADAPTATION)
+        for mode, experiments in recipes.items()
+    }
     for row, (_, row_params) in seed_rows.items():
         scores[row], params[row] = {"split": next(done)}, row_params
     for row in seed_rows:
@@ -211,7 +222,12 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         "adaptation": {**ADAPTATION, "recipes": ad.RECIPES, "best": best, "chosen": chosen, "orders": ad.STREAM_ORDERS},
         "grid_search": searches,
         "bundle_sha256": sha256_of(bundle_path),
-        "timings": {"features_s": features_s, "total_s": time.perf_counter() - started},
+        "timings": {
+            **timings,
+            "final_s": lap(),
+            "total_s": time.perf_counter() - started,
+            "load_average": os.getloadavg()[0],  # the machine may be shared: these are wall-clock seconds
+        },
     }
     write_report(report_dir, metrics)
     print(table(model_metrics))
@@ -229,6 +245,18 @@ def adaptation_section(prior: AdapterPrior, mode: str) -> dict[str, Any]:
         "classify": "each utterance with the statistics of those heard before it, then added to them",
         "prior": "adaptation_mean: mean over the training clips; adaptation_var: mean of each actor's own variance",
     }
+
+
+def stopwatch() -> Callable[[], float]:
+    """A function that returns the seconds since it last returned (or was made)."""
+    last = [time.perf_counter()]
+
+    def lap() -> float:
+        now = time.perf_counter()
+        seconds, last[0] = now - last[0], now
+        return seconds
+
+    return lap
 
 
 def search_dict(result: ex.SearchResult) -> dict[str, Any]:
