@@ -29,7 +29,7 @@ import numpy as np
 
 #: Defaults of a bundle's ``adaptation`` section (training chooses and records its own).
 DEFAULT_PRIOR_WEIGHT = 4.0
-DEFAULT_HORIZON = 100.0
+DEFAULT_HORIZON = 50.0
 DEFAULT_VAR_FLOOR = 0.05
 #: Below any real feature variance: keeps a prior of exactly constant features finite.
 ABSOLUTE_VAR_FLOOR = 1e-12

@@ -119,6 +119,7 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
     best = max(streams, key=lambda row: np.mean([mix["overall"] for mix in streams[row].values()]))
     assert best == f"ours: {RECIPES[metrics['adaptation']['best']]}"  # what auto would have shipped
     for stream in streams.values():
+        assert set(stream) == {"balanced", "neutral-heavy", "moods"}  # one actor per fold: no change of voice
         balanced, heavy = stream["balanced"], stream["neutral-heavy"]
         assert balanced["clips_per_stream"] == 32 and heavy["clips_per_stream"] == 24  # 4 neutral + 8 calm + 12
         assert set(balanced["heard"]) == {"0", "1", "5", "10", "20"}

@@ -105,12 +105,16 @@ def test_a_stream_is_classified_with_what_was_heard_before_each_clip():
     )
     test_clips = np.flatnonzero(data.groups == 2)
     streams = ad.streams_for(data, unlabelled, test_clips, ["a", "b", "c", "calm"], seed=0)
-    assert [(s.actor, s.mix) for s in streams] == [(2, "balanced"), (2, "neutral-heavy")]
-    balanced, heavy = streams
+    assert [(s.actor, s.mix) for s in streams] == [(2, "balanced"), (2, "neutral-heavy"), (2, ad.MOODS)]
+    balanced, heavy, moods = streams
     assert len(balanced.y) == 12 and balanced.scored.all()
     assert np.isin(heavy.y, ad.QUIET).sum() == len(heavy.y) // 2  # half neutral or calm
     assert not heavy.scored[heavy.y == "neutral"].any() and heavy.scored[heavy.y != "neutral"].all()
     assert len(heavy.orders) == ad.STREAM_ORDERS
+    assert np.array_equal(moods.X, balanced.X) and len(moods.orders) == ad.STREAM_ORDERS
+    for order in moods.orders:  # runs of one emotion: the label changes three times, never back
+        changes = np.flatnonzero(moods.y[order][1:] != moods.y[order][:-1])
+        assert len(changes) == 3 and sorted(order) == list(range(12))
 
     prior = AdapterPrior(np.zeros(N_FEATURES), np.ones(N_FEATURES), 4.0, 100.0)
     model = Recorder()
@@ -131,7 +135,7 @@ def test_a_stream_is_classified_with_what_was_heard_before_each_clip():
     played_all = ad.play_all(streams, prior, Recorder())
     assert sorted({p.horizon for p in played_all}) == sorted({*ad.HORIZONS, 100.0})
     summary = ad.summarise(played_all, 100.0)
-    assert set(summary) == {"balanced", "neutral-heavy"}
+    assert set(summary) == {"balanced", "neutral-heavy", ad.MOODS}
     assert set(summary["balanced"]["heard"]) == {"0", "1", "5", "10"}  # 12 clips: 20 heard never happens
     assert len(summary["balanced"]["curve"]) == 12
     assert summary["balanced"]["overall"] == pytest.approx(0.25)  # 'a' is one label in four
@@ -170,4 +174,4 @@ def test_a_change_of_voice_plays_another_actor_first_and_scores_the_new_one_from
     assert summary["overall"] == pytest.approx(0.25)
     sweep = ad.horizon_sweep(played)
     assert set(sweep) == {"25", "50", "100", "200"}
-    assert set(sweep["100"]) == {"balanced", "neutral-heavy", ad.AFTER_ANOTHER}
+    assert set(sweep["100"]) == set(ad.MIXES)

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from .adaptation import AFTER_ANOTHER, CHOICE_MIXES, MIXES, QUIET
+from .adaptation import AFTER_ANOTHER, MIXES, MOODS, QUIET
 from .experiments import Score
 
 PROTOCOLS = {
@@ -78,13 +78,13 @@ def percent(value: float | None) -> str:
 def table(rows: dict[str, dict[str, Any]]) -> str:
     """Every model under (a) and (b); the shipped recipe's variants under (c) too (whole streams)."""
     lines = [
-        "| model | (a) split, mean ± sd | (b) by actor, mean ± sd | (c) balanced stream | (c) neutral-heavy stream |",
-        "|---|---|---|---|---|",
+        f"| model | (a) split, mean ± sd | (b) by actor, mean ± sd | {' | '.join(f'(c) {mix}' for mix in MIXES)} |",
+        "|---|---|---|" + "---|" * len(MIXES),
     ]
     for name, row in rows.items():
         cells = [f"{100 * row[p]['mean']:.1f} ± {100 * row[p]['sd']:.1f} %" for p in ("split", "actor")]
         stream = row.get("stream", {})
-        cells += [percent(stream[mix]["overall"]) if mix in stream else "—" for mix in CHOICE_MIXES]
+        cells += [percent(stream[mix]["overall"]) if mix in stream else "—" for mix in MIXES]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -160,7 +160,7 @@ protocol {PROTOCOLS["actor"]}; protocol {PROTOCOLS["stream"]}.
 segmenter hands over, speed-perturbed training copies ({", ".join(map(str, metrics["augmentation_speeds"]))}); the
 same hyperparameters, searched without adaptation, in every variant.
 **Shipped: {metrics["shipped"]}.** Hyperparameters were selected by protocol (b); the recipe by
-protocol (c), whole streams, both mixes averaged. Search:
+protocol (c): whole streams, the mean over its mixes. Search:
 
 {search_lines}
 
@@ -176,8 +176,10 @@ classified with the statistics of the clips heard before it, blended with the pr
 prior alone), then added to them. **balanced**: all of the actor's clips of the model's emotions;
 **neutral-heavy**: as many {" or ".join(QUIET)} clips as others, drawn at random; clips of an
 emotion the model does not have (neutral for the seed's four) are heard by the adapter but not
-scored. **{AFTER_ANOTHER}**: a change of voice: the balanced stream of another actor of the
-same fold first (heard, not scored), then this actor's; "n heard" counts this actor's clips.
+scored. **{MOODS}**: the balanced clips in runs of one emotion, the emotions in random order (the
+statistics lean towards the mood of the moment). **{AFTER_ANOTHER}**: a change of voice: the
+balanced stream of another actor of the same fold first (heard, not scored), then this actor's;
+"n heard" counts this actor's clips.
 "all heard": every clip classified with the whole stream's statistics (two passes, as
 `classify --adapt`); "current included": each clip classified after adding it.
 Test clips under (a) and (b) are standardised by all of their actor's clips.
