@@ -78,15 +78,20 @@ def test_successive_halving_trains_a_third_for_three_times_as_many_epochs_and_re
 
     stage = result.stages[0]
     assert [(r["rung"], r["epochs"]) for r in stage] == [(0, 4)] * 9 + [(1, 10)] * 3 + [(2, 30)]  # max_iter 30
+    assert [ex._rungs(n) for n in (1, 2, 3, 4, 9, 10, 18, 27, 28)] == [1, 2, 2, 3, 3, 4, 4, 4, 5]
     assert [r["params"]["alpha"] for r in stage if r["rung"] == 1] == [
         r["params"]["alpha"] for r in sorted(stage[:9], key=lambda r: -r["accuracy"])[:3]
     ]
     assert fitted[:36] == [(a, 4, 256) for a in alphas for _ in range(4)]  # every candidate on every fold
     assert all(epochs in (10, 30) for _, epochs, _ in fitted[36:])
-    # stage 2: batch 256 is stage 1's winner again (the default), fitted already with the full budget
-    assert [r["params"] for r in result.stages[1]] == [{"batch_size": 256}, {"batch_size": 64}]
-    alpha = result.best_params["alpha"]
-    assert fitted[-4:] == [(alpha, 30, 64)] * 4 and fitted.count((alpha, 30, 256)) == 4  # no second fit of 256
+    # stage 2, 2 candidates (10, then 30 epochs): batch 256 is stage 1's winner again (the default), whose
+    # fits with both budgets are reused; only batch 64 is fitted anew
+    stage = result.stages[1]
+    assert [(r["params"]["batch_size"], r["epochs"]) for r in stage[:2]] == [(256, 10), (64, 10)]
+    alpha, batch = result.best_params["alpha"], result.best_params["batch_size"]
+    assert (stage[2]["epochs"], stage[2]["params"]) == (30, {"batch_size": batch})
+    assert fitted.count((alpha, 10, 256)) == fitted.count((alpha, 30, 256)) == 4  # stage 1's only
+    assert fitted.count((alpha, 10, 64)) == 4 and fitted.count((alpha, 30, 64)) == (4 if batch == 64 else 0)
 
     best = make(result.best_params)
     (fresh,) = ex.score_all([ex.Experiment(lambda s: best, design, [0] * 4, winner_then)], 1)

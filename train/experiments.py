@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from math import ceil, floor, log
+from math import ceil
 from typing import Any
 
 import numpy as np
@@ -286,9 +286,9 @@ def halving_search(
     """Staged successive halving over training epochs, under ``design``'s splits (whole folds).
 
     ``make(params)`` is an MLP (behind a scaler or not) whose ``max_iter`` is the full budget. Every
-    candidate of a stage first trains for a third of it at each rung's factor (ranked by mean split
-    accuracy), the best third goes on with three times as many epochs, and the last rung trains the
-    survivors with the full budget, as the final model will be. An MLP's cost is its gradient
+    candidate of a stage first trains for a fraction of it, ranked by mean split accuracy; the best
+    third goes on with three times as many epochs, until one is left, trained with the full budget
+    as the final model will be. An MLP's cost is its gradient
     steps, not its rows, so epochs, not a fraction of the data, are the resource that halves cost.
     A fit that stopped before its budget (its loss no longer improved) is the same fit at any larger
     budget: it is not repeated, nor is a candidate a previous stage fitted already. ``then[i]``
@@ -301,7 +301,7 @@ def halving_search(
     for grid in grids:
         candidates = _stage_grid(grid, best, "")
         full = final_step(make(best)).max_iter
-        rungs = 1 + floor(log(len(candidates), HALVING_FACTOR))
+        rungs = _rungs(len(candidates))
         records = []
         for rung in range(rungs):
             budget = ceil(full / HALVING_FACTOR ** (rungs - 1 - rung))
@@ -330,11 +330,19 @@ def halving_search(
                 for c, m in zip(candidates, means, strict=True)
             ]
             ranked = sorted(range(len(candidates)), key=lambda i: -means[i])  # stable: ties keep grid order
-            kept = ranked[: ceil(len(candidates) / HALVING_FACTOR)] if rung + 1 < rungs else ranked[:1]
+            kept = ranked[: ceil(len(candidates) / HALVING_FACTOR)]
             candidates, best_score, winner = [candidates[i] for i in kept], means[ranked[0]], scored[ranked[0]]
         best.update(candidates[0])
         stages.append(records)
     return SearchResult(best, best_score, stages, best_fits=winner)
+
+
+def _rungs(candidates: int) -> int:
+    """Rungs until one candidate is left: its full-budget fits are the winner's, which protocol (b) needs anyway."""
+    rungs = 1
+    while candidates > 1:
+        candidates, rungs = ceil(candidates / HALVING_FACTOR), rungs + 1
+    return rungs
 
 
 def _fit_key(model: ClassifierMixin) -> str:
