@@ -70,14 +70,15 @@ def _features_of(
     return digest, rows
 
 
-#: Training's feature matrices: scikit-learn's MLP trains in the input's precision, and float32 fits
-#: take about two thirds of float64's time with the same accuracy.
+#: Our models' feature matrices: scikit-learn's MLP trains in the input's precision, and float32 fits
+#: take about two thirds of float64's time. The seed's experiments keep float64 (``dtype``), the
+#: arithmetic they were run with, so their rows stay the same to the bit.
 TRAINING_DTYPE = np.float32
 
 
 @dataclass(frozen=True)
 class Dataset:
-    X: np.ndarray  # (rows, features), TRAINING_DTYPE: the originals in clip order, then the augmented copies
+    X: np.ndarray  # (rows, features): the originals in clip order, then the augmented copies
     y: np.ndarray  # label per row
     clip: np.ndarray  # clip index per row
     original: np.ndarray  # True for a clip's own row
@@ -107,6 +108,7 @@ def load_dataset(
     jobs: int,
     speeds: tuple[float, ...] = (),
     trim: SegmenterConfig | None = None,
+    dtype: type = TRAINING_DTYPE,
 ) -> Dataset:
     folder = cache_dir / cache_key(params, speeds, trim)
     folder.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,7 @@ def load_dataset(
     variant_major = stacked.transpose(1, 0, 2).reshape(n_clips * n_variants, -1)
     labels = np.array([clip.emotion for clip in clips])
     return Dataset(
-        X=variant_major.astype(TRAINING_DTYPE),
+        X=variant_major.astype(dtype),
         y=np.tile(labels, n_variants),
         clip=np.tile(np.arange(n_clips), n_variants),
         original=np.arange(n_clips * n_variants) < n_clips,

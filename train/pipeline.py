@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     log(f"{len(clips)} clips, {len({c.actor for c in clips})} actors")
 
     lap = stopwatch()
-    seed_data = load_dataset(clips, SEED_PARAMS, args.cache, args.jobs)
+    seed_data = load_dataset(clips, SEED_PARAMS, args.cache, args.jobs, dtype=np.float64)  # as the seed ran
     ours = load_dataset(clips, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM)
     everyday = [c for c in scan(args.data, ad.QUIET, args.actors).clips if c.emotion not in args.emotions]
     unlabelled = (
