@@ -8,8 +8,10 @@ heartbeats, so nothing on the audio path waits for features, the model or the
 network.  A reload (SIGHUP) loads the new config and model on a third, short-lived
 thread; the main thread swaps them in, so the input stays open throughout.
 
-Under systemd the worker also pets the watchdog, and only while the main thread is
-moving too: a wedged stage stops the pings and systemd restarts the service.
+Heartbeats are asked for by the main thread and sent by the worker: one that reaches
+subscribers proves both threads move.  Under systemd the worker also pets the watchdog, and
+only while the main thread is moving too: a wedged stage stops the heartbeats and the pings,
+and systemd restarts the service.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import signal
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from typing import IO
 from .audio import from_int16, to_model_rate
 from .capture import DeviceLostError, Source
 from .classifier import Classifier
+from .control import Control
 from .errors import DeviceError, UserError
 from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
 from .notify import Notifier
@@ -69,6 +71,11 @@ class _StatusChange:
 
 
 @dataclass(frozen=True)
+class _Heartbeat:
+    """A periodic `running` status, asked for by the main loop: at most one waits in the queue."""
+
+
+@dataclass(frozen=True)
 class _Stop:
     """Tells the worker to finish the queue, send the final status (saying why) and exit."""
 
@@ -88,9 +95,12 @@ class _WorkQueue(queue.Queue):
         with self.mutex:
             return sum(isinstance(item, _Job) for item in self.queue)
 
-    def put_evicting(self, item: _Job | _StatusChange | _Stop) -> _Job | None:
-        """Never blocks; returns the utterance evicted to make room, if any."""
+    def put_evicting(self, item: _Job | _StatusChange | _Heartbeat | _Stop) -> _Job | None:
+        """Never blocks; returns the utterance evicted to make room, if any.  A heartbeat is not added
+        while another waits: a stuck worker must not pile them up."""
         with self.not_empty:  # the queue's one lock
+            if isinstance(item, _Heartbeat) and any(isinstance(queued, _Heartbeat) for queued in self.queue):
+                return None
             evicted = None
             if isinstance(item, _Job):
                 waiting = [queued for queued in self.queue if isinstance(queued, _Job)]
@@ -121,6 +131,7 @@ class Daemon:
         out: IO[str] = sys.stdout,
         notifier: Notifier | None = None,
         reloader: Reloader | None = None,
+        control: Control | None = None,
     ) -> None:
         self.source = source
         self.classifier = classifier  # replaced whole by a reload; the worker reads it once per utterance
@@ -131,8 +142,7 @@ class Daemon:
         self.segmenter = Segmenter(settings.segmenter)
         self._reloader = reloader
         self._jobs = _WorkQueue(settings.worker_queue)
-        self._stop_requested = threading.Event()
-        self._reload_requested = threading.Event()
+        self.control = Control() if control is None else control  # stop and reload requests
         self._reload_thread: threading.Thread | None = None
         self._reload_result: tuple[Classifier, DaemonSettings] | str = ""
         self._pending_segmenter: SegmenterConfig | None = None
@@ -140,22 +150,14 @@ class Daemon:
         self._started: float  # monotonic and wall-clock time the input opened, set by run()
         self._wall_start: datetime
         self._main_alive = time.monotonic()  # the main loop's last pass, for the watchdog
+        self._next_heartbeat = 0.0  # when the main loop next asks the worker for a heartbeat
         self.utterance_drops = 0
 
     # -- control -------------------------------------------------------------------------------
 
-    def request_stop(self, *_: object) -> None:
-        """Signal-handler safe: only sets a flag the main loop polls."""
-        self._stop_requested.set()
-
-    def request_reload(self, *_: object) -> None:
-        """Signal-handler safe, like request_stop."""
-        self._reload_requested.set()
-
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
+    def request_stop(self) -> None:
+        """From any thread or a signal handler: the main loop stops at its next pass."""
+        self.control.request_stop()
 
     def run(self) -> int:
         if self.source.sample_rate != self.settings.segmenter.sample_rate:
@@ -165,6 +167,7 @@ class Daemon:
         self._wall_start = datetime.now(timezone.utc)
         self._started = time.monotonic()
         self._main_alive = self._started
+        self._next_heartbeat = self._started + self.settings.heartbeat_s
         self.notifier.ready(self.status_line("listening"))
         self._worker.start()
         self._enqueue(_StatusChange("started", f"listening on {self.source.name} at {self.source.sample_rate} Hz"))
@@ -196,7 +199,6 @@ class Daemon:
     # -- reload: config and model loaded off the audio path, swapped in by the main thread ------
 
     def _start_reload(self) -> None:
-        self._reload_requested.clear()
         if self._reload_thread is not None:
             log.info("reload already in progress; SIGHUP ignored")
             return
@@ -239,9 +241,10 @@ class Daemon:
     # -- main thread: audio → utterances --------------------------------------------------------
 
     def _segment_until_stopped(self) -> None:
-        while not self._stop_requested.is_set():
+        while not self.control.stop:
             self._main_alive = time.monotonic()
-            if self._reload_requested.is_set():
+            self._ask_for_heartbeat()
+            if self.control.take_reload():
                 self._start_reload()
             if self._reload_thread is not None and not self._reload_thread.is_alive():
                 self._reload_thread = None
@@ -265,6 +268,13 @@ class Daemon:
                 self._flush_segmenter(resume_at=block.start)
             for utterance in self.segmenter.feed(block.samples):
                 self._enqueue(_Job(utterance, block.captured_at))
+
+    def _ask_for_heartbeat(self) -> None:
+        """Heartbeats start here and are sent by the worker, so one that goes out proves both threads
+        move: a wedged main loop or worker sends none (never a `running` with frozen counters)."""
+        if self._main_alive >= self._next_heartbeat:
+            self._next_heartbeat = self._main_alive + self.settings.heartbeat_s
+            self._enqueue(_Heartbeat())
 
     def _flush_segmenter(self, resume_at: int = 0) -> None:
         """The utterance in progress, if any, goes to the worker: the input is ending, gone or cut."""
@@ -301,11 +311,12 @@ class Daemon:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             self._main_alive = time.monotonic()
-            if self._stop_requested.wait(min(left, READ_TIMEOUT_S)):
+            self._ask_for_heartbeat()
+            if self.control.wait(min(left, READ_TIMEOUT_S)):
                 return True
-        return self._stop_requested.is_set()
+        return self.control.stop
 
-    def _enqueue(self, job: _Job | _StatusChange) -> None:
+    def _enqueue(self, job: _Job | _StatusChange | _Heartbeat) -> None:
         """Never blocks a live audio path: when the worker lags, the oldest waiting utterance goes.
         A source that can wait (a file read as fast as possible) waits for the worker instead."""
         if not self.source.live:
@@ -329,13 +340,11 @@ class Daemon:
     # -- worker thread: utterances → events ----------------------------------------------------
 
     def _work(self) -> None:
-        next_heartbeat = time.monotonic() + self.settings.heartbeat_s
         next_ping = time.monotonic()
         watchdog_s = self.notifier.watchdog_interval_s
         while True:
-            wake = next_heartbeat if watchdog_s is None else min(next_heartbeat, next_ping)
             try:
-                item = self._jobs.get(timeout=max(0.0, wake - time.monotonic()))
+                item = self._jobs.get(timeout=None if watchdog_s is None else max(0.0, next_ping - time.monotonic()))
             except queue.Empty:
                 item = None
             now = time.monotonic()
@@ -344,10 +353,6 @@ class Daemon:
                 if now - self._main_alive <= watchdog_s:
                     self.notifier.watchdog()
                 next_ping = now + watchdog_s
-            if now >= next_heartbeat:
-                next_heartbeat = now + self.settings.heartbeat_s
-                self._handle(_StatusChange("running"))
-                self.notifier.status(self.status_line("running"))
             if item is None:
                 continue
             try:
@@ -357,7 +362,7 @@ class Daemon:
             if isinstance(item, _Stop):
                 return
 
-    def _handle(self, item: _Job | _StatusChange | _Stop) -> None:
+    def _handle(self, item: _Job | _StatusChange | _Heartbeat | _Stop) -> None:
         """Classify and publish, or publish a status; a failure costs that one event, never the worker
         (a stuck worker would hang the stop, and a file source that waits for it)."""
         try:
@@ -365,6 +370,9 @@ class Daemon:
                 self._classify_and_publish(item)
             elif isinstance(item, _StatusChange):
                 self._publish_status(item.state, item.message)
+            elif isinstance(item, _Heartbeat):
+                self._publish_status("running")
+                self.notifier.status(self.status_line("running"))
             else:
                 self._publish_status("stopping", item.reason)
         except Exception:

@@ -9,6 +9,7 @@ from typing import Any
 from .capture import FileSource, MicSource, Source
 from .classifier import Classifier, single_threaded_blas
 from .config import RunConfig, resolve
+from .control import Control
 from .daemon import Daemon, DaemonSettings
 from .logs import set_level, setup_logging
 from .model import load_bundle
@@ -74,19 +75,30 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
     source = open_source(config)
     settings = daemon_settings(config, source.sample_rate)
     endpoint = config.publish_connect or config.publish
-    with Publisher(endpoint, connect=config.publish_connect is not None, curve=config.curve()) as publisher:
-        reloader = Reloader(config_path, flags, config, classifier, source.sample_rate)
-        daemon = Daemon(source, classifier, publisher, settings, notifier=Notifier(), reloader=reloader)
-        daemon.install_signal_handlers()
-        if config.wait_subscriber and not publisher.wait_for_subscriber(config.wait_subscriber):
-            log.warning("no subscriber after %.1f s; starting anyway", config.wait_subscriber)
-        log.info(
-            "model %s (%s), source %s, publishing %s %s as %s",
-            classifier.bundle.name,
-            classifier.bundle.sha256[:12],
-            source.name,
-            "to" if config.publish_connect else "on",
-            endpoint,
-            config.device_id,
-        )
-        return daemon.run()
+    control = Control()
+    control.install()  # from here on, SIGTERM, SIGINT and SIGHUP are requests the daemon polls
+    try:
+        with Publisher(endpoint, connect=config.publish_connect is not None, curve=config.curve()) as publisher:
+            reloader = Reloader(config_path, flags, config, classifier, source.sample_rate)
+            daemon = Daemon(
+                source, classifier, publisher, settings, notifier=Notifier(), reloader=reloader, control=control
+            )
+            if config.wait_subscriber and not publisher.wait_for_subscriber(
+                config.wait_subscriber, lambda: control.stop
+            ):
+                if control.stop:
+                    log.info("stopped while waiting for a first subscriber; nothing was streamed")
+                    return 0
+                log.warning("no subscriber after %.1f s; starting anyway", config.wait_subscriber)
+            log.info(
+                "model %s (%s), source %s, publishing %s %s as %s",
+                classifier.bundle.name,
+                classifier.bundle.sha256[:12],
+                source.name,
+                "to" if config.publish_connect else "on",
+                endpoint,
+                config.device_id,
+            )
+            return daemon.run()
+    finally:
+        control.ignore_signals()  # the rest of a burst must not kill the exiting interpreter

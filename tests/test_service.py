@@ -14,6 +14,7 @@ import struct
 import subprocess
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import joblib
@@ -177,7 +178,7 @@ def _run_in_thread(daemon: Daemon) -> threading.Thread:
 
 
 @pytest.mark.parametrize("stage", ["worker", "audio loop"])
-def test_a_wedged_stage_stops_the_watchdog_pings(ravdess, tmp_path, notify_socket, stage):
+def test_a_wedged_stage_stops_the_watchdog_pings_and_the_heartbeats(ravdess, tmp_path, notify_socket, stage):
     stream = tmp_path / "stream.wav"
     build_stream(ravdess, stream, STREAM_CLIPS[:1], gap_s=1.0)
     watchdog_s = 0.1
@@ -189,20 +190,30 @@ def test_a_wedged_stage_stops_the_watchdog_pings(ravdess, tmp_path, notify_socke
         classifier, source = Classifier(bundle), _WedgingSource(stream, realtime=True)
         wedge = source
     notifier = Notifier(notify_socket.env(watchdog_usec=int(2 * watchdog_s * 1e6)))
-    with Publisher(free_endpoint()) as publisher:
-        daemon = Daemon(source, classifier, publisher, DaemonSettings(heartbeat_s=0.5), notifier=notifier)
+    endpoint = free_endpoint()
+    subscriber = Subscriber(endpoint)
+    with Publisher(endpoint) as publisher:
+        daemon = Daemon(source, classifier, publisher, DaemonSettings(heartbeat_s=0.2), notifier=notifier)
         thread = _run_in_thread(daemon)
         try:
             assert wedge.wedged.wait(30)
-            wedged_at = time.monotonic()
+            wedged_at, wedged_wall = time.monotonic(), datetime.now(timezone.utc)
             time.sleep(1.2)
             before = notify_socket.pings(end=wedged_at)
             assert len(before) >= 3  # it was pinging until then
             assert notify_socket.pings(start=wedged_at + 2 * watchdog_s) == []  # and then it stopped
+            # Nor does it tell subscribers all is well: no `running` heartbeat (with frozen counters).
+            beats = [t for t, fields in notify_socket.messages if fields.get("STATUS", "").startswith("running")]
+            assert len([t for t in beats if t < wedged_at]) >= 2
+            assert [t for t in beats if t > wedged_at + 0.3] == []
+            running = [s for s in subscriber.of("status") if s["state"] == "running"]
+            late = wedged_wall + timedelta(seconds=0.3)
+            assert running and [s for s in running if datetime.fromisoformat(s["timestamp"]) > late] == []
         finally:
             wedge.release.set()
             daemon.request_stop()
             thread.join(30)
+            subscriber.close()
     assert not thread.is_alive()
 
 
