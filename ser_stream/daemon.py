@@ -31,7 +31,7 @@ from .audio import from_int16, to_model_rate
 from .capture import DeviceLostError, Source
 from .classifier import Classifier
 from .control import Control
-from .errors import DeviceError, UserError
+from .errors import DeviceError, PipelineError, UserError
 from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
 from .notify import Notifier
 from .publisher import Publisher
@@ -41,6 +41,8 @@ log = logging.getLogger("ser_stream")
 
 #: How long the main loop waits for audio before checking for a stop request.
 READ_TIMEOUT_S = 0.1
+#: The longest single wait of the worker: a lock's timeout must fit the platform's time_t.
+LONGEST_WAIT_S = 3600.0
 #: Reopening a lost input device: first retry after this long, doubling up to the cap.
 REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 10.0
@@ -146,7 +148,8 @@ class Daemon:
         self._reload_thread: threading.Thread | None = None
         self._reload_result: tuple[Classifier, DaemonSettings] | str = ""
         self._pending_segmenter: SegmenterConfig | None = None
-        self._worker = threading.Thread(target=self._work, name="ser-stream-worker", daemon=True)
+        self._worker = threading.Thread(target=self._work_or_die, name="ser-stream-worker", daemon=True)
+        self._worker_failure: BaseException | None = None  # what killed the worker, if anything did
         self._started: float  # monotonic and wall-clock time the input opened, set by run()
         self._wall_start: datetime
         self._main_alive = time.monotonic()  # the main loop's last pass, for the watchdog
@@ -185,6 +188,7 @@ class Daemon:
             self._flush_segmenter()
             self._jobs.put(_Stop(reason))  # the worker drains the queue, then sends the final status
             self._worker.join()
+        self._check_worker()  # it may have died with the input's last utterances
         return 0
 
     def status_line(self, state: str) -> str:
@@ -242,6 +246,7 @@ class Daemon:
 
     def _segment_until_stopped(self) -> None:
         while not self.control.stop:
+            self._check_worker()
             self._main_alive = time.monotonic()
             self._ask_for_heartbeat()
             if self.control.take_reload():
@@ -339,12 +344,29 @@ class Daemon:
 
     # -- worker thread: utterances → events ----------------------------------------------------
 
+    def _check_worker(self) -> None:
+        """A dead worker is fatal: without it nothing is classified or published, and a run that ends
+        'successfully' with no events would hide the loss."""
+        if self._worker_failure is not None:
+            error = self._worker_failure
+            raise PipelineError(
+                f"the worker thread died ({type(error).__name__}: {error}); nothing more can be published"
+            )
+
+    def _work_or_die(self) -> None:
+        try:
+            self._work()
+        except BaseException as error:  # whatever it was, the main loop must hear of it
+            log.debug("the worker thread died", exc_info=True)  # the traceback, for --log-level debug
+            self._worker_failure = error
+
     def _work(self) -> None:
         next_ping = time.monotonic()
         watchdog_s = self.notifier.watchdog_interval_s
         while True:
+            wait = None if watchdog_s is None else min(max(0.0, next_ping - time.monotonic()), LONGEST_WAIT_S)
             try:
-                item = self._jobs.get(timeout=None if watchdog_s is None else max(0.0, next_ping - time.monotonic()))
+                item = self._jobs.get(timeout=wait)
             except queue.Empty:
                 item = None
             now = time.monotonic()

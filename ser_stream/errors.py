@@ -28,3 +28,11 @@ class ConfigError(UserError):
     systemd unit lists it in ``RestartPreventExitStatus=``, so a broken config is not restarted forever."""
 
     exit_code = 78
+
+
+class PipelineError(UserError):
+    """A thread of the running pipeline died (a bug, or a library failing under it): not the user's
+    doing, but it takes the same one-line path.  Exit status 70 is EX_SOFTWARE (sysexits.h); the unit
+    restarts it, since a fresh process may well run."""
+
+    exit_code = 70

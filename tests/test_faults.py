@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import logging
+import os
 import signal
 import socket
 import time
@@ -20,8 +21,10 @@ import zmq
 from ser_stream.capture import FileSource, MicSource
 from ser_stream.classifier import Classifier
 from ser_stream.daemon import Daemon, DaemonSettings
+from ser_stream.errors import PipelineError
 from ser_stream.events import validator_for
 from ser_stream.model import load_bundle
+from ser_stream.notify import Notifier
 from ser_stream.publisher import Publisher
 from tests import pulse
 from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
@@ -358,3 +361,52 @@ def test_every_kind_of_file_gets_a_label_or_one_clear_line(ravdess, tmp_path):
             assert run.stderr.count("\n") <= 2 and does in run.stderr.splitlines()[-1], (name, run.stderr)
             if "NaN" in does:  # the clip before the bad sample was still classified and published
                 assert len(emotions) == 1 and events[-1]["state"] == "stopping", name
+
+
+class _BrokenNotifier(Notifier):
+    """A watchdog ping that raises: an exception escaping the worker's loop, as a bug would."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.watchdog_interval_s = 0.05
+
+    def watchdog(self) -> bool:
+        raise RuntimeError("broken on purpose")
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["file waits for the worker", "live"])
+def test_a_worker_that_dies_is_a_fatal_error_not_a_quiet_success(ravdess, tmp_path, live):
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS[:2], gap_s=1.0)
+    source = FileSource(stream, realtime=live)
+    with Publisher(free_endpoint()) as publisher:
+        daemon = Daemon(source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, notifier=_BrokenNotifier())
+        with pytest.raises(PipelineError) as caught:
+            daemon.run()
+    message = str(caught.value)
+    assert "\n" not in message and "worker thread died (RuntimeError: broken on purpose)" in message
+    assert caught.value.exit_code == 70
+
+
+def test_a_watchdog_or_heartbeat_period_too_long_for_the_clock_does_not_kill_the_worker(ravdess, tmp_path):
+    """Waits of 1e10 s (heartbeat_s) or 5e17 s (WATCHDOG_USEC) overflowed a lock's time_t timeout and
+    killed the worker: exit 0 with no events at all."""
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS[:1], gap_s=1.0)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(tmp_path / "notify"))
+        environ = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": str(10**24)}
+        for extra in (["--heartbeat-s", "1e10"], []):
+            result = run_cli(
+                "run",
+                "--source",
+                str(stream),
+                "--no-realtime",
+                "--print",
+                "--publish",
+                free_endpoint(),
+                *extra,
+                env=environ,
+            )
+            assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+            assert sum('"ser-stream.emotion/1"' in line for line in result.stdout.splitlines()) == 1
