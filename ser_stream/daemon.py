@@ -43,6 +43,8 @@ log = logging.getLogger("ser_stream")
 READ_TIMEOUT_S = 0.1
 #: The longest single wait of the worker: a lock's timeout must fit the platform's time_t.
 LONGEST_WAIT_S = 3600.0
+#: In a burst of utterances dropped for a worker that stays behind, one summary line this often.
+DROP_SUMMARY_EVERY_S = 60.0
 #: Reopening a lost input device: first retry after this long, doubling up to the cap.
 REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 10.0
@@ -116,6 +118,35 @@ class _WorkQueue(queue.Queue):
             return evicted
 
 
+class DropBursts:
+    """Utterances dropped for a worker that fell behind, logged per burst (how many, and the stream
+    span they covered) rather than one line each: a worker far behind drops thousands.  A burst ends
+    when an utterance is queued without evicting one, or at stop; one that goes on is summed up every
+    DROP_SUMMARY_EVERY_S.  Pure: the caller logs the lines it returns."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._since = 0.0
+        self._first_s = 0.0
+        self._last_s = 0.0
+
+    def dropped(self, bounds_s: tuple[float, float], now: float) -> str | None:
+        if not self._count:
+            self._since, self._first_s = now, bounds_s[0]
+        self._count += 1
+        self._last_s = bounds_s[1]
+        return self.end() if now - self._since >= DROP_SUMMARY_EVERY_S else None
+
+    def end(self) -> str | None:
+        """The summary of the burst, if one was going on."""
+        count, self._count = self._count, 0
+        if count == 0:
+            return None
+        if count == 1:
+            return f"worker behind: dropped utterance {self._first_s:.2f}–{self._last_s:.2f} s"
+        return f"worker behind: dropped {count} utterances between {self._first_s:.2f} and {self._last_s:.2f} s"
+
+
 #: Loads the config and model again for a reload (a new model warmed up); raises UserError (one line)
 #: to keep the running ones.
 Reloader = Callable[[], tuple[Classifier, DaemonSettings]]
@@ -155,6 +186,7 @@ class Daemon:
         self._main_alive = time.monotonic()  # the main loop's last pass, for the watchdog
         self._next_heartbeat = 0.0  # when the main loop next asks the worker for a heartbeat
         self.utterance_drops = 0
+        self._drop_bursts = DropBursts()
 
     # -- control -------------------------------------------------------------------------------
 
@@ -186,6 +218,7 @@ class Daemon:
             self.notifier.stopping(self.status_line(f"stopping ({reason})"))
             self.source.stop()
             self._flush_segmenter()
+            self._log_drops(self._drop_bursts.end())
             self._jobs.put(_Stop(reason))  # the worker drains the queue, then sends the final status
             self._worker.join()
         self._check_worker()  # it may have died with the input's last utterances
@@ -331,7 +364,14 @@ class Daemon:
         dropped = self._jobs.put_evicting(job)
         if dropped is not None:
             self.utterance_drops += 1
-            log.warning("worker behind: dropped %s", dropped)
+            self._log_drops(self._drop_bursts.dropped(dropped.utterance.bounds_s, time.monotonic()))
+        elif isinstance(job, _Job):  # queued without evicting one: the worker caught up
+            self._log_drops(self._drop_bursts.end())
+
+    @staticmethod
+    def _log_drops(summary: str | None) -> None:
+        if summary is not None:
+            log.warning("%s", summary)
 
     def _wait_for_worker(self) -> None:
         """Until the worker has handled everything queued.  A file read far faster than real time is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from .control import Control
 from .daemon import Daemon, DaemonSettings
 from .logs import set_level, setup_logging
 from .model import load_bundle
+from .native_log import native_stderr_logged
 from .notify import Notifier
 from .publisher import Publisher
 
@@ -71,6 +73,12 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
     config = resolve(config_path, flags)
     setup_logging(config.log_level)
     single_threaded_blas()
+    # PortAudio and ALSA write raw lines to stderr when a device is probed or lost: through the log.
+    with native_stderr_logged() if config.source == "mic" else contextlib.nullcontext():
+        return _serve(config_path, flags, config)
+
+
+def _serve(config_path: Path | None, flags: dict[str, Any], config: RunConfig) -> int:
     classifier = Classifier(load_bundle(config.model))
     source = open_source(config)
     settings = daemon_settings(config, source.sample_rate)

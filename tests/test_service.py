@@ -12,6 +12,7 @@ import socket
 import statistics
 import struct
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -337,6 +338,36 @@ def test_logs_are_plain_when_journal_stream_names_another_stream(ravdess):
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0 and result.stderr.startswith("ser-stream: model ser-mlp")
+
+
+def test_what_c_libraries_write_to_stderr_goes_through_the_log():
+    """PortAudio and ALSA write to fd 2 directly; while relayed, their lines become log lines."""
+    program = """if True:
+        import os, sys
+        from ser_stream.logs import setup_logging
+        from ser_stream.native_log import native_stderr_logged
+        setup_logging("debug")
+        with native_stderr_logged():
+            os.write(2, b"ALSA lib pcm_pulse.c:758:(pulse_prepare) PulseAudio: Unable to create stream\\n\\n")
+            os.write(2, b"Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1812\\n")
+            os.write(2, b"something else\\n")
+            print("python's own line", file=sys.stderr)
+        os.write(2, b"after the relay\\n")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert sorted(lines[:-1]) == sorted(
+        [
+            "ser-stream: sound library: ALSA lib pcm_pulse.c:758:(pulse_prepare) PulseAudio: Unable to create stream",
+            "ser-stream: sound library: Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1812",
+            "ser-stream: warning: from a library: something else",
+            "python's own line",
+        ]
+    )
+    assert lines[-1] == "after the relay"
 
 
 def _install_bundle(source: Path, models: Path) -> Path:
