@@ -22,6 +22,7 @@ import numpy as np
 import soxr
 
 from .audio import open_audio, read_frames, to_int16
+from .counters import Counters
 from .errors import DeviceError, UserError
 
 if TYPE_CHECKING:
@@ -98,12 +99,8 @@ class Source(Protocol):
 
     def stop(self) -> None: ...
 
-    def reopen(self) -> None:
-        """After DeviceLostError: open the input again, or raise DeviceError if it is still gone."""
-        ...
-
-    def counters(self) -> dict[str, int]:
-        """frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
+    def counters(self) -> Counters:
+        """Its share: frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
         ...
 
 
@@ -357,14 +354,14 @@ class MicSource:
         stream.abort(ignore_errors=True)  # abort, not stop: nothing left to drain
         stream.close(ignore_errors=True)
 
-    def counters(self) -> dict[str, int]:
-        return {
-            "frames_captured": self._frames,
-            "frames_lost": self._frames_lost,
-            "overflows": self._overflows,
-            "queue_drops": self._queue_drops,
-            "queue_depth": self._queue.qsize(),
-        }
+    def counters(self) -> Counters:
+        return Counters(
+            frames_captured=self._frames,
+            frames_lost=self._frames_lost,
+            overflows=self._overflows,
+            queue_drops=self._queue_drops,
+            queue_depth=self._queue.qsize(),
+        )
 
 
 class FileSource:
@@ -438,9 +435,5 @@ class FileSource:
     def stop(self) -> None:
         self._file.close()
 
-    def reopen(self) -> None:
-        """Never needed: a file is not lost mid-stream (read() never raises DeviceLostError)."""
-        raise RuntimeError("a file source cannot be reopened")
-
-    def counters(self) -> dict[str, int]:
-        return {"frames_captured": self._position, "frames_lost": 0, "overflows": 0, "queue_drops": 0, "queue_depth": 0}
+    def counters(self) -> Counters:
+        return Counters(frames_captured=self._position)

@@ -11,11 +11,11 @@ from .capture import FileSource, MicSource, Source
 from .classifier import Classifier, single_threaded_blas
 from .config import RunConfig, resolve
 from .control import Control
-from .daemon import Daemon, DaemonSettings
 from .logs import set_level, setup_logging
 from .model import load_bundle
 from .native_log import native_stderr_logged
 from .notify import Notifier
+from .pipeline import Daemon, DaemonSettings, ReopeningSource
 from .publisher import Publisher
 
 log = logging.getLogger("ser_stream")
@@ -30,9 +30,9 @@ def daemon_settings(config: RunConfig, sample_rate: int) -> DaemonSettings:
     )
 
 
-def open_source(config: RunConfig) -> Source:
-    if config.source == "mic":
-        return MicSource(config.device, sample_rate=config.capture_rate, block_ms=config.frame_ms)
+def open_source(config: RunConfig) -> Source | ReopeningSource:
+    if config.source == "mic":  # a lost microphone is reopened, with backoff
+        return ReopeningSource(MicSource(config.device, sample_rate=config.capture_rate, block_ms=config.frame_ms))
     return FileSource(
         config.source, sample_rate=config.capture_rate, block_ms=config.frame_ms, realtime=config.realtime
     )

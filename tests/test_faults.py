@@ -20,11 +20,10 @@ import zmq
 
 from ser_stream.capture import FileSource, MicSource
 from ser_stream.classifier import Classifier
-from ser_stream.daemon import DROP_SUMMARY_EVERY_S, Daemon, DaemonSettings, DropBursts
 from ser_stream.errors import PipelineError
 from ser_stream.events import validator_for
 from ser_stream.model import load_bundle
-from ser_stream.notify import Notifier
+from ser_stream.pipeline import Daemon, DaemonSettings
 from ser_stream.publisher import Publisher
 from tests import pulse
 from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
@@ -84,13 +83,13 @@ def test_device_unplugged_mid_utterance_is_flushed_reported_and_reopened(virtual
 class _SlowClassifier(Classifier):
     """A worker slower than real time: every utterance takes 0.3 s."""
 
-    def __init__(self, bundle, jobs) -> None:
+    def __init__(self, bundle) -> None:
         super().__init__(bundle)
-        self.jobs = jobs
+        self.worker = None  # the worker whose queue it watches
         self.most_waiting = 0
 
     def classify(self, samples):
-        self.most_waiting = max(self.most_waiting, self.jobs.utterances_waiting())
+        self.most_waiting = max(self.most_waiting, self.worker.utterances_waiting())
         time.sleep(0.3)
         return super().classify(samples)
 
@@ -101,37 +100,23 @@ def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravd
     source = FileSource(stream, realtime=False)
     source.live = True  # a microphone's policy at file speed: audio that cannot wait for the worker
     with Publisher(free_endpoint()) as publisher:
-        daemon = Daemon(source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, DaemonSettings(worker_queue=2))
-        daemon.classifier = slow = _SlowClassifier(daemon.classifier.bundle, daemon._jobs)
+        slow = _SlowClassifier(load_bundle(SHIPPED_MODEL))
+        daemon = Daemon(source, slow, publisher, DaemonSettings(worker_queue=2))
+        slow.worker = daemon.worker
         with caplog.at_level(logging.WARNING, logger="ser_stream"):
             assert daemon.run() == 0
         counters = daemon.counters()
     assert slow.most_waiting <= 2  # memory bounded by the queue, however far behind
-    assert counters["utterances"] == len(STREAM_CLIPS)
-    emotions = counters["events_published"] - 2  # minus the started and stopping statuses, never evicted
-    assert daemon.utterance_drops > 0 and emotions + daemon.utterance_drops == counters["utterances"]
-    assert counters["queue_drops"] == daemon.utterance_drops
+    drops = daemon.worker.utterances_dropped
+    assert counters.utterances == len(STREAM_CLIPS)
+    emotions = counters.events_published - 2  # minus the started and stopping statuses, never evicted
+    assert drops > 0 and emotions + drops == counters.utterances
+    assert counters.queue_drops == drops
     # One line per burst of drops, not one per drop (a run far behind logged 1354 lines): how many, when.
     summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("worker behind: dropped ")]
     counted = [int(m.split()[3]) if m.split()[3].isdigit() else 1 for m in summaries]
-    assert sum(counted) == daemon.utterance_drops
-    assert daemon.utterance_drops >= 2 and len(summaries) < daemon.utterance_drops
-
-
-def test_drops_are_summed_up_per_burst():
-    bursts = DropBursts()
-    assert bursts.end() is None
-    assert bursts.dropped((1.0, 2.0), now=0.0) is None
-    assert bursts.end() == "worker behind: dropped utterance 1.00–2.00 s"
-    for second in range(3):
-        assert bursts.dropped((10.0 + second, 10.5 + second), now=second) is None
-    assert bursts.end() == "worker behind: dropped 3 utterances between 10.00 and 12.50 s"
-    # A burst that goes on is summed up every DROP_SUMMARY_EVERY_S meanwhile.
-    assert bursts.dropped((20.0, 21.0), now=100.0) is None
-    assert bursts.dropped((22.0, 23.0), now=100.0 + DROP_SUMMARY_EVERY_S) == (
-        "worker behind: dropped 2 utterances between 20.00 and 23.00 s"
-    )
-    assert bursts.end() is None
+    assert sum(counted) == drops
+    assert drops >= 2 and len(summaries) < drops
 
 
 def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
@@ -144,7 +129,7 @@ def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
         counters = source.counters()
     finally:
         source.stop()
-    assert counters["queue_drops"] > 0
+    assert counters.queue_drops > 0
     assert all(block is not None for block in blocks)
     starts = [block.start for block in blocks]
     assert starts[5] - starts[4] > 480  # the offsets skip what was dropped: stream time stays true
@@ -186,7 +171,7 @@ def test_a_starved_capture_thread_catches_up_without_losing_stream_time(virtual_
     assert last.captured_at - first.captured_at > 5.0  # the stall is inside the run
     stream_time = (last.start - first.start) / RATE
     assert abs(stream_time - (last.captured_at - first.captured_at)) < 0.3, stream_time  # wall time
-    assert counters["frames_lost"] == 0 and counters["queue_drops"] == 0
+    assert counters.frames_lost == 0 and counters.queue_drops == 0
     assert [b.start - a.start for a, b in itertools.pairwise(blocks)] == [480] * (len(blocks) - 1)  # no gap
 
 
@@ -384,15 +369,23 @@ def test_every_kind_of_file_gets_a_label_or_one_clear_line(ravdess, tmp_path):
                 assert len(emotions) == 1 and events[-1]["state"] == "stopping", name
 
 
-class _BrokenNotifier(Notifier):
-    """A watchdog ping that raises: an exception escaping the worker's loop, as a bug would."""
+class _Escaping(BaseException):
+    """Not an Exception: it passes the worker's per-event guard, as a bug in the worker's own loop would."""
 
-    def __init__(self) -> None:
-        super().__init__({})
-        self.watchdog_interval_s = 0.05
 
-    def watchdog(self) -> bool:
-        raise RuntimeError("broken on purpose")
+class _EscapingClassifier(Classifier):
+    """Fails on the first utterance (the warm-up at start goes through)."""
+
+    armed = False
+
+    def warm_up(self) -> None:
+        super().warm_up()
+        self.armed = True
+
+    def classify(self, samples):
+        if self.armed:
+            raise _Escaping("broken on purpose")
+        return super().classify(samples)
 
 
 @pytest.mark.parametrize("live", [False, True], ids=["file waits for the worker", "live"])
@@ -401,11 +394,11 @@ def test_a_worker_that_dies_is_a_fatal_error_not_a_quiet_success(ravdess, tmp_pa
     build_stream(ravdess, stream, STREAM_CLIPS[:2], gap_s=1.0)
     source = FileSource(stream, realtime=live)
     with Publisher(free_endpoint()) as publisher:
-        daemon = Daemon(source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, notifier=_BrokenNotifier())
+        daemon = Daemon(source, _EscapingClassifier(load_bundle(SHIPPED_MODEL)), publisher)
         with pytest.raises(PipelineError) as caught:
             daemon.run()
     message = str(caught.value)
-    assert "\n" not in message and "worker thread died (RuntimeError: broken on purpose)" in message
+    assert "\n" not in message and "worker thread died (_Escaping: broken on purpose)" in message
     assert caught.value.exit_code == 70
 
 

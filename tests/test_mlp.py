@@ -84,7 +84,7 @@ def test_other_estimators_are_loaded_by_scikit_learn(tmp_path):
 def test_serving_imports_none_of_the_heavy_libraries():
     code = (
         "import sys\n"
-        "import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture\n"
+        "import ser_stream.cli, ser_stream.service, ser_stream.pipeline, ser_stream.capture\n"
         "from ser_stream.classifier import Classifier\n"
         "from ser_stream.model import default_model_path, load_bundle\n"
         "Classifier(load_bundle(default_model_path())).warm_up()\n"

@@ -24,9 +24,9 @@ import pytest
 
 from ser_stream.capture import AudioBlock, FileSource
 from ser_stream.classifier import Classifier
-from ser_stream.daemon import Daemon, DaemonSettings
 from ser_stream.model import load_bundle, manifest_path, sha256_of
 from ser_stream.notify import Notifier
+from ser_stream.pipeline import Daemon, DaemonSettings
 from ser_stream.proxy import Proxy
 from ser_stream.publisher import Publisher
 from tests.conftest import SHIPPED_MODEL, cli_executable, clip_path
