@@ -201,6 +201,11 @@ class Worker:
             log.exception("could not publish the event of %s", item)
 
     def _classify_and_publish(self, job: UtteranceJob) -> None:
+        """The event's `timestamp` is the wall-clock time of the utterance's end: stream start + end_s
+        for an input paced like a microphone, but never later than when the daemon read the audio that
+        closed it.  A file read faster than real time (--no-realtime) has no wall-clock time of its
+        own, and start + end_s would lie in the future, after the final `stopping` status; the moment
+        it was read stands in, so timestamps keep the order events are sent in."""
         utterance = job.utterance
         classifier = self.classifier
         samples = to_model_rate(from_int16(utterance.samples), utterance.sample_rate, classifier.sample_rate)
@@ -211,7 +216,7 @@ class Worker:
             probabilities=prediction.probabilities,
             start_s=utterance.start_s,
             end_s=utterance.end_s,
-            wall_end=self._wall_start + timedelta(seconds=utterance.end_s),
+            wall_end=self._wall_start + timedelta(seconds=min(utterance.end_s, job.captured_at - self._started)),
             source=self._source.name,
             model=_model_info(classifier),
             device=self.settings.device_id,
