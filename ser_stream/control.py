@@ -4,8 +4,9 @@ A Python signal handler runs in the main thread between two bytecodes: inside wh
 thread was doing, another handler included.  So a handler must take no lock: ``threading.Event.set``
 takes one, and a burst of signals deadlocked on it (a handler nested in another's ``set``).  Here a
 handler only sets a plain attribute and writes a byte to a non-blocking socket; the interpreter's
-C-level wake-up fd (``signal.set_wakeup_fd``) writes one too, so a loop asleep in ``select`` or
-``zmq.poll`` on ``fileno()`` wakes at once, whichever thread the kernel delivered the signal to.
+C-level wake-up fd (``signal.set_wakeup_fd``) writes one too, so a loop asleep in ``wait`` wakes at
+once, whichever thread the kernel delivered the signal to.  Loops that poll anyway (every 0.1 s)
+just read the flags.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _LONGEST_WAIT_S = 3600.0
 
 
 class Control:
-    """Flags the main loop polls (``stop``, ``reload``) and a wake-up fd it can sleep on.
+    """Flags the main loop polls (``stop``, ``reload``), and a ``wait`` that a request cuts short.
 
     ``request_stop`` and ``request_reload`` are safe from a signal handler and from any thread.
     """
@@ -69,19 +70,15 @@ class Control:
             signal.signal(signum, signal.SIG_IGN)
         signal.set_wakeup_fd(-1)
 
-    def fileno(self) -> int:
-        """Readable when a request (or a signal) arrived: for select/poll alongside other sockets."""
-        return self._wake_reader.fileno()
-
     def wait(self, timeout: float) -> bool:
         """Sleep until a request arrives or ``timeout`` seconds pass; True if a stop was requested."""
         if not self.stop:
             ready, _, _ = select.select([self._wake_reader], [], [], min(max(timeout, 0.0), _LONGEST_WAIT_S))
             if ready:
-                self.drain()
+                self._drain()
         return self.stop
 
-    def drain(self) -> None:
+    def _drain(self) -> None:
         """Read the wake-ups already there, so the next sleep is not cut short by old ones."""
         with contextlib.suppress(OSError):  # BlockingIOError: nothing left
             while self._wake_reader.recv(4096):

@@ -12,9 +12,12 @@ import time
 
 import pytest
 
+from tests import pulse
 from tests.conftest import cli_executable
 from tests.live import Subscriber, build_stream, free_endpoint, start_daemon, wait_until
 from tests.soak import build_long_stream
+
+virtual_mic = pulse.virtual_mic  # the session fixture
 
 #: Runs per burst: the hang this guards against struck 1 to 3 runs in 3.
 RUNS = 4
@@ -57,10 +60,15 @@ def long_stream(ravdess, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("burst", BURSTS, ids=list(BURSTS))
-def test_run_ends_promptly_under_a_burst_of_signals(long_stream, burst):
+@pytest.mark.parametrize("source", ["file", "mic"])
+def test_run_ends_promptly_under_a_burst_of_signals(request, source, burst):
+    if source == "mic":  # the PulseAudio virtual microphone: PortAudio's threads and the stderr relay too
+        args = ("--device", request.getfixturevalue("virtual_mic").device)
+    else:
+        args = ("--source", str(request.getfixturevalue("long_stream")), "--realtime")
     outcomes = []
     for _ in range(RUNS):
-        daemon = start_daemon("--source", str(long_stream), "--realtime", endpoint=free_endpoint())
+        daemon = start_daemon(*args, endpoint=free_endpoint())
         assert json.loads(daemon.stdout.readline())["state"] == "started"
         send_burst(daemon, BURSTS[burst])
         code, _, stderr = ended_within_deadline(daemon)
