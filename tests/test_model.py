@@ -224,8 +224,12 @@ def test_an_object_array_is_refused_and_never_unpickled(bundle_path, tmp_path):
 
 def test_an_old_pickle_path_names_the_bundle_beside_it(bundle_path):
     old = bundle_path.with_suffix(".joblib")
+    assert refusal(old) == f"model {old}: no such file (bundles are NAME.npz now; pickles are not read); " + (
+        f"or use {bundle_path}, which is beside it"
+    )
     old.write_bytes(b"not even read")
     message = refusal(old)
+    assert "a pickle, which can run any code" in message
     assert message.endswith(f"or use {bundle_path}, which is beside it")
 
 

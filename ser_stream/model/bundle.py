@@ -160,8 +160,11 @@ def load_bundle(path: str | Path) -> ModelBundle:
 
 
 def _pickle_refusal(path: Path) -> str:
+    """Why a pickle path is refused, and what to use instead: the .npz beside it, or a conversion."""
     beside = path.with_suffix(".npz")
     instead = f"; or use {beside}, which is beside it" if beside.is_file() else ""
+    if not path.exists():
+        return f"model {path}: no such file (bundles are NAME.npz now; pickles are not read){instead}"
     return (
         f"model {path}: a pickle, which can run any code when loaded, so ser-stream does not read it; "
         f"if you trust the file, convert it once with `python -m train.convert {path}` "
