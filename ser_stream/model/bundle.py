@@ -315,7 +315,8 @@ def save_bundle(
 
 
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """``np.savez`` with fixed entry timestamps and order, and no pickles."""
+    """What ``np.savez`` writes, with the entries' order and date fixed here rather than left to numpy's
+    internals (the same arrays, the same bytes), and an object array refused rather than pickled."""
     with zipfile.ZipFile(path, "w") as archive:
         for key in sorted(arrays):
             buffer = io.BytesIO()
