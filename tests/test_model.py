@@ -137,6 +137,12 @@ def test_extra_arrays_and_optional_sections_round_trip(model, tmp_path):
     assert bundle.section("calibration") is None
 
 
+def test_an_object_array_is_never_saved(model, tmp_path):
+    with pytest.raises(ValueError, match="Object arrays cannot be saved"):
+        save_bundle(model, {"labels": LABELS}, tmp_path, "x", {"objects": np.array([{}], dtype=object)})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_adaptation_needs_its_arrays(model, tmp_path):
     path = save_bundle(
         model,

@@ -298,7 +298,11 @@ def save_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     npz_path = out_dir / f"{name}.npz"
     staging = npz_path.with_suffix(".npz.tmp")
-    _write_npz(staging, arrays)
+    try:
+        _write_npz(staging, arrays)
+    except BaseException:  # an object array: nothing half-written is left behind
+        staging.unlink(missing_ok=True)
+        raise
     manifest = {
         "format": MANIFEST_FORMAT,
         "name": name,
