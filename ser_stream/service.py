@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from .capture import FileSource, MicSource, Source
-from .classifier import Classifier, single_threaded_blas
 from .config import RunConfig, resolve
 from .daemon import Daemon, DaemonSettings
 from .logs import set_level, setup_logging
-from .model import load_bundle
+from .model import Classifier, load_bundle, single_threaded_blas, trim_differences
 from .notify import Notifier
 from .publisher import Publisher
 
@@ -73,6 +72,11 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
     classifier = Classifier(load_bundle(config.model))
     source = open_source(config)
     settings = daemon_settings(config, source.sample_rate)
+    differences = trim_differences(classifier.bundle, settings.segmenter)
+    if differences:
+        log.warning(
+            "VAD settings differ from the model's training, its accuracy may not hold: %s", "; ".join(differences)
+        )
     endpoint = config.publish_connect or config.publish
     with Publisher(endpoint, connect=config.publish_connect is not None, curve=config.curve()) as publisher:
         reloader = Reloader(config_path, flags, config, classifier, source.sample_rate)
