@@ -25,9 +25,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from .classifier import classify_files
     from .logs import setup_logging
-    from .model import load_bundle
+    from .model import classify_files, load_bundle
 
     setup_logging("warning")
     failures = 0
@@ -140,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         type=Path,
         default=default_model_path(),
-        help="model bundle .joblib (manifest .json beside it); default: %(default)s",
+        help="model bundle .npz (manifest .json beside it); default: %(default)s",
     )
     classify.add_argument(
         "--jobs",

@@ -108,7 +108,7 @@ class RunConfig:
     )
     model: Path = field(
         default_factory=default_model_path,
-        metadata=_meta("model bundle .joblib (manifest .json beside it)", metavar="PATH"),
+        metadata=_meta("model bundle .npz (manifest .json beside it)", metavar="PATH"),
     )
     realtime: bool = _option(True, "pace a file source like a microphone, or run it as fast as possible", restart=True)
     print: bool = _option(False, "also write every event as a JSON line on stdout")

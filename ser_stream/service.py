@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from .capture import FileSource, MicSource, Source
-from .classifier import Classifier, single_threaded_blas
 from .config import RunConfig, resolve
 from .control import Control
 from .logs import set_level, setup_logging
-from .model import load_bundle
+from .model import Classifier, load_bundle, single_threaded_blas, trim_differences
 from .native_log import native_stderr_logged
 from .notify import Notifier
 from .pipeline import Daemon, DaemonSettings, ReopeningSource
@@ -82,6 +81,11 @@ def _serve(config_path: Path | None, flags: dict[str, Any], config: RunConfig) -
     classifier = Classifier(load_bundle(config.model))
     source = open_source(config)
     settings = daemon_settings(config, source.sample_rate)
+    differences = trim_differences(classifier.bundle, settings.segmenter)
+    if differences:
+        log.warning(
+            "VAD settings differ from the model's training, its accuracy may not hold: %s", "; ".join(differences)
+        )
     endpoint = config.publish_connect or config.publish
     control = Control()
     control.install()  # from here on, SIGTERM, SIGINT and SIGHUP are requests the daemon polls

@@ -19,10 +19,9 @@ import soxr
 import zmq
 
 from ser_stream.capture import FileSource, MicSource
-from ser_stream.classifier import Classifier
 from ser_stream.errors import PipelineError
 from ser_stream.events import validator_for
-from ser_stream.model import load_bundle
+from ser_stream.model import Classifier, load_bundle
 from ser_stream.pipeline import Daemon, DaemonSettings
 from ser_stream.publisher import Publisher
 from tests import pulse
@@ -88,10 +87,10 @@ class _SlowClassifier(Classifier):
         self.worker = None  # the worker whose queue it watches
         self.most_waiting = 0
 
-    def classify(self, samples):
+    def classify(self, samples, sample_rate):
         self.most_waiting = max(self.most_waiting, self.worker.utterances_waiting())
         time.sleep(0.3)
-        return super().classify(samples)
+        return super().classify(samples, sample_rate)
 
 
 def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravdess, tmp_path, caplog):
@@ -382,10 +381,10 @@ class _EscapingClassifier(Classifier):
         super().warm_up()
         self.armed = True
 
-    def classify(self, samples):
+    def classify(self, samples, sample_rate):
         if self.armed:
             raise _Escaping("broken on purpose")
-        return super().classify(samples)
+        return super().classify(samples, sample_rate)
 
 
 @pytest.mark.parametrize("live", [False, True], ids=["file waits for the worker", "live"])

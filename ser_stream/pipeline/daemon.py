@@ -21,10 +21,10 @@ from datetime import datetime, timezone
 from typing import IO
 
 from ..capture import Source
-from ..classifier import Classifier
 from ..control import Control
 from ..counters import Counters
 from ..errors import UserError
+from ..model import Classifier
 from ..notify import Notifier
 from ..publisher import Publisher
 from ..segmenter import Segmenter, SegmenterConfig

@@ -8,8 +8,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ..classifier import Classifier
 from ..errors import UserError
+from ..model import Classifier
 from .settings import DaemonSettings
 
 log = logging.getLogger("ser_stream")

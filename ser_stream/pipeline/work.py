@@ -15,7 +15,7 @@ from ..segmenter import Utterance
 from .settings import DaemonSettings
 
 if TYPE_CHECKING:
-    from ..classifier import Classifier
+    from ..model import Classifier
 
 
 @dataclass(frozen=True)

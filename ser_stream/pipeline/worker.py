@@ -16,11 +16,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import IO, Protocol
 
-from ..audio import from_int16, to_model_rate
-from ..classifier import Classifier
+from ..audio import from_int16
 from ..counters import Counters
 from ..errors import PipelineError
 from ..events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
+from ..model import Classifier
 from ..notify import Notifier
 from ..publisher import Publisher
 from .settings import DaemonSettings
@@ -208,8 +208,7 @@ class Worker:
         it was read stands in, so timestamps keep the order events are sent in."""
         utterance = job.utterance
         classifier = self.classifier
-        samples = to_model_rate(from_int16(utterance.samples), utterance.sample_rate, classifier.sample_rate)
-        prediction = classifier.classify(samples)
+        prediction = classifier.classify(from_int16(utterance.samples), utterance.sample_rate)
         event = emotion_event(
             label=prediction.label,
             confidence=prediction.confidence,
