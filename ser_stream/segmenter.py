@@ -71,6 +71,9 @@ TAIL_MS = 100
 #: the minimum of a fluctuating noise from diving to its single quietest frame.
 FLOOR_WINDOW_MS = 3000
 FLOOR_SMOOTHING_MS = 180
+#: The floor is known once this much of a stream has been heard (the minimum so far until a whole
+#: window has): long enough to hold a pause, short enough to catch noise that is there from the start.
+FLOOR_WARMUP_MS = 600
 
 #: webrtcvad adapts to steady noise (a fan) and calls it non-speech, but calls babble speech.  The
 #: noise gate applies while it calls at least ``FOOLED_SHARE`` of the frames at the floor (within
@@ -211,6 +214,7 @@ class _NoiseFloor:
 
     def __init__(self, frame_ms: int) -> None:
         self._window = FLOOR_WINDOW_MS // frame_ms
+        self._warmup = FLOOR_WARMUP_MS // frame_ms
         self._keep = math.exp(-frame_ms / FLOOR_SMOOTHING_MS)
         self._keep_voiced = math.exp(-frame_ms / FOOLED_MS)
         self._near = 10 ** (FLOOR_NEAR_DB / 10)
@@ -244,8 +248,8 @@ class _NoiseFloor:
 
     @property
     def energy(self) -> float | None:
-        """The floor as a frame energy, once a whole window has been heard (None before)."""
-        return self._minima[0][1] if self._frames >= self._window else None
+        """The floor as a frame energy (None during the warm-up)."""
+        return self._minima[0][1] if self._frames >= self._warmup else None
 
 
 class Segmenter:
@@ -308,7 +312,7 @@ class Segmenter:
     @property
     def noise_floor_dbfs(self) -> float | None:
         """The noise floor of the current stream in dBFS (RMS relative to a full-scale square wave;
-        digital silence reads ``SILENT_DBFS``), or None during the first ``FLOOR_WINDOW_MS``."""
+        digital silence reads ``SILENT_DBFS``), or None during the first ``FLOOR_WARMUP_MS``."""
         energy = self._noise.energy
         if energy is None:
             return None
