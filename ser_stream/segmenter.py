@@ -28,13 +28,14 @@ Bounds of an utterance, in stream samples:
   closes, its start moves up to ``pre_roll_ms`` before the first frame within ``gate_db`` of
   that peak, so a breath before the first word does not pull the start early.  ``gate_db=0``
   turns the gate off (plain webrtcvad).
-- Noise gate: webrtcvad calls babble (other voices, a television) speech, so on its own an
-  utterance in babble never ends.  The segmenter follows the room's noise floor (``noise_floor_dbfs``,
-  minimum statistics) and, while webrtcvad calls the frames at that floor speech, counts a frame as
-  speech only if it is at least ``noise_gate_db`` above the floor.  Steady noise webrtcvad already
-  tells from speech (a fan) and clean audio are segmented as without the gate.  ``noise_gate_db=0``
-  turns it off.  A sound webrtcvad calls speech that never pauses for ``FLOOR_WINDOW_MS`` becomes
-  the floor itself: a babble that is always there is, after a few seconds, the room.
+- Noise gate: webrtcvad calls babble (other voices, a television) speech, and loud steady
+  noise too, so on its own an utterance in such a room never ends.  The segmenter follows the
+  room's noise floor (``noise_floor_dbfs``, minimum statistics) and, while webrtcvad calls the
+  frames at that floor speech, counts a frame as speech only if it is at least ``noise_gate_db``
+  above the floor.  Quiet steady noise webrtcvad already tells from speech (a fan) and clean
+  audio are segmented as without the gate.  ``noise_gate_db=0`` turns it off.  A sound webrtcvad
+  calls speech that never pauses for ``FLOOR_WINDOW_MS`` becomes the floor itself: a babble that
+  is always there is, after a few seconds, the room.
 - ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
   utterances are dropped and counted in ``dropped_short``.
 """
@@ -75,7 +76,7 @@ FLOOR_SMOOTHING_MS = 180
 #: window has): long enough to hold a pause, short enough to catch noise that is there from the start.
 FLOOR_WARMUP_MS = 600
 
-#: webrtcvad adapts to steady noise (a fan) and calls it non-speech, but calls babble speech.  The
+#: webrtcvad adapts to quiet steady noise (a fan) and calls it non-speech, but calls babble speech.  The
 #: noise gate applies while it calls at least ``FOOLED_SHARE`` of the frames at the floor (within
 #: ``FLOOR_NEAR_DB`` of it) speech, a share followed with a time constant of ``FOOLED_MS``; so the
 #: gate never cuts into quiet speech that webrtcvad already tells from the room.
