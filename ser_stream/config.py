@@ -130,6 +130,14 @@ class RunConfig:
         maximum=120,
         metavar="DB",
     )
+    noise_gate_db: float = _option(
+        _VAD.noise_gate_db,
+        "while webrtcvad takes the room's noise for speech (babble), frames less than this above the noise "
+        "floor count as non-speech; 0 = off",
+        minimum=0,
+        maximum=120,
+        metavar="DB",
+    )
     wait_subscriber: float = _option(
         0.0,
         "before streaming, wait up to this long for a first subscriber; 0 = don't wait",
@@ -178,6 +186,7 @@ class RunConfig:
                 min_utterance_ms=self.min_utterance_ms,
                 max_utterance_ms=self.max_utterance_ms,
                 gate_db=self.gate_db,
+                noise_gate_db=self.noise_gate_db,
             )
         except ValueError as error:
             raise ConfigError(str(error)) from None
