@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .config import ProxyConfig, RunConfig, add_flags
 from .errors import UserError
+from .events import TOPICS
 from .logs import error_line
 from .publisher import DEFAULT_ENDPOINT
 
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--topic",
         action="append",
-        choices=("emotion", "status", "proxy"),
+        choices=TOPICS,
         help="topic to print; repeatable (default: emotion and status)",
     )
     sub.add_argument("--curve-server-key", type=Path, metavar="FILE", help="CURVE: the publisher's public key (.key)")

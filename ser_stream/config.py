@@ -138,6 +138,13 @@ class RunConfig:
         maximum=120,
         metavar="DB",
     )
+    interim_ms: int = _option(
+        1000,
+        "while an utterance is open, classify what was heard so far this often (topic `interim`), ms; 0 = off",
+        minimum=0,
+        maximum=60_000,
+        metavar="MS",
+    )
     wait_subscriber: float = _option(
         0.0,
         "before streaming, wait up to this long for a first subscriber; 0 = don't wait",

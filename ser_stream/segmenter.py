@@ -209,6 +209,10 @@ class SpeechStarted:
     def start_s(self) -> float:
         return self.start / self.sample_rate
 
+    @property
+    def decided_at(self) -> int:
+        return self.opened_at
+
 
 @dataclass(frozen=True, eq=False)
 class SpeechEnded:
@@ -233,6 +237,10 @@ class SpeechEnded:
     @property
     def end_s(self) -> float:
         return self.end / self.sample_rate
+
+    @property
+    def decided_at(self) -> int:
+        return self.closed_at
 
 
 SpeechEvent = SpeechStarted | SpeechEnded

@@ -26,6 +26,7 @@ def daemon_settings(config: RunConfig, sample_rate: int) -> DaemonSettings:
         heartbeat_s=config.heartbeat_s,
         print_events=config.print,
         device_id=config.device_id,
+        interim_ms=config.interim_ms,
     )
 
 

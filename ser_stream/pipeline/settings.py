@@ -14,3 +14,4 @@ class DaemonSettings:
     worker_queue: int = 16  # utterances waiting for the worker; beyond it the oldest is dropped
     print_events: bool = False
     device_id: str = "ser-stream"  # every event's `device`
+    interim_ms: int = 1000  # an open utterance is classified this often (stream time); 0: never
