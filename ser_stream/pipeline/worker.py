@@ -21,6 +21,7 @@ from ..counters import Counters
 from ..errors import PipelineError
 from ..events import TOPIC_EMOTION, TOPIC_INTERIM, TOPIC_SPEECH, TOPIC_STATUS, emotion_event, speech_event, status_event
 from ..model import Classifier
+from ..model.classifier import GrowingUtterance, Prediction
 from ..notify import Notifier
 from ..publisher import Publisher
 from ..segmenter import SpeechEnded
@@ -125,6 +126,7 @@ class Worker:
         self.utterances_dropped = 0  # evicted from the queue because the worker fell behind
         self.interims_dropped = 0  # interim results evicted, stale, for the same reason
         self.failure: BaseException | None = None  # what killed the thread, if anything did
+        self._growing: tuple[tuple, GrowingUtterance] | None = None  # the open utterance's, for interim results
         self._thread = threading.Thread(target=self._run, name="ser-stream-worker", daemon=True)
         self._started = 0.0  # monotonic and wall-clock time the input opened, set by start()
         self._wall_start = datetime.now(timezone.utc)
@@ -240,7 +242,7 @@ class Worker:
         time of the utterance's end (interim: of the end of the audio classified so far)."""
         utterance = job.utterance
         classifier = self.classifier
-        prediction = classifier.classify(from_int16(utterance.samples), utterance.sample_rate)
+        prediction = self._classify(job)
         event = emotion_event(
             label=prediction.label,
             confidence=prediction.confidence,
@@ -255,6 +257,18 @@ class Worker:
             final=job.final,
         )
         self._send(TOPIC_EMOTION if job.final else TOPIC_INTERIM, event, job.captured_at)
+
+    def _classify(self, job: UtteranceJob) -> Prediction:
+        """A final result from scratch (what a voice adapter may learn from); interim results of one
+        utterance reuse the work done on it for the last one."""
+        samples, rate = from_int16(job.utterance.samples), job.utterance.sample_rate
+        if job.final:
+            self._growing = None
+            return self.classifier.classify(samples, rate)
+        key = (job.number, job.utterance.start, self.classifier)
+        if self._growing is None or self._growing[0] != key:
+            self._growing = (key, self.classifier.growing())
+        return self._growing[1].classify(samples, rate)
 
     def _publish_speech(self, change: SpeechChange) -> None:
         """An utterance opened (`timestamp`: the wall-clock time of its start) or closed (of its end)."""
