@@ -344,13 +344,21 @@ class MicSource:
         return False
 
     def stop(self) -> None:
-        """Stop and close the stream; blocks already captured stay readable. Safe to call twice."""
+        """Stop and close the stream; blocks already captured stay readable. Safe to call twice.
+
+        The capture thread is waited for first, up to STALL_S: it is one block away, but a stream's
+        first read can take two seconds (PulseAudio starting the source), and closing the stream
+        under a read crashes the process (PortAudio frees what the read uses).  A thread still in
+        the driver after that is left with its stream; ``reopen`` refuses until it is out.
+        """
         stream, self._stream = self._stream, None
         if stream is None:
             return
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)  # one block away, unless the driver hangs in read
+            self._thread.join(timeout=STALL_S)
+            if self._thread.is_alive():
+                return
         stream.abort(ignore_errors=True)  # abort, not stop: nothing left to drain
         stream.close(ignore_errors=True)
 
