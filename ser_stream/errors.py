@@ -1,4 +1,9 @@
-"""Errors a user can cause: the CLI prints their message as one line and exits non-zero."""
+"""Errors a user can cause, each with its exit code: the CLI prints their message as one line and exits with it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
 
 
 class UserError(Exception):
@@ -28,3 +33,10 @@ class ConfigError(UserError):
     systemd unit lists it in ``RestartPreventExitStatus=``, so a broken config is not restarted forever."""
 
     exit_code = 78
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Usage mistakes (an unknown flag, a bad flag value) end in one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(UserError.exit_code, f"{self.prog}: error: {message} (see --help)\n")

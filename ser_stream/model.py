@@ -10,7 +10,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,6 @@ log = logging.getLogger("ser_stream")
 
 #: The manifest format this code reads and writes.
 MANIFEST_FORMAT = "ser-stream.model/1"
-
-#: The shipped bundle, in the repository's ``models/`` folder.
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ser-mlp.joblib"
-
-
-def default_model_path() -> Path:
-    """``$SER_STREAM_MODEL`` if set, else the shipped bundle."""
-    return Path(os.environ.get("SER_STREAM_MODEL", DEFAULT_MODEL))
 
 
 def sha256_of(path: Path) -> str:

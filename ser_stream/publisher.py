@@ -16,9 +16,9 @@ import zmq
 
 from .errors import UserError
 from .link import ProxyLink
-from .security import Authenticator, CurveClient, CurveServer, connect_curve
+from .security import Authenticator, connect_curve
+from .settings import DEFAULT_ENDPOINT, CurveClient, CurveServer
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 #: How long close() may wait to flush queued messages; short so a stopping daemon exits promptly.
 LINGER_MS = 200
 #: subscribe() waits in polls this long so that Ctrl-C is noticed between them.

@@ -19,10 +19,11 @@ import zmq
 
 from ser_stream.capture import FileSource, MicSource
 from ser_stream.classifier import Classifier
-from ser_stream.daemon import Daemon, DaemonSettings
+from ser_stream.daemon import Daemon
 from ser_stream.events import validator_for
 from ser_stream.model import load_bundle
 from ser_stream.publisher import Publisher
+from ser_stream.settings import RunSettings, from_keys
 from tests import pulse
 from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
 from tests.live import RATE, STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon, wait_until
@@ -96,7 +97,7 @@ def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravd
     source = FileSource(stream, realtime=False)
     source.live = True  # a microphone's policy at file speed: audio that cannot wait for the worker
     with Publisher(free_endpoint()) as publisher:
-        daemon = Daemon(source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, DaemonSettings(worker_queue=2))
+        daemon = Daemon(source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, RunSettings(), worker_queue=2)
         daemon.classifier = slow = _SlowClassifier(daemon.classifier.bundle, daemon._jobs)
         with caplog.at_level(logging.WARNING, logger="ser_stream"):
             assert daemon.run() == 0
@@ -190,7 +191,7 @@ def test_a_gap_in_the_input_ends_the_utterance_and_stream_time_jumps_it(ravdess,
     out = io.StringIO()
     with Publisher(free_endpoint()) as publisher:
         daemon = Daemon(
-            source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, DaemonSettings(print_events=True), out=out
+            source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, from_keys(RunSettings, {"print": True}), out=out
         )
         assert daemon.run() == 0
     emotions = [event for event in map(json.loads, out.getvalue().splitlines()) if "label" in event]

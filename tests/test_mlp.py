@@ -86,7 +86,8 @@ def test_serving_imports_none_of_the_heavy_libraries():
         "import sys\n"
         "import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture\n"
         "from ser_stream.classifier import Classifier\n"
-        "from ser_stream.model import default_model_path, load_bundle\n"
+        "from ser_stream.model import load_bundle\n"
+        "from ser_stream.settings import default_model_path\n"
         "Classifier(load_bundle(default_model_path())).warm_up()\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
