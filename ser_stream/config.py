@@ -73,9 +73,9 @@ def add_flags(parser: argparse.ArgumentParser, settings: type[Settings]) -> None
         meta, flag = f.metadata, "--" + key.replace("_", "-")
         default = f.default if f.default_factory is MISSING else f.default_factory()
         shown_default = str(default).lower() if kind(f) == "bool" else default
-        help_text = (meta["help"] if default is None else f"{meta['help']} (default: {shown_default})").replace(
-            "%", "%%"
-        )
+        low, high = meta["minimum"], meta["maximum"]
+        text = f"{meta['help']}: {low:g} to {high:g}" if low is not None and high is not None else meta["help"]
+        help_text = (text if default is None else f"{text} (default: {shown_default})").replace("%", "%%")
         options: dict[str, Any] = {"dest": key, "default": argparse.SUPPRESS, "help": help_text}
         if kind(f) == "bool":
             groups[stage].add_argument(flag, action=argparse.BooleanOptionalAction, **options)
