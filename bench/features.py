@@ -19,7 +19,7 @@ from ser_stream.classifier import single_threaded_blas
 from ser_stream.features import SEED_PARAMS, extract_features
 from ser_stream.model import load_bundle
 from ser_stream.settings import default_model_path
-from tests.test_features import seed_recipe
+from testkit.recipe import seed_recipe
 
 TARGET_SPEEDUP = 5.0
 

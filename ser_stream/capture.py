@@ -22,7 +22,7 @@ import numpy as np
 import soxr
 
 from .audio import open_audio, read_frames, to_int16
-from .errors import DeviceError, UserError
+from .errors import DeviceError, DeviceLostError, UserError
 
 if TYPE_CHECKING:
     import sounddevice
@@ -105,10 +105,6 @@ class Source(Protocol):
     def counters(self) -> dict[str, int]:
         """frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
         ...
-
-
-class DeviceLostError(DeviceError):
-    """The input stream ended on its own (device unplugged, sound server gone)."""
 
 
 def _block_samples(sample_rate: int, block_ms: int) -> int:

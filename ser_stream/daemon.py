@@ -27,9 +27,9 @@ from datetime import datetime, timedelta, timezone
 from typing import IO
 
 from .audio import from_int16, to_model_rate
-from .capture import DeviceLostError, Source
+from .capture import Source
 from .classifier import Classifier
-from .errors import DeviceError, UserError
+from .errors import DeviceError, DeviceLostError, UserError
 from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
 from .notify import Notifier
 from .publisher import Publisher

@@ -28,6 +28,20 @@ class DeviceError(UserError):
     exit_code = 5
 
 
+class DeviceLostError(DeviceError):
+    """The input stream ended on its own (device unplugged, sound server gone): the daemon reopens it."""
+
+
+class EndpointError(UserError):
+    """An endpoint that is malformed or cannot be bound or connected (e.g. the port is in use): worth retrying."""
+
+    exit_code = 4
+
+
+class NotClassifiable(UserError):
+    """A readable recording with nothing in it to classify."""
+
+
 class ConfigError(UserError):
     """A config file or setting that cannot be used.  Exit status 78 is EX_CONFIG (sysexits.h): the
     systemd unit lists it in ``RestartPreventExitStatus=``, so a broken config is not restarted forever."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from .errors import UserError
+from .errors import EndpointError, UserError
 from .link import ProxyLink
 from .security import Authenticator, connect_curve
 from .settings import DEFAULT_ENDPOINT, CurveClient, CurveServer
@@ -23,12 +23,6 @@ from .settings import DEFAULT_ENDPOINT, CurveClient, CurveServer
 LINGER_MS = 200
 #: subscribe() waits in polls this long so that Ctrl-C is noticed between them.
 POLL_MS = 100
-
-
-class EndpointError(UserError):
-    """An endpoint that is malformed or cannot be bound or connected (e.g. the port is in use)."""
-
-    exit_code = 4
 
 
 def check_endpoint(endpoint: str) -> None:

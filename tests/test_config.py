@@ -10,8 +10,8 @@ import pytest
 from ser_stream.config import KEYS, PROXY_KEYS, ConfigError, read_config_file, resolve
 from ser_stream.errors import UserError
 from ser_stream.settings import ProxySettings, RunSettings, as_keys, from_keys
-from tests.conftest import REPO, SHIPPED_MODEL, clip_path, run_cli
-from tests.live import free_endpoint
+from testkit.live import REPO, clip_path, free_endpoint
+from tests.conftest import SHIPPED_MODEL, run_cli
 
 EXAMPLE = REPO / "systemd" / "config.toml"
 PROXY_EXAMPLE = REPO / "systemd" / "proxy.toml"

@@ -13,9 +13,17 @@ import pytest
 import soundfile
 
 from ser_stream.events import validator_for
+from testkit.live import (
+    RATE,
+    STREAM_CLIPS,
+    Subscriber,
+    build_stream,
+    cli_executable,
+    clip_path,
+    free_endpoint,
+    start_daemon,
+)
 from tests import pulse
-from tests.conftest import cli_executable, clip_path
-from tests.live import RATE, STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
 
 virtual_mic = pulse.virtual_mic  # the session fixture: a PulseAudio virtual microphone
 

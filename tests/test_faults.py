@@ -24,9 +24,18 @@ from ser_stream.events import validator_for
 from ser_stream.model import load_bundle
 from ser_stream.publisher import Publisher
 from ser_stream.settings import RunSettings, from_keys
+from testkit.live import (
+    RATE,
+    STREAM_CLIPS,
+    Subscriber,
+    build_stream,
+    clip_path,
+    free_endpoint,
+    start_daemon,
+    wait_until,
+)
 from tests import pulse
-from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
-from tests.live import RATE, STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon, wait_until
+from tests.conftest import SHIPPED_MODEL, run_cli
 from tests.soak import soak
 
 virtual_mic = pulse.virtual_mic

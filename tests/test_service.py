@@ -28,8 +28,8 @@ from ser_stream.notify import Notifier
 from ser_stream.proxy import Proxy
 from ser_stream.publisher import Publisher
 from ser_stream.settings import RunSettings, from_keys
-from tests.conftest import SHIPPED_MODEL, cli_executable, clip_path
-from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint
+from testkit.live import STREAM_CLIPS, Subscriber, build_stream, cli_executable, clip_path, free_endpoint
+from tests.conftest import SHIPPED_MODEL
 
 _names = itertools.count()
 
