@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from . import __version__
 from .config import add_flags, flag_values
 from .errors import ArgumentParser, UserError
 from .logs import error_line
-from .settings import DEFAULT_ENDPOINT, ProxySettings, RunSettings, default_model_path
+from .settings import DEFAULT_ENDPOINT, MAX_WAIT_S, ProxySettings, RunSettings, default_model_path
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -53,13 +54,26 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _subscribe(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
     from .publisher import subscribe
     from .settings import curve_client
 
+    setup_logging("info")
     curve = curve_client(args.curve_server_key, args.curve_secret_key, ("--curve-server-key", "--curve-secret-key"))
-    for _topic, event in subscribe(args.endpoint, args.topic or ["emotion", "status"], curve=curve):
+    topics = args.topic or ["emotion", "status"]
+    for _topic, event in subscribe(args.endpoint, topics, curve=curve, timeout_s=args.timeout):
         print(json.dumps(event), flush=True)
     return 0
+
+
+def _timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_WAIT_S:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be a number of seconds above 0, at most {MAX_WAIT_S:g}")
+    return seconds
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -150,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=("emotion", "status", "proxy"),
         help="topic to print; repeatable (default: emotion and status)",
+    )
+    sub.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        help="exit (status 75) when this long passes without an event, at the start or since the last one",
     )
     sub.add_argument("--curve-server-key", type=Path, metavar="FILE", help="CURVE: the publisher's public key (.key)")
     sub.add_argument("--curve-secret-key", type=Path, metavar="FILE", help="CURVE: this subscriber's .key_secret")

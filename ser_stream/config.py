@@ -88,9 +88,12 @@ def _parse_toml(path: Path) -> dict[str, Any]:
     try:
         data = read_bounded(path, MAX_CONFIG_BYTES)
     except ValueError as error:
-        reason = "not found" if str(error) == "no such file" else str(error)
-        separator = " " if reason.startswith(("is ", "not ")) else ": "
-        raise ConfigError(f"config file {path}{separator}{reason}") from None
+        reason = str(error)
+        if reason == "no such file":
+            raise ConfigError(f"config file {path} not found") from None
+        if reason.startswith("is "):  # a directory, a FIFO, a device: named for what it is
+            raise ConfigError(f"config file {path} {reason}, not a regular file") from None
+        raise ConfigError(f"config file {path}: {reason}") from None
     try:
         return tomllib.loads(data.decode())
     except UnicodeDecodeError:
@@ -99,8 +102,8 @@ def _parse_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except RecursionError:
         raise ConfigError(f"{path}: not a config file: values nested too deeply") from None
-    except ValueError as error:  # e.g. an integer of more digits than Python reads
-        raise ConfigError(f"{path}: not valid TOML: {error}".split(";")[0]) from None
+    except ValueError:  # an integer of more digits than Python reads (TOML's are 64-bit)
+        raise ConfigError(f"{path}: not valid TOML: a number of thousands of digits") from None
 
 
 def read_config_file(path: Path, settings: type[Settings] = RunSettings) -> dict[str, Any]:

@@ -38,6 +38,12 @@ class EndpointError(UserError):
     exit_code = 4
 
 
+class NoEventsError(UserError):
+    """`subscribe --timeout`: nothing arrived in time.  75 is EX_TEMPFAIL (sysexits.h): try again later."""
+
+    exit_code = 75
+
+
 class NotClassifiable(UserError):
     """A readable recording with nothing in it to classify."""
 

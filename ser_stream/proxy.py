@@ -32,7 +32,7 @@ from .errors import UserError
 from .events import PROXY_COUNTERS, TOPIC_PROXY, proxy_event
 from .logs import setup_logging
 from .notify import Notifier
-from .publisher import Publisher, check_endpoint, endpoint_error
+from .publisher import Publisher, attach, check_endpoint
 from .security import Authenticator
 from .settings import CurveServer, ProxySettings
 
@@ -79,10 +79,7 @@ class Proxy:
             if curve is not None:
                 self._authenticator.serve(sock, curve, domain)
             for endpoint in endpoints:
-                try:
-                    sock.bind(endpoint)
-                except zmq.ZMQError as error:
-                    raise endpoint_error("bind", endpoint, error) from None
+                attach(sock, endpoint, bind=True)
         except UserError:
             self._authenticator.stop()
             self._context.destroy(linger=0)
