@@ -31,7 +31,7 @@ def open_audio(path: str | Path) -> soundfile.SoundFile:
     regular file (a directory, a FIFO, a device such as /dev/zero), empty or not audio."""
     path = Path(path)
     if (reason := why_unreadable(path)) is not None:
-        raise AudioError(f"{path}: {reason}, not an audio file" if reason.startswith("is ") else f"{path}: {reason}")
+        raise AudioError(f"{path}: {reason}")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: is an empty file")
     try:

@@ -91,8 +91,8 @@ def _parse_toml(path: Path) -> dict[str, Any]:
         reason = str(error)
         if reason == "no such file":
             raise ConfigError(f"config file {path} not found") from None
-        if reason.startswith("is "):  # a directory, a FIFO, a device: named for what it is
-            raise ConfigError(f"config file {path} {reason}, not a regular file") from None
+        if reason.startswith("is "):  # a directory, a FIFO, a device, too big: named for what it is
+            raise ConfigError(f"config file {path} {reason}") from None
         raise ConfigError(f"config file {path}: {reason}") from None
     try:
         return tomllib.loads(data.decode())

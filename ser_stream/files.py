@@ -27,7 +27,7 @@ def kind_of(mode: int) -> str:
 
 def why_unreadable(path: Path) -> str | None:
     """Why ``path`` is not a regular file one can open, in words ("no such file", "is a named pipe
-    (FIFO)", ...), or None if it is one.  Follows symbolic links, as opening would."""
+    (FIFO), not a regular file", ...), or None if it is one.  Follows symbolic links, as opening would."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -36,11 +36,11 @@ def why_unreadable(path: Path) -> str | None:
         return "permission denied"
     except OSError as error:
         if error.errno == errno.ELOOP:
-            return "a loop of symbolic links"
+            return "is a loop of symbolic links"
         if error.errno == errno.ENOTDIR:
             return "a path through a file (Not a directory)"
         return error.strerror or str(error)
-    return None if stat.S_ISREG(mode) else f"is {kind_of(mode)}"
+    return None if stat.S_ISREG(mode) else f"is {kind_of(mode)}, not a regular file"
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
@@ -58,11 +58,11 @@ def read_bounded(path: Path, limit: int) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise ValueError(f"is {kind_of(mode)}")
+            raise ValueError(f"is {kind_of(mode)}, not a regular file")
         try:
             data = handle.read(limit + 1)
         except OSError as error:
             raise ValueError(error.strerror or str(error)) from None
     if len(data) > limit:
-        raise ValueError(f"is larger than {limit // 1024} KiB")
+        raise ValueError(f"is larger than {limit // 1024} KiB: not a config file")
     return data
