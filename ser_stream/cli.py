@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import add_flags, flag_values
-from .errors import ArgumentParser, UserError
+from .errors import ArgumentParser, DeviceError, UserError
 from .logs import error_line
 from .settings import DEFAULT_ENDPOINT, MAX_WAIT_S, ProxySettings, RunSettings, default_model_path
 
@@ -95,7 +95,7 @@ def _devices(args: argparse.Namespace) -> int:
 
     devices = list_input_devices()
     if not devices:
-        raise UserError("no audio input devices found; use `ser-stream run --source FILE` to classify a file")
+        raise DeviceError("no audio input devices found; use `ser-stream run --source FILE` to classify a file")
     for device in devices:
         marker = "*" if device["is_default"] else " "
         print(
