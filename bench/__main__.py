@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``.venv/bin/python -m bench [features] [pipeline] [classify] [device]`` (default: all).
+"""Run the benchmarks: ``.venv/bin/python -m bench [features] [pipeline] [classify] [device] [model]`` (default: all).
 
 From the checkout, after ``scripts/setup --dev``; RAVDESS clips from ``--data`` or
 ``$SER_STREAM_RAVDESS`` (default ../shared/data/ravdess16k). Takes about 4 minutes on 2 cores.
@@ -12,10 +12,10 @@ import platform
 import time
 from pathlib import Path
 
-from bench import classify, device, features, pipeline
+from bench import classify, device, features, model, pipeline
 from bench.common import DEFAULT_DATA
 
-BENCHES = ("features", "pipeline", "classify", "device")
+BENCHES = ("features", "pipeline", "classify", "device", "model")
 
 
 def main() -> None:
@@ -38,6 +38,7 @@ def main() -> None:
         "pipeline": lambda: pipeline.run(args.data),
         "classify": lambda: classify.run(args.data),
         "device": lambda: device.run(args.idle_s),
+        "model": model.run,
     }
     for name in BENCHES:
         if name in (args.benches or BENCHES):

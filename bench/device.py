@@ -46,9 +46,7 @@ LOADS = """
 import sys, time
 started = time.perf_counter()
 import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture
-from ser_stream.classifier import Classifier
-from ser_stream.model import load_bundle
-from ser_stream.settings import default_model_path
+from ser_stream.model import Classifier, default_model_path, load_bundle
 imported = time.perf_counter()
 classifier = Classifier(load_bundle(default_model_path()))
 loaded = time.perf_counter()

@@ -15,10 +15,8 @@ import numpy as np
 import soundfile
 
 from bench.common import DEFAULT_DATA, clips, line, median, section, verdict
-from ser_stream.classifier import single_threaded_blas
 from ser_stream.features import SEED_PARAMS, extract_features
-from ser_stream.model import load_bundle
-from ser_stream.settings import default_model_path
+from ser_stream.model import default_model_path, load_bundle, single_threaded_blas
 from testkit.recipe import seed_recipe
 
 TARGET_SPEEDUP = 5.0

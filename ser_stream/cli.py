@@ -14,13 +14,13 @@ from . import __version__
 from .config import add_flags, flag_values
 from .errors import ArgumentParser, DeviceError, UserError
 from .logs import error_line
-from .settings import DEFAULT_ENDPOINT, MAX_WAIT_S, ProxySettings, RunSettings, default_model_path
+from .model import default_model_path
+from .settings import DEFAULT_ENDPOINT, MAX_WAIT_S, ProxySettings, RunSettings
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from .classifier import classify_files
     from .logs import setup_logging
-    from .model import load_bundle
+    from .model import classify_files, load_bundle
 
     setup_logging("warning")
     failures = 0
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         type=Path,
         default=default_model_path(),
-        help="model bundle .joblib (manifest .json beside it); default: %(default)s",
+        help="model bundle .npz (manifest .json beside it); default: %(default)s",
     )
     classify.add_argument(
         "--jobs",

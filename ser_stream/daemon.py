@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import IO
 
-from .audio import from_int16, to_model_rate
+from .audio import from_int16
 from .capture import Source
-from .classifier import Classifier
 from .errors import DeviceError, DeviceLostError, UserError
 from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
+from .model import Classifier
 from .notify import Notifier
 from .publisher import Publisher
 from .segmenter import Segmenter, SegmenterConfig, Utterance
@@ -369,8 +369,7 @@ class Daemon:
     def _classify_and_publish(self, job: _Job) -> None:
         utterance = job.utterance
         classifier = self.classifier  # one model per utterance, even if a reload swaps it meanwhile
-        samples = to_model_rate(from_int16(utterance.samples), utterance.sample_rate, classifier.sample_rate)
-        prediction = classifier.classify(samples)
+        prediction = classifier.classify(from_int16(utterance.samples), utterance.sample_rate)
         event = emotion_event(
             label=prediction.label,
             confidence=prediction.confidence,

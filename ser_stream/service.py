@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from .capture import FileSource, MicSource, Source
-from .classifier import Classifier, single_threaded_blas
 from .config import resolve
 from .daemon import Daemon
 from .logs import set_level, setup_logging
-from .model import load_bundle
+from .model import Classifier, load_bundle, single_threaded_blas, trim_differences
 from .notify import Notifier
 from .publisher import Publisher
+from .segmenter import SegmenterConfig
 from .settings import RunSettings
 
 log = logging.getLogger("ser_stream")
@@ -62,6 +62,11 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
     single_threaded_blas()
     classifier = Classifier(load_bundle(settings.model.path))
     source = open_source(settings)
+    differences = trim_differences(classifier.bundle, SegmenterConfig.of(settings.vad, source.sample_rate))
+    if differences:
+        log.warning(
+            "VAD settings differ from the model's training, its accuracy may not hold: %s", "; ".join(differences)
+        )
     publish = settings.publish
     endpoint = publish.connect or publish.endpoint
     with Publisher(endpoint, connect=publish.connect is not None, curve=publish.curve()) as publisher:

@@ -18,17 +18,15 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 import socket
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from .errors import ConfigError
+from .model import default_model_path  # the package, not its modules: no numpy
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
-#: The shipped bundle, in the repository's ``models/`` folder.
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ser-mlp.joblib"
 DEFAULT_CONFIG = Path("/etc/ser-stream/config.toml")
 DEFAULT_PROXY_CONFIG = DEFAULT_CONFIG.with_name("proxy.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -44,11 +42,6 @@ MAX_WAIT_S = 3600.0
 MAX_UTTERANCE_MS = 60_000
 #: A device id is in every event: a name, not a payload.
 MAX_DEVICE_ID = 128
-
-
-def default_model_path() -> Path:
-    """``$SER_STREAM_MODEL`` if set, else the shipped bundle."""
-    return Path(os.environ.get("SER_STREAM_MODEL", DEFAULT_MODEL))
 
 
 def option(
@@ -248,9 +241,7 @@ class VadSettings(Stage):
 
 @dataclass(frozen=True)
 class ModelSettings(Stage):
-    path: Path = option(
-        default_model_path, "model bundle .joblib (manifest .json beside it)", key="model", metavar="PATH"
-    )
+    path: Path = option(default_model_path, "model bundle .npz (manifest .json beside it)", key="model", metavar="PATH")
 
 
 @dataclass(frozen=True)

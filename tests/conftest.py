@@ -11,7 +11,7 @@ import pytest
 
 from testkit.live import REPO, cli_executable, default_ravdess
 
-SHIPPED_MODEL = REPO / "models" / "ser-mlp.joblib"
+SHIPPED_MODEL = REPO / "models" / "ser-mlp.npz"
 HOW_TO_GET_RAVDESS = (
     "RAVDESS clips not found: set SER_STREAM_RAVDESS to a folder of Actor_XX/ subfolders "
     "(the 16 kHz FLAC copy in ../shared/data/ravdess16k, or the original release from "

@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
+import soxr
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from ser_stream.audio import load_audio
-from ser_stream.classifier import Classifier, classify_files, single_threaded_blas
-from ser_stream.model import load_bundle
+from ser_stream.model import Classifier, classify_files, load_bundle, single_threaded_blas
 from testkit.live import clip_path, free_endpoint
 from tests.conftest import SHIPPED_MODEL, run_cli
 from tests.test_audio import bad_files
@@ -31,9 +32,21 @@ def test_json_lines_match_the_in_process_classifier(ravdess):
         assert list(record["probabilities"]) == classifier.bundle.labels
         assert sum(record["probabilities"].values()) == pytest.approx(1.0)
         assert record["confidence"] == max(record["probabilities"].values())
-        expected = classifier.classify_recording(load_audio(path))
+        expected = classifier.classify_recording(load_audio(path), 16000)
         assert record["label"] == expected.label
         assert record["confidence"] == pytest.approx(expected.confidence, abs=1e-12)
+
+
+def test_the_classifier_takes_an_utterance_at_any_rate_and_resamples_it_itself(ravdess):
+    classifier = Classifier(load_bundle(SHIPPED_MODEL))
+    samples, rate = soundfile.read(clip_path(ravdess, 2, 1), dtype="float32")
+    at_48k = soxr.resample(samples, rate, 48000)
+    at_model_rate = soxr.resample(at_48k, 48000, classifier.sample_rate)
+    assert classifier.classify(at_48k, 48000) == classifier.classify(at_model_rate, classifier.sample_rate)
+    stereo_44k = np.column_stack([soxr.resample(samples, rate, 44100)] * 2)
+    recording = classifier.classify_recording(stereo_44k, 44100)
+    assert recording.label == "calm"
+    assert recording.confidence == pytest.approx(classifier.classify_recording(samples, rate).confidence, abs=0.05)
 
 
 def test_shipped_model_recognises_its_training_speakers(ravdess):
@@ -68,7 +81,7 @@ def test_bad_files_get_one_line_each_and_good_files_still_classified(tmp_path, r
 
 
 def copy_of_shipped_model(folder, **manifest_changes):
-    model = folder / "m.joblib"
+    model = folder / "m.npz"
     model.write_bytes(SHIPPED_MODEL.read_bytes())
     manifest = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
     (folder / "m.json").write_text(json.dumps({**manifest, **manifest_changes}))
@@ -82,12 +95,12 @@ def copy_of_shipped_model(folder, **manifest_changes):
         ("truncate", "does not match the manifest"),
         ("missing manifest", "manifest m.json is missing"),
         ("missing", "no such file"),
-        ("another format", "manifest format 'ser-stream.model/2' is not 'ser-stream.model/1'"),
+        ("another format", "manifest format 'ser-stream.model/1' is not 'ser-stream.model/2'"),
         ("unknown labels", "differ from the manifest's"),
     ],
 )
 def test_bad_model_is_one_line_and_exit_3(tmp_path, ravdess, damage, message):
-    changes = {"another format": {"format": "ser-stream.model/2"}, "unknown labels": {"labels": ["calm", "bored"]}}
+    changes = {"another format": {"format": "ser-stream.model/1"}, "unknown labels": {"labels": ["calm", "bored"]}}
     model = copy_of_shipped_model(tmp_path, **changes.get(damage, {}))
     if damage == "tamper":
         model.write_bytes(model.read_bytes() + b"\0")

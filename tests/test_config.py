@@ -93,8 +93,8 @@ def test_the_default_file_may_be_absent_but_a_named_one_may_not(tmp_path, monkey
 
 def test_a_relative_model_path_is_relative_to_the_config_file(tmp_path):
     (tmp_path / "etc").mkdir()
-    config = resolve(write(tmp_path / "etc", 'model = "../models/m.joblib"\n'), {})
-    assert config.model.path == tmp_path / "etc" / "../models/m.joblib"
+    config = resolve(write(tmp_path / "etc", 'model = "../models/m.npz"\n'), {})
+    assert config.model.path == tmp_path / "etc" / "../models/m.npz"
 
 
 @pytest.mark.parametrize(

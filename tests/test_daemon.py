@@ -130,7 +130,7 @@ def test_usage_and_input_errors_are_one_line(tmp_path, ravdess):
     cases = [
         (["--source", str(tmp_path / "missing.wav")], 2, "no such file"),
         (["--source", str(tmp_path), "--no-realtime"], 2, "directory"),
-        (["--model", str(tmp_path / "nope.joblib"), "--source", str(tmp_path)], 3, "no such file"),
+        (["--model", str(tmp_path / "nope.npz"), "--source", str(tmp_path)], 3, "no such file"),
         (["--publish", "nonsense", "--source", str(clip)], 4, "nonsense"),
         (["--vad-aggressiveness", "7", "--source", str(clip)], 2, "--vad-aggressiveness"),
         (["--hangover-ms", "0", "--source", str(clip)], 2, "--hangover-ms"),

@@ -18,10 +18,9 @@ import soxr
 import zmq
 
 from ser_stream.capture import FileSource, MicSource
-from ser_stream.classifier import Classifier
 from ser_stream.daemon import Daemon
 from ser_stream.events import validator_for
-from ser_stream.model import load_bundle
+from ser_stream.model import Classifier, load_bundle
 from ser_stream.publisher import Publisher
 from ser_stream.settings import RunSettings, from_keys
 from testkit.live import (
@@ -94,10 +93,10 @@ class _SlowClassifier(Classifier):
         self.jobs = jobs
         self.most_waiting = 0
 
-    def classify(self, samples):
+    def classify(self, samples, sample_rate):
         self.most_waiting = max(self.most_waiting, self.jobs.utterances_waiting())
         time.sleep(0.3)
-        return super().classify(samples)
+        return super().classify(samples, sample_rate)
 
 
 def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravdess, tmp_path, caplog):

@@ -1,7 +1,9 @@
-"""Bundles are served without scikit-learn, with scikit-learn's own probabilities (1e-9)."""
+"""The numpy forward pass gives scikit-learn's own probabilities (1e-9), without scikit-learn."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import subprocess
 import sys
 
@@ -15,14 +17,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ser_stream.features import extract_features
-from ser_stream.mlp import LeanMLP, lean_load
 from ser_stream.model import load_bundle, save_bundle
 from testkit.live import REPO, clip_path
 from tests.conftest import SHIPPED_MODEL
 from train.experiments import quiet_training
 
-#: Modules the serving path must not import: the reason it is fast to start and small.
-HEAVY = ("sklearn", "scipy", "librosa", "numba", "llvmlite")
+#: Modules the serving path must not import: the reason it is fast to start, small, and runs no pickle.
+HEAVY = ("sklearn", "scipy", "librosa", "numba", "llvmlite", "joblib")
 
 
 def toy_data(n_classes: int, n_features: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,15 +41,28 @@ def fit_and_save(model, X, y, tmp_path):
     return model, save_bundle(model, {"labels": sorted(set(y)), "features": features}, tmp_path, "toy")
 
 
-def test_shipped_model_equals_scikit_learn_on_ravdess(ravdess):
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, cwd=REPO, timeout=60)
+
+
+def original_pipeline(sha256: str):
+    """The pickle ``models/ser-mlp.joblib`` with this SHA-256, from the repository's history (ours: trusted)."""
+    commits = git("rev-list", "HEAD", "--", "models/ser-mlp.joblib")
+    for commit in commits.stdout.decode().split() if commits.returncode == 0 else []:
+        blob = git("show", f"{commit}:models/ser-mlp.joblib")
+        if blob.returncode == 0 and hashlib.sha256(blob.stdout).hexdigest() == sha256:
+            return joblib.load(io.BytesIO(blob.stdout))
+    pytest.skip("the pickle the shipped bundle was converted from is not in this checkout's git history")
+
+
+def test_shipped_model_equals_the_scikit_learn_pipeline_it_was_converted_from_on_ravdess(ravdess):
     bundle = load_bundle(SHIPPED_MODEL)
-    assert isinstance(bundle.estimator, LeanMLP)
-    reference = joblib.load(SHIPPED_MODEL)
+    reference = original_pipeline(bundle.manifest["converted_from"]["sha256"])
     clips = [clip_path(ravdess, code, actor) for code in (2, 3, 6, 7) for actor in (1, 8, 15, 20)]
     rows = [extract_features(soundfile.read(c, dtype="float32")[0], 16000, bundle.feature_params) for c in clips]
     X = np.vstack([rows, np.random.default_rng(0).normal(0, 30, (20, len(rows[0])))])
-    assert list(bundle.estimator.classes_) == list(reference.classes_)
-    np.testing.assert_allclose(bundle.estimator.predict_proba(X), reference.predict_proba(X), rtol=0, atol=1e-9)
+    assert list(bundle.mlp.classes) == list(reference.classes_)
+    np.testing.assert_allclose(bundle.mlp.predict_proba(X), reference.predict_proba(X), rtol=0, atol=1e-9)
     for row, expected in zip(rows, reference.predict_proba(np.vstack(rows)), strict=True):
         by_class = dict(zip(reference.classes_, expected, strict=True))
         assert bundle.predict_proba(row) == pytest.approx({k: by_class[k] for k in bundle.labels}, abs=1e-9)
@@ -66,29 +80,31 @@ def test_shipped_model_equals_scikit_learn_on_ravdess(ravdess):
 def test_mlp_pipelines_equal_scikit_learn(tmp_path, model, n_classes):
     X, y = toy_data(n_classes)
     model, path = fit_and_save(model, X, y, tmp_path)
-    lean = lean_load(path)
-    assert isinstance(lean, LeanMLP)
+    mlp = load_bundle(path).mlp
     probe = np.vstack([X, np.random.default_rng(9).normal(0, 20, (30, X.shape[1]))])
-    np.testing.assert_allclose(lean.predict_proba(probe), model.predict_proba(probe), rtol=0, atol=1e-9)
-    assert list(lean.classes_) == list(model.classes_)
+    np.testing.assert_allclose(mlp.predict_proba(probe), model.predict_proba(probe), rtol=0, atol=1e-9)
+    assert list(mlp.classes) == list(model.classes_)
 
 
-def test_other_estimators_are_loaded_by_scikit_learn(tmp_path):
+@pytest.mark.parametrize(
+    "model",
+    [
+        make_pipeline(StandardScaler(), LogisticRegression()),
+        make_pipeline(StandardScaler(), StandardScaler(), MLPClassifier((4,), max_iter=20)),
+    ],
+)
+def test_only_a_scaled_mlp_is_saved(tmp_path, model):
     X, y = toy_data(3)
-    model, path = fit_and_save(make_pipeline(StandardScaler(), LogisticRegression()), X, y, tmp_path)
-    assert lean_load(path) is None
-    bundle = load_bundle(path)
-    expected = dict(zip(model.classes_, model.predict_proba(X[:1])[0], strict=True))
-    assert bundle.predict_proba(X[0]) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(TypeError, match="a bundle holds a StandardScaler and an MLPClassifier, not"):
+        fit_and_save(model, X, y, tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_serving_imports_none_of_the_heavy_libraries():
     code = (
         "import sys\n"
         "import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture\n"
-        "from ser_stream.classifier import Classifier\n"
-        "from ser_stream.model import load_bundle\n"
-        "from ser_stream.settings import default_model_path\n"
+        "from ser_stream.model import Classifier, default_model_path, load_bundle\n"
         "Classifier(load_bundle(default_model_path())).warm_up()\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )

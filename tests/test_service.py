@@ -16,14 +16,12 @@ import threading
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
 from ser_stream.capture import AudioBlock, FileSource
-from ser_stream.classifier import Classifier
 from ser_stream.daemon import Daemon
-from ser_stream.model import load_bundle, manifest_path, sha256_of
+from ser_stream.model import Classifier, load_bundle, manifest_path, sha256_of
 from ser_stream.notify import Notifier
 from ser_stream.proxy import Proxy
 from ser_stream.publisher import Publisher
@@ -149,11 +147,11 @@ class _WedgingClassifier(Classifier):
         super().warm_up()
         self.armed = True
 
-    def classify(self, samples):
+    def classify(self, samples, sample_rate):
         if self.armed:
             self.wedged.set()
             self.release.wait()
-        return super().classify(samples)
+        return super().classify(samples, sample_rate)
 
 
 class _WedgingSource(FileSource):
@@ -336,14 +334,17 @@ def _install_bundle(source: Path, models: Path) -> Path:
     return models / source.name
 
 
-def _replace_with_resaved_bundle(joblib_path: Path) -> str:
-    """The same weights written uncompressed: a valid bundle with a different SHA-256."""
-    manifest = json.loads(manifest_path(joblib_path).read_text())
-    staging = joblib_path.with_suffix(".new")
-    joblib.dump(joblib.load(joblib_path), staging, compress=0)
+def _replace_with_resaved_bundle(npz_path: Path) -> str:
+    """The same weights and a spare extra array: a valid bundle with a different SHA-256."""
+    manifest = json.loads(manifest_path(npz_path).read_text())
+    with np.load(npz_path) as npz:
+        arrays = {**npz, "extra.spare": np.zeros(1)}
+    staging = npz_path.with_suffix(".new.npz")
+    np.savez(staging, **arrays)
+    manifest["extra_arrays"] = ["spare"]
     manifest["sha256"] = sha256_of(staging)
-    manifest_path(joblib_path).write_text(json.dumps(manifest))
-    os.replace(staging, joblib_path)
+    manifest_path(npz_path).write_text(json.dumps(manifest))
+    os.replace(staging, npz_path)
     return manifest["sha256"]
 
 

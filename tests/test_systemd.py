@@ -87,9 +87,18 @@ def install_into(root: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def staged_install(tmp_path_factory) -> Path:
+    """An upgrade: over an earlier install's config and pickle bundle (which the daemon now refuses)."""
     root = tmp_path_factory.mktemp("root")
+    old_model = root / "opt/ser-stream/models/ser-mlp.joblib"
+    old_model.parent.mkdir(parents=True)
+    old_model.write_bytes(b"a pickle")
+    old_config = (REPO / "systemd" / "config.toml").read_text()
+    old_config = re.sub(r"(?m)^model = .*$", f'model = "{old_model}"', old_config)
+    (root / "etc/ser-stream").mkdir(parents=True)
+    (root / "etc/ser-stream/config.toml").write_text(old_config)
     result = install_into(root)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"config.toml: model is now {old_model.with_suffix('.npz')}" in result.stderr
     return root
 
 
@@ -115,7 +124,13 @@ def test_the_installed_command_runs_from_its_own_venv_model_and_config(staged_in
     assert classified.returncode == 0, classified.stderr
     assert classified.stdout.startswith(f"{clip}\tcalm")
     config = staged_install / "etc/ser-stream/config.toml"
-    assert f'model = "{staged_install}/opt/ser-stream/models/ser-mlp.joblib"' in config.read_text()
+    for written in (config, config.with_name("config.toml.example")):  # the kept one, and the new example
+        assert f'model = "{staged_install}/opt/ser-stream/models/ser-mlp.npz"' in written.read_text()
+    assert sorted(p.name for p in (staged_install / "opt/ser-stream/models").iterdir()) == [
+        "README.md",
+        "ser-mlp.json",
+        "ser-mlp.npz",
+    ]
     installed, endpoint = str(staged_install / "opt/ser-stream/bin/ser-stream"), free_endpoint()
     ran = subprocess.run(
         [

@@ -70,7 +70,7 @@ def test_retraining_twice_gives_identical_metrics_and_model(original_layout, tmp
     for row in metrics[0]["models"].values():
         assert len(row["split"]["scores"]) == 2 and len(row["actor"]["scores"]) == 3
 
-    bundles = [load_bundle(tmp_path / run / "models" / "ser-mlp.joblib") for run in ("one", "two")]
+    bundles = [load_bundle(tmp_path / run / "models" / "ser-mlp.npz") for run in ("one", "two")]
     assert bundles[0].sha256 == bundles[1].sha256
     assert bundles[0].manifest == bundles[1].manifest
     assert bundles[0].manifest["training_data"]["clips"] == 96

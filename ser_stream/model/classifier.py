@@ -1,4 +1,4 @@
-"""Features → model bundle → prediction: the classify stage shared by `classify` and the daemon."""
+"""An utterance at any sample rate → features → model bundle → prediction: shared by `classify` and the daemon."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import load_audio, to_int16, to_model_rate
-from .errors import NotClassifiable, UserError
-from .features import extractor_for
-from .model import ModelBundle
-from .segmenter import VAD_SAMPLE_RATES, SegmenterConfig, speech_bounds
+from ..audio import load_audio, to_int16, to_model_rate
+from ..errors import NotClassifiable, UserError
+from ..features import extractor_for
+from ..segmenter import VAD_SAMPLE_RATES, SegmenterConfig, speech_bounds
+from .bundle import ModelBundle
 
 #: A recording shorter than this is refused: an STFT frame alone is 128 ms.
 MIN_RECORDING_S = 0.1
@@ -43,7 +43,7 @@ def single_threaded_blas() -> None:
 
 
 class Classifier:
-    """Classifies one utterance at the bundle's sample rate."""
+    """Classifies one utterance, resampled to the bundle's sample rate from whatever rate it comes at."""
 
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
@@ -57,14 +57,15 @@ class Classifier:
         """Classify one second of quiet noise, so the first real utterance does not pay for
         one-off set-up: numpy's FFT plan, first-call allocations, a chroma filter bank."""
         noise = np.random.default_rng(0).normal(0.0, 0.01, self.sample_rate).astype(np.float32)
-        self.classify(noise)
+        self.classify(noise, self.sample_rate)
 
-    def classify_recording(self, samples: np.ndarray) -> Prediction:
+    def classify_recording(self, samples: np.ndarray, sample_rate: int) -> Prediction:
         """A whole recording as one utterance, cut to its speech span as the model was trained.
 
         NotClassifiable when there is nothing to classify: under MIN_RECORDING_S of audio, or not
         one frame the VAD calls speech (silence, hum), where any label would be noise.
         """
+        samples = to_model_rate(samples, sample_rate, self.sample_rate)
         if samples.size < MIN_RECORDING_S * self.sample_rate:
             duration_ms = 1000 * samples.size / self.sample_rate
             raise NotClassifiable(
@@ -81,10 +82,13 @@ class Classifier:
             raise NotClassifiable("no speech found (silence or noise only)")
         if trim is not None:
             samples = samples[bounds[0] : bounds[1]]
-        return self.classify(samples)
+        return self._predict(samples)
 
-    def classify(self, samples: np.ndarray) -> Prediction:
-        """One utterance as the segmenter hands it over."""
+    def classify(self, samples: np.ndarray, sample_rate: int) -> Prediction:
+        """One utterance as the segmenter hands it over: mono float samples at ``sample_rate``."""
+        return self._predict(to_model_rate(samples, sample_rate, self.sample_rate))
+
+    def _predict(self, samples: np.ndarray) -> Prediction:
         probabilities = self.bundle.predict_proba(self._extract(samples))
         label = max(probabilities, key=probabilities.__getitem__)
         return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities)
@@ -92,7 +96,8 @@ class Classifier:
 
 def _outcome(classifier: Classifier, file: str) -> Prediction | str:
     try:
-        return classifier.classify_recording(load_audio(file, classifier.sample_rate, MAX_RECORDING_S))
+        rate = classifier.sample_rate  # read at the model's rate: one resampling, in the reader
+        return classifier.classify_recording(load_audio(file, rate, MAX_RECORDING_S), rate)
     except NotClassifiable as error:
         return f"{file}: {error}"
     except UserError as error:
