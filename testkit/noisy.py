@@ -9,7 +9,7 @@ import librosa
 import numpy as np
 import soundfile
 
-from tests.conftest import clip_path
+from testkit.live import clip_path
 
 RATE = 16000
 #: Digital silence added between clips, before the room's noise covers the stream (uniform, seconds);
