@@ -12,9 +12,8 @@ import time
 
 import pytest
 
+from testkit.live import Subscriber, build_stream, cli_executable, free_endpoint, start_daemon, wait_until
 from tests import pulse
-from tests.conftest import cli_executable
-from tests.live import Subscriber, build_stream, free_endpoint, start_daemon, wait_until
 from tests.soak import build_long_stream
 
 virtual_mic = pulse.virtual_mic  # the session fixture

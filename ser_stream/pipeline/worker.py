@@ -23,7 +23,7 @@ from ..events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
 from ..model import Classifier
 from ..notify import Notifier
 from ..publisher import Publisher
-from .settings import DaemonSettings
+from ..settings import RunSettings
 from .work import Heartbeat, Reconfigure, StatusChange, Stop, UtteranceJob, WatchdogPing, WorkItem, WorkQueue
 
 log = logging.getLogger("ser_stream")
@@ -92,14 +92,16 @@ class Worker:
         self,
         publisher: Publisher,
         classifier: Classifier,
-        settings: DaemonSettings,
+        settings: RunSettings,
         source: Named,
         upstream: Callable[[], Counters],
         notifier: Notifier,
         out: IO[str],
+        queue_limit: int,
     ) -> None:
-        """``upstream`` gives the counters of the stages before this one (input and segmenter), for
-        the status events."""
+        """It reads ``settings.publish``.  ``upstream`` gives the counters of the stages before this
+        one (input and segmenter), for the status events; ``queue_limit`` is how many utterances may
+        wait for it."""
         self.publisher = publisher
         self.classifier = classifier  # replaced by a Reconfigure item; one model per utterance
         self.settings = settings
@@ -107,7 +109,7 @@ class Worker:
         self._upstream = upstream
         self._notifier = notifier
         self._out = out
-        self._queue = WorkQueue(settings.worker_queue)
+        self._queue = WorkQueue(queue_limit)
         self._drop_bursts = DropBursts()
         self.utterances_dropped = 0  # evicted from the queue because the worker fell behind
         self.failure: BaseException | None = None  # what killed the thread, if anything did
@@ -218,7 +220,7 @@ class Worker:
             wall_end=self._wall_start + timedelta(seconds=min(utterance.end_s, job.captured_at - self._started)),
             source=self._source.name,
             model=_model_info(classifier),
-            device=self.settings.device_id,
+            device=self.settings.publish.device_id,
         )
         self._send(TOPIC_EMOTION, event, job.captured_at)
 
@@ -232,14 +234,14 @@ class Worker:
             uptime_s=time.monotonic() - self._started,
             source=self._source.name,
             model=_model_info(self.classifier),
-            device=self.settings.device_id,
+            device=self.settings.publish.device_id,
             message=message,
         )
         self._send(TOPIC_STATUS, event)
 
     def _send(self, topic: str, event: dict, captured_at: float | None = None) -> None:
         self.publisher.publish(topic, event, captured_at)
-        if self.settings.print_events:
+        if self.settings.publish.print_events:
             print(json.dumps(event), file=self._out, flush=True)
 
 
