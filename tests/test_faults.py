@@ -414,25 +414,17 @@ def test_a_worker_that_dies_is_a_fatal_error_not_a_quiet_success(ravdess, tmp_pa
     assert caught.value.exit_code == 70
 
 
-def test_a_watchdog_or_heartbeat_period_too_long_for_the_clock_does_not_kill_the_worker(ravdess, tmp_path):
-    """Waits of 1e10 s (heartbeat_s) or 5e17 s (WATCHDOG_USEC) overflowed a lock's time_t timeout and
-    killed the worker: exit 0 with no events at all."""
+def test_a_watchdog_period_too_long_for_the_clock_does_not_kill_the_worker(ravdess, tmp_path):
+    """WATCHDOG_USEC comes from systemd, unbounded by the settings: a wait of 5e17 s overflowed a
+    lock's time_t timeout and killed the worker, and the run exited 0 with no events at all.  (The
+    same happened with heartbeat_s = 1e10, which the settings now refuse.)"""
     stream = tmp_path / "stream.wav"
     build_stream(ravdess, stream, STREAM_CLIPS[:1], gap_s=1.0)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
         manager.bind(str(tmp_path / "notify"))
         environ = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": str(10**24)}
-        for extra in (["--heartbeat-s", "1e10"], []):
-            result = run_cli(
-                "run",
-                "--source",
-                str(stream),
-                "--no-realtime",
-                "--print",
-                "--publish",
-                free_endpoint(),
-                *extra,
-                env=environ,
-            )
-            assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
-            assert sum('"ser-stream.emotion/1"' in line for line in result.stdout.splitlines()) == 1
+        result = run_cli(
+            "run", "--source", str(stream), "--no-realtime", "--print", "--publish", free_endpoint(), env=environ
+        )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert sum('"ser-stream.emotion/1"' in line for line in result.stdout.splitlines()) == 1
