@@ -29,7 +29,7 @@ import numpy as np
 from bench.common import DEFAULT_DATA, line, section, verdict
 from ser_stream.audio import to_int16
 from ser_stream.segmenter import Segmenter, SegmenterConfig, Utterance
-from tests.noisy import RATE, babble_pool, overlapping, voice_stream
+from testkit.noisy import RATE, babble_pool, overlapping, voice_stream
 from train.rooms import PROTOCOL_ROOMS, Room
 
 #: One stream per voice: that actor's clips of the four seed emotions (calm, happy, fearful,

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 import soxr
 
-from .audio import open_audio, read_frames, to_int16
+from .audio import open_audio, read_frames, to_int16, warn_if_short
 from .counters import Counters
-from .errors import DeviceError, UserError
+from .errors import DeviceError, DeviceLostError, UserError
 
 if TYPE_CHECKING:
     import sounddevice
@@ -107,10 +107,6 @@ class Source(Protocol):
     def counters(self) -> Counters:
         """Its share: frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
         ...
-
-
-class DeviceLostError(DeviceError):
-    """The input stream ended on its own (device unplugged, sound server gone)."""
 
 
 def _block_samples(sample_rate: int, block_ms: int) -> int:
@@ -350,13 +346,21 @@ class MicSource:
         return False
 
     def stop(self) -> None:
-        """Stop and close the stream; blocks already captured stay readable. Safe to call twice."""
+        """Stop and close the stream; blocks already captured stay readable. Safe to call twice.
+
+        The capture thread is waited for first, up to STALL_S: it is one block away, but a stream's
+        first read can take two seconds (PulseAudio starting the source), and closing the stream
+        under a read crashes the process (PortAudio frees what the read uses).  A thread still in
+        the driver after that is left with its stream; ``reopen`` refuses until it is out.
+        """
         stream, self._stream = self._stream, None
         if stream is None:
             return
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)  # one block away, unless the driver hangs in read
+            self._thread.join(timeout=STALL_S)
+            if self._thread.is_alive():
+                return
         stream.abort(ignore_errors=True)  # abort, not stop: nothing left to drain
         stream.close(ignore_errors=True)
 
@@ -397,12 +401,16 @@ class FileSource:
         self._chunk = max(1, int(rate * self.CHUNK_S))
         self._pending = np.empty(0, dtype=np.int16)  # decoded, resampled, not yet handed out
         self._decoded_all = False
+        self._frames_read = 0  # of the file, at its own rate
         self._position = 0
         self._started_at: float | None = None
 
     def _decode_more(self) -> None:
         samples = read_frames(self._file, self._chunk).mean(axis=1)
+        self._frames_read += samples.size
         last = samples.size < self._chunk or self._file.tell() >= self._file.frames
+        if last:
+            warn_if_short(self._file, self._frames_read)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
         self._pending = np.concatenate((self._pending, to_int16(samples)))

@@ -18,6 +18,7 @@ import socket
 
 #: The signals that ask a process to stop; SIGHUP asks a daemon to reload.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+CONTROL_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
 #: The longest single sleep in ``wait``: select() refuses a timeout beyond a few centuries.
 _LONGEST_WAIT_S = 3600.0
 
@@ -66,7 +67,7 @@ class Control:
     def ignore_signals(self) -> None:
         """Once the process has stopped: later signals of a burst are ignored, rather than killing the
         exiting interpreter (which puts its own handlers back to the default action)."""
-        for signum in (*STOP_SIGNALS, signal.SIGHUP):
+        for signum in CONTROL_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
         signal.set_wakeup_fd(-1)
 

@@ -50,14 +50,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import webrtcvad
 
-#: The sample rates and frame lengths webrtcvad accepts.
-VAD_SAMPLE_RATES = (8000, 16000, 32000, 48000)
-VAD_FRAME_MS = (10, 20, 30)
+from .settings import VAD_SAMPLE_RATES, VadSettings, option
 
 #: Length of the window whose voiced fraction must reach ``trigger_ratio`` to start speech:
 #: long enough that a lone click does not trigger, short enough to react within ~0.1 s.
@@ -102,57 +100,23 @@ def _ms_to_samples(ms: int, sample_rate: int) -> int:
     return ms * sample_rate // 1000
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
-class SegmenterConfig:
-    """What the segmenter detects; every field is validated so a bad CLI flag fails at startup.
+class SegmenterConfig(VadSettings):
+    """The VAD settings at the rate of the audio fed; every field is checked (by VadSettings) when made."""
 
-    ``gate_db``: inside an utterance, frames this far below its loudest are non-speech.
-    ``noise_gate_db``: in babble, frames less than this above the noise floor are non-speech.
-    A field added later has a default, so a bundle manifest's ``trim`` written before it still loads.
-    """
-
-    sample_rate: int = 16000
-    frame_ms: int = 30
-    aggressiveness: int = 2
-    pre_roll_ms: int = 150
-    hangover_ms: int = 500
-    min_utterance_ms: int = 500
-    max_utterance_ms: int = 10000
+    sample_rate: int = option(16000, "the rate of the audio fed, Hz", choices=VAD_SAMPLE_RATES)
     trigger_ratio: float = 0.6
-    gate_db: float = 35.0
-    noise_gate_db: float = 9.0
 
     def __post_init__(self) -> None:
-        choices = {"sample_rate": VAD_SAMPLE_RATES, "frame_ms": VAD_FRAME_MS, "aggressiveness": (0, 1, 2, 3)}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if not _is_int(value) or value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))} (webrtcvad), got {value!r}")
-        for name in ("pre_roll_ms", "min_utterance_ms"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise ValueError(f"{name} must be a whole number of milliseconds >= 0, got {value!r}")
-        if not _is_int(self.hangover_ms) or self.hangover_ms <= 0:
-            raise ValueError(f"hangover_ms must be a whole number of milliseconds > 0, got {self.hangover_ms!r}")
-        floor = max(self.min_utterance_ms, self.frame_ms)
-        if not _is_int(self.max_utterance_ms) or self.max_utterance_ms < floor:
-            raise ValueError(
-                f"max_utterance_ms must be a whole number of milliseconds >= min_utterance_ms and >= frame_ms "
-                f"({floor}), got {self.max_utterance_ms!r}"
-            )
-        for name in ("gate_db", "noise_gate_db"):
-            gate = getattr(self, name)
-            if not isinstance(gate, (int, float)) or isinstance(gate, bool) or not 0 <= gate <= 120:
-                raise ValueError(
-                    f"{name} must be a number of decibels in [0, 120] (0 turns the gate off), got {gate!r}"
-                )
+        super().__post_init__()
         ratio = self.trigger_ratio
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 1:
             raise ValueError(f"trigger_ratio must be a number in (0, 1], got {ratio!r}")
+
+    @classmethod
+    def of(cls, vad: VadSettings, sample_rate: int) -> SegmenterConfig:
+        """``vad`` at ``sample_rate``: the rate is the source's, known once it is open."""
+        return cls(sample_rate=sample_rate, **{f.name: getattr(vad, f.name) for f in fields(VadSettings)})
 
     @property
     def frame_samples(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from testkit.live import REPO, cli_executable, default_ravdess
+
 SHIPPED_MODEL = REPO / "models" / "ser-mlp.npz"
 HOW_TO_GET_RAVDESS = (
     "RAVDESS clips not found: set SER_STREAM_RAVDESS to a folder of Actor_XX/ subfolders "
@@ -21,22 +21,10 @@ HOW_TO_GET_RAVDESS = (
 
 @pytest.fixture(scope="session")
 def ravdess() -> Path:
-    path = Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared" / "data" / "ravdess16k")).resolve()
+    path = default_ravdess().resolve()
     if not any(path.glob("Actor_*/*.flac")) and not any(path.glob("Actor_*/*.wav")):
         pytest.skip(HOW_TO_GET_RAVDESS)
     return path
-
-
-def clip_path(root: Path, emotion: int, actor: int, intensity: int = 1, statement: int = 1, rep: int = 1) -> Path:
-    return (
-        root / f"Actor_{actor:02d}" / f"03-01-{emotion:02d}-{intensity:02d}-{statement:02d}-{rep:02d}-{actor:02d}.flac"
-    )
-
-
-def cli_executable() -> str:
-    """The installed `ser-stream` console script of the running interpreter's environment."""
-    script = Path(sys.executable).parent / "ser-stream"
-    return str(script) if script.exists() else "ser-stream"
 
 
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:

@@ -20,7 +20,6 @@ from ser_stream import capture
 from ser_stream.audio import load_audio, to_int16
 from ser_stream.capture import (
     AudioBlock,
-    DeviceLostError,
     FileSource,
     LossDetector,
     MicSource,
@@ -28,9 +27,10 @@ from ser_stream.capture import (
     resolve_device,
 )
 from ser_stream.counters import Counters
-from ser_stream.errors import AudioError, DeviceError, UserError
+from ser_stream.errors import AudioError, DeviceError, DeviceLostError, UserError
+from testkit.live import clip_path
 from tests import pulse
-from tests.conftest import clip_path, speech_like
+from tests.conftest import speech_like
 from tests.test_audio import bad_files
 
 virtual_mic = pulse.virtual_mic  # the session fixture, usable here without `-p tests.pulse`

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from ser_stream.events import validator_for
-from tests.conftest import cli_executable, run_cli
-from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
+from testkit.live import STREAM_CLIPS, Subscriber, build_stream, cli_executable, free_endpoint, start_daemon
+from tests.conftest import run_cli
 
 
 @pytest.mark.slow

@@ -18,12 +18,23 @@ from ser_stream.capture import IDLE_BLOCKS, FileSource, MicSource
 from ser_stream.events import validator_for
 from ser_stream.features import GrowingFeatures, extractor_for
 from ser_stream.model import Classifier, load_bundle
-from ser_stream.pipeline import Daemon, DaemonSettings
+from ser_stream.pipeline import Daemon
 from ser_stream.pipeline.daemon import Cadence
 from ser_stream.publisher import Publisher
+from ser_stream.settings import RunSettings, from_keys
+from testkit.live import (
+    MONOLOGUE_CODES,
+    Lines,
+    Subscriber,
+    build_monologues,
+    cli_executable,
+    clip_path,
+    free_endpoint,
+    start_daemon,
+    wait_until,
+)
 from tests import pulse
-from tests.conftest import SHIPPED_MODEL, cli_executable, clip_path
-from tests.live import MONOLOGUE_CODES, Lines, Subscriber, build_monologues, free_endpoint, start_daemon, wait_until
+from tests.conftest import SHIPPED_MODEL
 
 virtual_mic = pulse.virtual_mic  # the session fixture: a PulseAudio virtual microphone
 
@@ -167,7 +178,7 @@ def test_a_lagging_worker_drops_waiting_interim_work_first(ravdess, tmp_path, ca
     source.live = True  # a microphone's policy at file speed: nothing waits for the worker
     printed = io.StringIO()
     with Publisher(free_endpoint()) as publisher:
-        settings = DaemonSettings(print_events=True, interim_ms=300)
+        settings = from_keys(RunSettings, {"print": True, "interim_ms": 300})
         daemon = Daemon(source, _SlowClassifier(load_bundle(SHIPPED_MODEL)), publisher, settings, out=printed)
         with caplog.at_level(logging.WARNING, logger="ser_stream"):
             assert daemon.run() == 0

@@ -9,9 +9,9 @@ import pytest
 import soundfile
 
 from ser_stream.segmenter import SegmenterConfig
+from testkit.live import free_endpoint
+from testkit.noisy import RATE, babble_pool, overlapping, voice_stream
 from tests.conftest import run_cli
-from tests.live import free_endpoint
-from tests.noisy import RATE, babble_pool, overlapping, voice_stream
 from train.rooms import PROTOCOL_ROOMS
 
 #: Actor 4's clips (none of the bench's voices or babblers): the four seed emotions, two intensities.

@@ -10,8 +10,17 @@ import time
 import pytest
 
 from ser_stream.events import TOPICS
-from tests.conftest import cli_executable, run_cli
-from tests.live import STREAM_CLIPS, Lines, Subscriber, build_stream, free_endpoint, start_daemon, wait_until
+from testkit.live import (
+    STREAM_CLIPS,
+    Lines,
+    Subscriber,
+    build_stream,
+    cli_executable,
+    free_endpoint,
+    start_daemon,
+    wait_until,
+)
+from tests.conftest import run_cli
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import webrtcvad
 
 from ser_stream.audio import to_int16
 from ser_stream.segmenter import FLOOR_WARMUP_MS, FLOOR_WINDOW_MS, SILENT_DBFS, Segmenter, SegmenterConfig, Utterance
+from testkit.noisy import babble_pool, overlapping, voice_stream
 from tests.conftest import speech_like
-from tests.noisy import babble_pool, overlapping, voice_stream
 from train.rooms import babble, mix_at_snr, pink_noise
 
 #: How far an utterance's bounds may land from the true burst bounds (pre-roll, tail, frame rounding).

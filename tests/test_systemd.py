@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 
 from ser_stream.config import ConfigError
-from ser_stream.errors import DeviceError, ModelError, UserError
-from ser_stream.publisher import EndpointError
+from ser_stream.errors import DeviceError, EndpointError, ModelError, UserError
+from testkit.live import REPO, Subscriber, cli_executable, clip_path, free_endpoint, wait_until
 from tests import pulse
-from tests.conftest import REPO, cli_executable, clip_path
-from tests.live import Subscriber, free_endpoint, wait_until
 from tests.sandbox import unit_settings
 
 virtual_mic = pulse.virtual_mic

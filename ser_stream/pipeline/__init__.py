@@ -11,6 +11,5 @@ The stages themselves are modules of their own, pure where they can be: ``captur
 
 from .daemon import Daemon
 from .device import ReopeningSource
-from .settings import DaemonSettings
 
-__all__ = ["Daemon", "DaemonSettings", "ReopeningSource"]
+__all__ = ["Daemon", "ReopeningSource"]

@@ -30,9 +30,9 @@ from ..model import Classifier
 from ..notify import Notifier
 from ..publisher import Publisher
 from ..segmenter import Segmenter, SegmenterConfig, SpeechEvent, SpeechStarted
+from ..settings import RunSettings
 from .device import DeviceChange, ReopeningSource
 from .reload import Outcome, Reload, Reloader
-from .settings import DaemonSettings
 from .work import Heartbeat, Reconfigure, SpeechChange, StatusChange, UtteranceJob, WatchdogPing, WorkItem
 from .worker import Worker, status_line
 
@@ -40,6 +40,8 @@ log = logging.getLogger("ser_stream")
 
 #: How long the main loop waits for audio before checking for a stop request.
 READ_TIMEOUT_S = 0.1
+#: Utterances waiting for the worker; beyond it the oldest is dropped.
+WORKER_QUEUE = 16
 
 
 class Beats:
@@ -96,39 +98,42 @@ class Daemon:
         source: Source | ReopeningSource,
         classifier: Classifier,
         publisher: Publisher,
-        settings: DaemonSettings | None = None,
+        settings: RunSettings,
         out: IO[str] = sys.stdout,
         notifier: Notifier | None = None,
         reloader: Reloader | None = None,
         control: Control | None = None,
+        worker_queue: int = WORKER_QUEUE,
     ) -> None:
-        settings = DaemonSettings() if settings is None else settings
+        """The main loop reads ``settings.vad`` (at the source's rate), ``settings.interim`` and
+        ``settings.service``, the worker ``settings.publish``; the source, classifier and publisher are
+        already built from the rest."""
         self.source = source
         self.classifier = classifier  # the model last handed to the worker
         self.settings = settings
         self.notifier = Notifier({}) if notifier is None else notifier
         self.control = Control() if control is None else control  # stop and reload requests
-        self.segmenter = Segmenter(settings.segmenter)
+        self.segmenter = Segmenter(SegmenterConfig.of(settings.vad, source.sample_rate))
         self._utterance = 0  # the number of the utterance last opened
-        self._cadence = Cadence(settings.segmenter.sample_rate)
-        self.worker = Worker(publisher, classifier, settings, source, self._upstream_counters, self.notifier, out)
+        self._cadence = Cadence(source.sample_rate)
+        self.worker = Worker(
+            publisher, classifier, settings, source, self._upstream_counters, self.notifier, out, worker_queue
+        )
         self._reloader = reloader
         self._reload: Reload | None = None
         self._pending_segmenter: SegmenterConfig | None = None
-        self._beats = Beats(settings.heartbeat_s, self.notifier.watchdog_interval_s, time.monotonic())
+        self._beats = Beats(settings.service.heartbeat_s, self.notifier.watchdog_interval_s, time.monotonic())
 
     def request_stop(self) -> None:
         """From any thread or a signal handler: the main loop stops at its next pass."""
         self.control.request_stop()
 
     def run(self) -> int:
-        if self.source.sample_rate != self.settings.segmenter.sample_rate:
-            raise ValueError("segmenter rate must equal the source rate")
         self.classifier.warm_up()  # before the input opens: no audio waits for it
         self.source.start()
         started = time.monotonic()
         self.worker.start(started, datetime.now(timezone.utc))
-        self._beats = Beats(self.settings.heartbeat_s, self.notifier.watchdog_interval_s, started)
+        self._beats = Beats(self.settings.service.heartbeat_s, self.notifier.watchdog_interval_s, started)
         self.notifier.ready(self.status_line("listening"))
         self._submit(StatusChange("started", f"listening on {self.source.name} at {self.source.sample_rate} Hz"))
         reason = "stop requested"
@@ -202,7 +207,7 @@ class Daemon:
         """Number the utterances; the worker publishes their start and end, and classifies each."""
         if isinstance(event, SpeechStarted):
             self._utterance += 1
-            self._cadence.opened(event.start, self.settings.interim_ms)
+            self._cadence.opened(event.start, self.settings.interim.every_ms)
             self._submit(SpeechChange(event, self._utterance, captured_at))
             return
         self._cadence.closed()
@@ -257,9 +262,10 @@ class Daemon:
             classifier, settings = outcome
             changed_model = classifier.bundle.sha256 != self.classifier.bundle.sha256
             self.classifier, self.settings = classifier, settings
-            if settings.segmenter != self.segmenter.config:
-                self._pending_segmenter = settings.segmenter  # applied between utterances
-            self._beats.heartbeat_s = settings.heartbeat_s
+            segmenter = SegmenterConfig.of(settings.vad, self.source.sample_rate)
+            if segmenter != self.segmenter.config:
+                self._pending_segmenter = segmenter  # applied between utterances
+            self._beats.heartbeat_s = settings.service.heartbeat_s
             self._submit(Reconfigure(classifier, settings))
             bundle = classifier.bundle
             message = f"reloaded: model {bundle.name} {bundle.sha256[:12]}" + ("" if changed_model else " (unchanged)")

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..capture import AudioBlock, DeviceLostError, Source
+from ..capture import AudioBlock, Source
 from ..counters import Counters
-from ..errors import DeviceError
+from ..errors import DeviceError, DeviceLostError
 
 log = logging.getLogger("ser_stream")
 

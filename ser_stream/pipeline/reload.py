@@ -10,15 +10,15 @@ from collections.abc import Callable
 
 from ..errors import UserError
 from ..model import Classifier
-from .settings import DaemonSettings
+from ..settings import RunSettings
 
 log = logging.getLogger("ser_stream")
 
 #: Loads the config and model again (a new model warmed up); raises UserError (one line) to keep
 #: the running ones.
-Reloader = Callable[[], tuple[Classifier, DaemonSettings]]
+Reloader = Callable[[], tuple[Classifier, RunSettings]]
 #: A reload's outcome: the new model and settings, or why they were refused.
-Outcome = tuple[Classifier, DaemonSettings] | str
+Outcome = tuple[Classifier, RunSettings] | str
 
 
 class Reload:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..segmenter import SpeechEvent, Utterance
-from .settings import DaemonSettings
 
 if TYPE_CHECKING:
     from ..model import Classifier
+    from ..settings import RunSettings
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Reconfigure:
     """A reload's result: classify with this model, publish with these settings, from here on."""
 
     classifier: Classifier
-    settings: DaemonSettings
+    settings: RunSettings
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ..model.classifier import GrowingUtterance, Prediction
 from ..notify import Notifier
 from ..publisher import Publisher
 from ..segmenter import SpeechEnded
-from .settings import DaemonSettings
+from ..settings import RunSettings
 from .work import (
     Heartbeat,
     Reconfigure,
@@ -105,14 +105,16 @@ class Worker:
         self,
         publisher: Publisher,
         classifier: Classifier,
-        settings: DaemonSettings,
+        settings: RunSettings,
         source: Named,
         upstream: Callable[[], Counters],
         notifier: Notifier,
         out: IO[str],
+        queue_limit: int,
     ) -> None:
-        """``upstream`` gives the counters of the stages before this one (input and segmenter), for
-        the status events."""
+        """It reads ``settings.publish``.  ``upstream`` gives the counters of the stages before this
+        one (input and segmenter), for the status events; ``queue_limit`` is how many utterances may
+        wait for it."""
         self.publisher = publisher
         self.classifier = classifier  # replaced by a Reconfigure item; one model per utterance
         self.settings = settings
@@ -120,7 +122,7 @@ class Worker:
         self._upstream = upstream
         self._notifier = notifier
         self._out = out
-        self._queue = WorkQueue(settings.worker_queue)
+        self._queue = WorkQueue(queue_limit)
         self._drop_bursts = DropBursts()
         self._interim_bursts = DropBursts("interim result", "interim results")
         self.utterances_dropped = 0  # evicted from the queue because the worker fell behind
@@ -252,7 +254,7 @@ class Worker:
             wall_end=self._wall_time(utterance.end_s, job.captured_at),
             source=self._source.name,
             model=_model_info(classifier),
-            device=self.settings.device_id,
+            device=self.settings.publish.device_id,
             utterance=job.number,
             final=job.final,
         )
@@ -281,7 +283,7 @@ class Worker:
             end_s=speech.end_s if ended else None,
             wall_time=self._wall_time(speech.end_s if ended else speech.start_s, change.captured_at),
             source=self._source.name,
-            device=self.settings.device_id,
+            device=self.settings.publish.device_id,
             cut=ended and speech.cut,
             classified=ended and speech.utterance is not None,
         )
@@ -297,14 +299,14 @@ class Worker:
             uptime_s=time.monotonic() - self._started,
             source=self._source.name,
             model=_model_info(self.classifier),
-            device=self.settings.device_id,
+            device=self.settings.publish.device_id,
             message=message,
         )
         self._send(TOPIC_STATUS, event)
 
     def _send(self, topic: str, event: dict, captured_at: float | None = None) -> None:
         self.publisher.publish(topic, event, captured_at)
-        if self.settings.print_events:
+        if self.settings.publish.print_events:
             print(json.dumps(event), file=self._out, flush=True)
 
 

@@ -9,7 +9,7 @@ import librosa
 import numpy as np
 import soundfile
 
-from tests.conftest import clip_path
+from testkit.live import clip_path
 
 RATE = 16000
 #: Digital silence added between clips, before the room's noise covers the stream (uniform, seconds);
@@ -22,7 +22,7 @@ class Stream:
     """A voice's clips end to end: float32 samples (full scale 1.0) and each clip's speech span."""
 
     samples: np.ndarray
-    spans: list[tuple[int, int]]  # in samples; librosa.effects.trim(top_db=30) of the clean clip, as in tests.live
+    spans: list[tuple[int, int]]  # in samples; librosa.effects.trim(top_db=30) of the clean clip, as in testkit.live
 
 
 def read_clip(ravdess: Path, actor: int, emotion: int, intensity: int = 1, statement: int = 1) -> np.ndarray:

@@ -1,25 +1,44 @@
-"""Real daemons for end-to-end tests: RAVDESS streams, free endpoints, SUB sockets, `run` subprocesses."""
+"""Real daemons for tests and benchmarks: RAVDESS streams, free endpoints, SUB sockets, `run` subprocesses."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import librosa
 import numpy as np
 import soundfile
 import zmq
 
-from tests.conftest import cli_executable, clip_path
-
+REPO = Path(__file__).resolve().parent.parent
 RATE = 16000
 #: (emotion code, actor) of the clips in the test stream: mixed voices and emotions, each with
 #: unambiguous speech bounds (librosa.effects.trim at 30 and 40 dB agree within 0.15 s), so
 #: "within 0.3 s of the speech" has a ground truth.
 STREAM_CLIPS = [(2, 1), (3, 1), (7, 2), (6, 3), (7, 4), (3, 5), (6, 7), (2, 12)]
+
+
+def default_ravdess() -> Path:
+    """Where the RAVDESS clips are: ``$SER_STREAM_RAVDESS``, else the shared copy beside the checkout."""
+    return Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared" / "data" / "ravdess16k"))
+
+
+def clip_path(root: Path, emotion: int, actor: int, intensity: int = 1, statement: int = 1, rep: int = 1) -> Path:
+    return (
+        root / f"Actor_{actor:02d}" / f"03-01-{emotion:02d}-{intensity:02d}-{statement:02d}-{rep:02d}-{actor:02d}.flac"
+    )
+
+
+def cli_executable() -> str:
+    """The installed `ser-stream` console script of the running interpreter's environment."""
+    script = Path(sys.executable).parent / "ser-stream"
+    return str(script) if script.exists() else "ser-stream"
 
 
 def free_endpoint() -> str:
