@@ -192,7 +192,7 @@ def resolve_device(device: str | int | None) -> int | None:
 class MicSource:
     """Live capture from a PortAudio input device (sounddevice ``InputStream``).
 
-    A capture thread does blocking reads and only copies each block into a bounded queue.
+    A capture thread does blocking reads and only puts each block it read (a fresh array) into a bounded queue.
     Blocking reads rather than PortAudio's callback: sounddevice builds its callback with cffi,
     which needs memory both writable and executable, and the systemd unit forbids that
     (MemoryDenyWriteExecute=yes).
@@ -218,7 +218,8 @@ class MicSource:
         self._last_block_at = 0.0
         self.live = True
         self.idle = False
-        self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
+        self._queue: queue.SimpleQueue[AudioBlock] = queue.SimpleQueue()  # C: no Python lock per block
+        self._queue_blocks = queue_blocks
         self._stream: sounddevice.InputStream | None = None
         self._thread: threading.Thread | None = None
         self._frames = 0  # frames delivered, for the counters
@@ -284,9 +285,9 @@ class MicSource:
             self._next_start += len(data)
             self._frames += len(data)
             self._last_block_at = now
-            try:
-                self._queue.put_nowait(AudioBlock(data[:, 0].copy(), start, now))
-            except queue.Full:
+            if self._queue.qsize() < self._queue_blocks:  # this thread alone adds: the check holds
+                self._queue.put(AudioBlock(data.reshape(-1), start, now))  # a fresh array per read: no copy
+            else:
                 self._queue_drops += 1
         if not stopping.is_set():
             self._lost = True
