@@ -5,7 +5,8 @@
   microphone `ser-stream run` listens to, with a subscriber that notes when each message arrives.
   * segmenter decision -> `speech` start sent: the start's `latency_ms`, from the capture of the frame
     on which the segmenter opened the utterance (waiting for the rest of a coarse idle block included);
-  * interim cadence: the time between two interim results of an utterance, as received, against interim_ms;
+  * interim cadence: the time between two interim results of an utterance, as received, against
+    interim_ms (the bulk, p5 to p95: on a busy machine a late wake-up makes the odd outlier);
   * end of speech -> final result (the file, whose stream time is wall time): its arrival against the
     wall-clock time of its `end_s` (its `timestamp`): the hangover, then the processing (`latency_ms`).
   The microphone twice: as shipped, and reading every block on its own while idle (IDLE_BLOCKS = 1,
@@ -152,12 +153,14 @@ def paced(path: Path) -> list[tuple[float, str, dict]]:
 
 
 def cadence_text(intervals: list[float]) -> tuple[str, float]:
+    """The intervals in words, and how far their bulk (p5 to p95) strays from interim_ms, as a fraction."""
+    low, high = percentile(intervals, 5), percentile(intervals, 95)
     worst = max(abs(value - INTERIM_MS) for value in intervals) / INTERIM_MS
     text = (
-        f"median {median(intervals):.0f}, p5-p95 {percentile(intervals, 5):.0f}-{percentile(intervals, 95):.0f}, "
-        f"worst {100 * worst:.1f}% off ({len(intervals)} intervals)"
+        f"median {median(intervals):.0f}, p5-p95 {low:.0f}-{high:.0f}, worst {100 * worst:.1f}% off "
+        f"({len(intervals)} intervals)"
     )
-    return text, worst
+    return text, max(abs(low - INTERIM_MS), abs(high - INTERIM_MS)) / INTERIM_MS
 
 
 def real_time(mic: VirtualMic, path: Path) -> None:
@@ -177,10 +180,10 @@ def real_time(mic: VirtualMic, path: Path) -> None:
     line("  microphone", f"p50 / p95 / max {spread(heard['start_ms'])}")
     line("  microphone, every block read (before)", f"p50 / p95 / max {spread(before['start_ms'])}")
     intervals = file["interval_ms"] + heard["interval_ms"]
-    text, worst = cadence_text(intervals)
+    text, strays = cadence_text(intervals)
     line(
         "interval between interim results, ms",
-        f"{text}  [target within {100 * TARGET_CADENCE:.0f}%: {verdict(worst, TARGET_CADENCE)}]",
+        f"{text}  [target p5-p95 within {100 * TARGET_CADENCE:.0f}%: {verdict(strays, TARGET_CADENCE)}]",
     )
     line("  file", cadence_text(file["interval_ms"])[0])
     line("  microphone", cadence_text(heard["interval_ms"])[0])
