@@ -22,6 +22,7 @@ import numpy as np
 import soxr
 
 from .audio import open_audio, read_frames, to_int16, warn_if_short
+from .counters import Counters
 from .errors import DeviceError, DeviceLostError, UserError
 
 if TYPE_CHECKING:
@@ -98,12 +99,8 @@ class Source(Protocol):
 
     def stop(self) -> None: ...
 
-    def reopen(self) -> None:
-        """After DeviceLostError: open the input again, or raise DeviceError if it is still gone."""
-        ...
-
-    def counters(self) -> dict[str, int]:
-        """frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
+    def counters(self) -> Counters:
+        """Its share: frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
         ...
 
 
@@ -343,24 +340,32 @@ class MicSource:
         return False
 
     def stop(self) -> None:
-        """Stop and close the stream; blocks already captured stay readable. Safe to call twice."""
+        """Stop and close the stream; blocks already captured stay readable. Safe to call twice.
+
+        The capture thread is waited for first, up to STALL_S: it is one block away, but a stream's
+        first read can take two seconds (PulseAudio starting the source), and closing the stream
+        under a read crashes the process (PortAudio frees what the read uses).  A thread still in
+        the driver after that is left with its stream; ``reopen`` refuses until it is out.
+        """
         stream, self._stream = self._stream, None
         if stream is None:
             return
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)  # one block away, unless the driver hangs in read
+            self._thread.join(timeout=STALL_S)
+            if self._thread.is_alive():
+                return
         stream.abort(ignore_errors=True)  # abort, not stop: nothing left to drain
         stream.close(ignore_errors=True)
 
-    def counters(self) -> dict[str, int]:
-        return {
-            "frames_captured": self._frames,
-            "frames_lost": self._frames_lost,
-            "overflows": self._overflows,
-            "queue_drops": self._queue_drops,
-            "queue_depth": self._queue.qsize(),
-        }
+    def counters(self) -> Counters:
+        return Counters(
+            frames_captured=self._frames,
+            frames_lost=self._frames_lost,
+            overflows=self._overflows,
+            queue_drops=self._queue_drops,
+            queue_depth=self._queue.qsize(),
+        )
 
 
 class FileSource:
@@ -438,9 +443,5 @@ class FileSource:
     def stop(self) -> None:
         self._file.close()
 
-    def reopen(self) -> None:
-        """Never needed: a file is not lost mid-stream (read() never raises DeviceLostError)."""
-        raise RuntimeError("a file source cannot be reopened")
-
-    def counters(self) -> dict[str, int]:
-        return {"frames_captured": self._position, "frames_lost": 0, "overflows": 0, "queue_drops": 0, "queue_depth": 0}
+    def counters(self) -> Counters:
+        return Counters(frames_captured=self._position)

@@ -55,6 +55,14 @@ class ConfigError(UserError):
     exit_code = 78
 
 
+class PipelineError(UserError):
+    """A thread of the running pipeline died (a bug, or a library failing under it): not the user's
+    doing, but it takes the same one-line path.  Exit status 70 is EX_SOFTWARE (sysexits.h); the unit
+    restarts it, since a fresh process may well run."""
+
+    exit_code = 70
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """Usage mistakes (an unknown flag, a bad flag value) end in one line on stderr and exit code 2."""
 

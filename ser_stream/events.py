@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from .counters import Counters
+
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
@@ -76,7 +78,7 @@ def emotion_event(
 def status_event(
     *,
     state: str,
-    counters: dict,
+    counters: Counters,
     uptime_s: float,
     source: str,
     model: dict,
@@ -96,7 +98,7 @@ def status_event(
         "timestamp": datetime.now(timezone.utc).isoformat(),
         "source": source,
         "model": dict(model),
-        "counters": {**counters, "uptime_s": float(uptime_s)},
+        "counters": {**counters.as_dict(), "uptime_s": float(uptime_s)},
     }
     if message is not None:
         event["message"] = message

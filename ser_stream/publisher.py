@@ -10,7 +10,7 @@ import errno
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -138,12 +138,13 @@ class Publisher:
         """The bound address, with the real port when bound to `tcp://HOST:*`."""
         return self._endpoint
 
-    def wait_for_subscriber(self, timeout_s: float) -> bool:
-        """Wait up to `timeout_s` for a first subscription; True if one arrived."""
+    def wait_for_subscriber(self, timeout_s: float, stopped: Callable[[], bool] = lambda: False) -> bool:
+        """Wait up to `timeout_s` for a first subscription; True if one arrived.  Ends early, False,
+        once ``stopped()`` (a stop request), which is asked every POLL_MS."""
         deadline = time.monotonic() + timeout_s
         while not self._socket.poll(POLL_MS):
             self._check_link()
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or stopped():
                 return False
         self._drain_subscriptions()
         return True

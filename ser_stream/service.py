@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from .capture import FileSource, MicSource, Source
 from .config import resolve
-from .daemon import Daemon
+from .control import Control
 from .logs import set_level, setup_logging
 from .model import Classifier, load_bundle, single_threaded_blas, trim_differences
+from .native_log import native_stderr_logged
 from .notify import Notifier
+from .pipeline import Daemon, ReopeningSource
 from .publisher import Publisher
 from .segmenter import SegmenterConfig
 from .settings import RunSettings
@@ -19,11 +22,12 @@ from .settings import RunSettings
 log = logging.getLogger("ser_stream")
 
 
-def open_source(settings: RunSettings) -> Source:
-    """The input the capture settings name, in blocks of one VAD frame; it says which rate it delivers."""
+def open_source(settings: RunSettings) -> Source | ReopeningSource:
+    """The input the capture settings name, in blocks of one VAD frame; it says which rate it delivers.
+    A lost microphone is reopened, with backoff."""
     capture, block_ms = settings.capture, settings.vad.frame_ms
     if capture.source == "mic":
-        return MicSource(capture.device, sample_rate=capture.rate, block_ms=block_ms)
+        return ReopeningSource(MicSource(capture.device, sample_rate=capture.rate, block_ms=block_ms))
     return FileSource(capture.source, sample_rate=capture.rate, block_ms=block_ms, realtime=capture.realtime)
 
 
@@ -60,6 +64,12 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
     settings = resolve(config_path, flags)
     setup_logging(settings.service.log_level)
     single_threaded_blas()
+    # PortAudio and ALSA write raw lines to stderr when a device is probed or lost: through the log.
+    with native_stderr_logged() if settings.capture.source == "mic" else contextlib.nullcontext():
+        return _serve(config_path, flags, settings)
+
+
+def _serve(config_path: Path | None, flags: dict[str, Any], settings: RunSettings) -> int:
     classifier = Classifier(load_bundle(settings.model.path))
     source = open_source(settings)
     differences = trim_differences(classifier.bundle, SegmenterConfig.of(settings.vad, source.sample_rate))
@@ -69,19 +79,30 @@ def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
         )
     publish = settings.publish
     endpoint = publish.connect or publish.endpoint
-    with Publisher(endpoint, connect=publish.connect is not None, curve=publish.curve()) as publisher:
-        reloader = Reloader(config_path, flags, settings, classifier)
-        daemon = Daemon(source, classifier, publisher, settings, notifier=Notifier(), reloader=reloader)
-        daemon.install_signal_handlers()
-        if publish.wait_subscriber and not publisher.wait_for_subscriber(publish.wait_subscriber):
-            log.warning("no subscriber after %.1f s; starting anyway", publish.wait_subscriber)
-        log.info(
-            "model %s (%s), source %s, publishing %s %s as %s",
-            classifier.bundle.name,
-            classifier.bundle.sha256[:12],
-            source.name,
-            "to" if publish.connect else "on",
-            endpoint,
-            publish.device_id,
-        )
-        return daemon.run()
+    control = Control()
+    control.install()  # from here on, SIGTERM, SIGINT and SIGHUP are requests the daemon polls
+    try:
+        with Publisher(endpoint, connect=publish.connect is not None, curve=publish.curve()) as publisher:
+            reloader = Reloader(config_path, flags, settings, classifier)
+            daemon = Daemon(
+                source, classifier, publisher, settings, notifier=Notifier(), reloader=reloader, control=control
+            )
+            if publish.wait_subscriber and not publisher.wait_for_subscriber(
+                publish.wait_subscriber, lambda: control.stop
+            ):
+                if control.stop:
+                    log.info("stopped while waiting for a first subscriber; nothing was streamed")
+                    return 0
+                log.warning("no subscriber after %.1f s; starting anyway", publish.wait_subscriber)
+            log.info(
+                "model %s (%s), source %s, publishing %s %s as %s",
+                classifier.bundle.name,
+                classifier.bundle.sha256[:12],
+                source.name,
+                "to" if publish.connect else "on",
+                endpoint,
+                publish.device_id,
+            )
+            return daemon.run()
+    finally:
+        control.ignore_signals()  # the rest of a burst must not kill the exiting interpreter

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from testkit.live import (
     start_daemon,
 )
 from tests import pulse
+from tests.conftest import run_cli
 
 virtual_mic = pulse.virtual_mic  # the session fixture: a PulseAudio virtual microphone
 
@@ -196,3 +198,17 @@ def test_subscribe_prints_the_daemons_events_as_json_lines(ravdess, tmp_path):
     printed = [json.loads(line) for line in daemon_out.splitlines() if '"ser-stream.emotion/1"' in line]
     assert [json.loads(line) for line in lines] == printed
     assert subscriber.returncode == 130 and "Traceback" not in subscriber_err
+
+
+def test_timestamps_of_a_file_read_faster_than_real_time_keep_the_order_events_are_sent_in(ravdess, tmp_path):
+    """With --no-realtime, stream start + end_s lies in the future: the emotion events' timestamps
+    came after the final `stopping` status's."""
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, STREAM_CLIPS[:3], gap_s=1.5)  # about 15 s of audio, read in well under that
+    result = run_cli("run", "--source", str(stream), "--no-realtime", "--print", "--publish", free_endpoint())
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    stamps = [datetime.fromisoformat(event["timestamp"]) for event in events]
+    assert [event.get("label") is not None for event in events].count(True) == 3
+    assert events[0]["state"] == "started" and events[-1]["state"] == "stopping"
+    assert stamps == sorted(stamps)  # started ≤ each emotion ≤ stopping, in the order sent

@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
+from ser_stream.counters import Counters
 from ser_stream.events import (
     EMOTION_SCHEMA,
     PROXY_COUNTERS,
@@ -26,16 +28,7 @@ from ser_stream.events import (
 )
 
 MODEL = {"name": "ser-mlp", "sha256": hashlib.sha256(b"model").hexdigest()}
-COUNTERS = {
-    "frames_captured": 1200,
-    "overflows": 0,
-    "utterances": 3,
-    "utterances_dropped_short": 1,
-    "events_published": 5,
-    "drops": 0,
-    "queue_drops": 0,
-    "queue_depth": 2,
-}
+COUNTERS = Counters(frames_captured=1200, utterances=3, utterances_dropped_short=1, events_published=5, queue_depth=2)
 
 
 def make_emotion(**overrides) -> dict:
@@ -89,7 +82,19 @@ def test_status_event_fields_and_schema():
     event = make_status(message="listening on default at 16000 Hz")
     validator_for(TOPIC_STATUS).validate(event)
     assert event["schema"] == STATUS_SCHEMA
-    assert event["counters"] == COUNTERS | {"uptime_s": 12.5}
+    assert event["counters"] == {
+        "frames_captured": 1200,
+        "frames_lost": 0,
+        "overflows": 0,
+        "utterances": 3,
+        "utterances_dropped_short": 1,
+        "events_published": 5,
+        "drops": 0,
+        "queue_drops": 0,
+        "queue_depth": 2,
+        "uptime_s": 12.5,
+    }
+    assert list(event["counters"]) == [*(f.name for f in fields(Counters)), "uptime_s"]  # the wire order
     assert before <= datetime.fromisoformat(event["timestamp"]) <= datetime.now(timezone.utc)
     assert event["message"].startswith("listening")
     assert "message" not in make_status()

@@ -103,7 +103,7 @@ def test_only_a_scaled_mlp_is_saved(tmp_path, model):
 def test_serving_imports_none_of_the_heavy_libraries():
     code = (
         "import sys\n"
-        "import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture\n"
+        "import ser_stream.cli, ser_stream.service, ser_stream.pipeline, ser_stream.capture\n"
         "from ser_stream.model import Classifier, default_model_path, load_bundle\n"
         "Classifier(load_bundle(default_model_path())).warm_up()\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import pytest
 import zmq
 
+from ser_stream.counters import Counters
 from ser_stream.errors import EndpointError, UserError
 from ser_stream.events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event, validator_for
 from ser_stream.publisher import Publisher, subscribe
@@ -17,19 +18,7 @@ from ser_stream.publisher import Publisher, subscribe
 ANY_PORT = "tcp://127.0.0.1:*"
 MODEL = {"name": "ser-mlp", "sha256": "ab" * 32}
 ATTEMPTS = 100_000
-COUNTERS = dict.fromkeys(
-    (
-        "frames_captured",
-        "overflows",
-        "utterances",
-        "utterances_dropped_short",
-        "events_published",
-        "drops",
-        "queue_drops",
-        "queue_depth",
-    ),
-    0,
-)
+COUNTERS = Counters()
 
 
 def an_emotion() -> dict:

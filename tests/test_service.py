@@ -12,17 +12,19 @@ import socket
 import statistics
 import struct
 import subprocess
+import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ser_stream.capture import AudioBlock, FileSource
-from ser_stream.daemon import Daemon
 from ser_stream.model import Classifier, load_bundle, manifest_path, sha256_of
 from ser_stream.notify import Notifier
+from ser_stream.pipeline import Daemon
 from ser_stream.proxy import Proxy
 from ser_stream.publisher import Publisher
 from ser_stream.settings import RunSettings, from_keys
@@ -176,7 +178,7 @@ def _run_in_thread(daemon: Daemon) -> threading.Thread:
 
 
 @pytest.mark.parametrize("stage", ["worker", "audio loop"])
-def test_a_wedged_stage_stops_the_watchdog_pings(ravdess, tmp_path, notify_socket, stage):
+def test_a_wedged_stage_stops_the_watchdog_pings_and_the_heartbeats(ravdess, tmp_path, notify_socket, stage):
     stream = tmp_path / "stream.wav"
     build_stream(ravdess, stream, STREAM_CLIPS[:1], gap_s=1.0)
     watchdog_s = 0.1
@@ -188,20 +190,30 @@ def test_a_wedged_stage_stops_the_watchdog_pings(ravdess, tmp_path, notify_socke
         classifier, source = Classifier(bundle), _WedgingSource(stream, realtime=True)
         wedge = source
     notifier = Notifier(notify_socket.env(watchdog_usec=int(2 * watchdog_s * 1e6)))
-    with Publisher(free_endpoint()) as publisher:
-        daemon = Daemon(source, classifier, publisher, from_keys(RunSettings, {"heartbeat_s": 0.5}), notifier=notifier)
+    endpoint = free_endpoint()
+    subscriber = Subscriber(endpoint)
+    with Publisher(endpoint) as publisher:
+        daemon = Daemon(source, classifier, publisher, from_keys(RunSettings, {"heartbeat_s": 0.2}), notifier=notifier)
         thread = _run_in_thread(daemon)
         try:
             assert wedge.wedged.wait(30)
-            wedged_at = time.monotonic()
+            wedged_at, wedged_wall = time.monotonic(), datetime.now(timezone.utc)
             time.sleep(1.2)
             before = notify_socket.pings(end=wedged_at)
             assert len(before) >= 3  # it was pinging until then
             assert notify_socket.pings(start=wedged_at + 2 * watchdog_s) == []  # and then it stopped
+            # Nor does it tell subscribers all is well: no `running` heartbeat (with frozen counters).
+            beats = [t for t, fields in notify_socket.messages if fields.get("STATUS", "").startswith("running")]
+            assert len([t for t in beats if t < wedged_at]) >= 2
+            assert [t for t in beats if t > wedged_at + 0.3] == []
+            running = [s for s in subscriber.of("status") if s["state"] == "running"]
+            late = wedged_wall + timedelta(seconds=0.3)
+            assert running and [s for s in running if datetime.fromisoformat(s["timestamp"]) > late] == []
         finally:
             wedge.release.set()
             daemon.request_stop()
             thread.join(30)
+            subscriber.close()
     assert not thread.is_alive()
 
 
@@ -325,6 +337,36 @@ def test_logs_are_plain_when_journal_stream_names_another_stream(ravdess):
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0 and result.stderr.startswith("ser-stream: model ser-mlp")
+
+
+def test_what_c_libraries_write_to_stderr_goes_through_the_log():
+    """PortAudio and ALSA write to fd 2 directly; while relayed, their lines become log lines."""
+    program = """if True:
+        import os, sys
+        from ser_stream.logs import setup_logging
+        from ser_stream.native_log import native_stderr_logged
+        setup_logging("debug")
+        with native_stderr_logged():
+            os.write(2, b"ALSA lib pcm_pulse.c:758:(pulse_prepare) PulseAudio: Unable to create stream\\n\\n")
+            os.write(2, b"Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1812\\n")
+            os.write(2, b"something else\\n")
+            print("python's own line", file=sys.stderr)
+        os.write(2, b"after the relay\\n")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert sorted(lines[:-1]) == sorted(
+        [
+            "ser-stream: sound library: ALSA lib pcm_pulse.c:758:(pulse_prepare) PulseAudio: Unable to create stream",
+            "ser-stream: sound library: Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1812",
+            "ser-stream: warning: from a library: something else",
+            "python's own line",
+        ]
+    )
+    assert lines[-1] == "after the relay"
 
 
 def _install_bundle(source: Path, models: Path) -> Path:

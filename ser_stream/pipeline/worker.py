@@ -1,0 +1,249 @@
+"""The worker thread: utterances → features → classifier → events on the publisher.
+
+It owns the ZeroMQ socket (the publisher is not thread-safe), the classifier in use and its own
+counters (messages sent and refused, utterances dropped from its queue).  It takes work items
+(`work.py`) from one queue, in order, and keeps no clock of its own: heartbeats and watchdog pings
+are items the main loop asks for, so one that goes out proves both threads move.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import IO, Protocol
+
+from ..audio import from_int16
+from ..counters import Counters
+from ..errors import PipelineError
+from ..events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
+from ..model import Classifier
+from ..notify import Notifier
+from ..publisher import Publisher
+from ..settings import RunSettings
+from .work import Heartbeat, Reconfigure, StatusChange, Stop, UtteranceJob, WatchdogPing, WorkItem, WorkQueue
+
+log = logging.getLogger("ser_stream")
+
+#: In a burst of utterances dropped for a worker that stays behind, one summary line this often.
+DROP_SUMMARY_EVERY_S = 60.0
+#: How often a caller waiting for the worker looks whether it died meanwhile.
+_WAIT_POLL_S = 0.1
+
+
+class Named(Protocol):
+    """What the worker needs of the input: its name and rate, for events and status lines."""
+
+    name: str
+    sample_rate: int
+
+
+def status_line(state: str, source: Named, counters: Counters, classifier: Classifier) -> str:
+    """One line for `systemctl status`."""
+    bundle = classifier.bundle
+    return (
+        f"{state}: {source.name} at {source.sample_rate} Hz, {counters.utterances} utterances, "
+        f"{counters.queue_drops + counters.drops} dropped; model {bundle.name} {bundle.sha256[:12]}"
+    )
+
+
+class DropBursts:
+    """Utterances dropped for a worker that fell behind, logged per burst (how many, and the stream
+    span they covered) rather than one line each: a worker far behind drops thousands.  A burst ends
+    when an utterance is queued without evicting one, or at stop; one that goes on is summed up every
+    DROP_SUMMARY_EVERY_S.  Pure: the caller logs the lines it returns."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._since = 0.0
+        self._first_s = 0.0
+        self._last_s = 0.0
+
+    def dropped(self, bounds_s: tuple[float, float], now: float) -> str | None:
+        if not self._count:
+            self._since, self._first_s = now, bounds_s[0]
+        self._count += 1
+        self._last_s = bounds_s[1]
+        return self.end() if now - self._since >= DROP_SUMMARY_EVERY_S else None
+
+    def end(self) -> str | None:
+        """The summary of the burst, if one was going on."""
+        count, self._count = self._count, 0
+        if count == 0:
+            return None
+        if count == 1:
+            return f"worker behind: dropped utterance {self._first_s:.2f}–{self._last_s:.2f} s"
+        return f"worker behind: dropped {count} utterances between {self._first_s:.2f} and {self._last_s:.2f} s"
+
+
+def _log_drops(summary: str | None) -> None:
+    if summary is not None:
+        log.warning("%s", summary)
+
+
+class Worker:
+    """The worker thread and its queue.  ``submit``, ``finish``, ``check`` and ``counters`` are for the
+    main loop; everything else runs on the worker thread."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        classifier: Classifier,
+        settings: RunSettings,
+        source: Named,
+        upstream: Callable[[], Counters],
+        notifier: Notifier,
+        out: IO[str],
+        queue_limit: int,
+    ) -> None:
+        """It reads ``settings.publish``.  ``upstream`` gives the counters of the stages before this
+        one (input and segmenter), for the status events; ``queue_limit`` is how many utterances may
+        wait for it."""
+        self.publisher = publisher
+        self.classifier = classifier  # replaced by a Reconfigure item; one model per utterance
+        self.settings = settings
+        self._source = source
+        self._upstream = upstream
+        self._notifier = notifier
+        self._out = out
+        self._queue = WorkQueue(queue_limit)
+        self._drop_bursts = DropBursts()
+        self.utterances_dropped = 0  # evicted from the queue because the worker fell behind
+        self.failure: BaseException | None = None  # what killed the thread, if anything did
+        self._thread = threading.Thread(target=self._run, name="ser-stream-worker", daemon=True)
+        self._started = 0.0  # monotonic and wall-clock time the input opened, set by start()
+        self._wall_start = datetime.now(timezone.utc)
+
+    # -- the main loop's side -------------------------------------------------------------------
+
+    def start(self, started: float, wall_start: datetime) -> None:
+        self._started, self._wall_start = started, wall_start
+        self._thread.start()
+
+    def submit(self, item: WorkItem, wait: bool) -> None:
+        """Queue ``item``.  Without ``wait`` it never blocks (a live input): when the worker lags, the
+        oldest waiting utterance goes.  With ``wait`` (a file read as fast as possible) it returns
+        once the worker has handled everything queued, so each event is sent as soon as its utterance
+        is read rather than piling up behind the worker (and its latency with it)."""
+        dropped = self._queue.put_evicting(item)
+        if dropped is not None:
+            self.utterances_dropped += 1
+            _log_drops(self._drop_bursts.dropped(dropped.utterance.bounds_s, time.monotonic()))
+        elif isinstance(item, UtteranceJob):  # queued without evicting one: the worker caught up
+            _log_drops(self._drop_bursts.end())
+        if wait:
+            with self._queue.all_tasks_done:
+                while self._queue.unfinished_tasks and self._thread.is_alive():
+                    self._queue.all_tasks_done.wait(_WAIT_POLL_S)
+
+    def finish(self, reason: str) -> None:
+        """The worker handles what is queued, sends the final status (saying why) and ends."""
+        _log_drops(self._drop_bursts.end())
+        self._queue.put_evicting(Stop(reason))
+        self._thread.join()
+
+    def check(self) -> None:
+        """A dead worker is fatal: without it nothing is classified or published, and a run that ends
+        'successfully' with no events would hide the loss."""
+        if self.failure is not None:
+            error = self.failure
+            raise PipelineError(
+                f"the worker thread died ({type(error).__name__}: {error}); nothing more can be published"
+            )
+
+    def counters(self) -> Counters:
+        """Its share: messages sent and refused, utterances dropped from its queue and waiting in it."""
+        return Counters(
+            events_published=self.publisher.sent,
+            drops=self.publisher.dropped,
+            queue_drops=self.utterances_dropped,
+            queue_depth=self._queue.qsize(),
+        )
+
+    def utterances_waiting(self) -> int:
+        return self._queue.utterances_waiting()
+
+    # -- the worker thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                try:
+                    self._handle(item)
+                finally:
+                    self._queue.task_done()
+                if isinstance(item, Stop):
+                    return
+        except BaseException as error:  # whatever it was, the main loop must hear of it
+            log.debug("the worker thread died", exc_info=True)  # the traceback, for --log-level debug
+            self.failure = error
+
+    def _handle(self, item: WorkItem) -> None:
+        """One item.  A failure to classify or publish costs that one event, never the worker (a stuck
+        worker would hang the stop, and a file source that waits for it)."""
+        try:
+            if isinstance(item, UtteranceJob):
+                self._classify_and_publish(item)
+            elif isinstance(item, StatusChange):
+                self._publish_status(item.state, item.message)
+            elif isinstance(item, Heartbeat):
+                self._publish_status("running")
+                self._notifier.status(status_line("running", self._source, self._all_counters(), self.classifier))
+            elif isinstance(item, WatchdogPing):
+                self._notifier.watchdog()
+            elif isinstance(item, Reconfigure):
+                self.classifier, self.settings = item.classifier, item.settings
+            else:
+                self._publish_status("stopping", item.reason)
+        except Exception:
+            log.exception("could not publish the event of %s", item)
+
+    def _classify_and_publish(self, job: UtteranceJob) -> None:
+        """The event's `timestamp` is the wall-clock time of the utterance's end: stream start + end_s
+        for an input paced like a microphone, but never later than when the daemon read the audio that
+        closed it.  A file read faster than real time (--no-realtime) has no wall-clock time of its
+        own, and start + end_s would lie in the future, after the final `stopping` status; the moment
+        it was read stands in, so timestamps keep the order events are sent in."""
+        utterance = job.utterance
+        classifier = self.classifier
+        prediction = classifier.classify(from_int16(utterance.samples), utterance.sample_rate)
+        event = emotion_event(
+            label=prediction.label,
+            confidence=prediction.confidence,
+            probabilities=prediction.probabilities,
+            start_s=utterance.start_s,
+            end_s=utterance.end_s,
+            wall_end=self._wall_start + timedelta(seconds=min(utterance.end_s, job.captured_at - self._started)),
+            source=self._source.name,
+            model=_model_info(classifier),
+            device=self.settings.publish.device_id,
+        )
+        self._send(TOPIC_EMOTION, event, job.captured_at)
+
+    def _all_counters(self) -> Counters:
+        return self._upstream() + self.counters()
+
+    def _publish_status(self, state: str, message: str | None = None) -> None:
+        event = status_event(
+            state=state,
+            counters=self._all_counters(),
+            uptime_s=time.monotonic() - self._started,
+            source=self._source.name,
+            model=_model_info(self.classifier),
+            device=self.settings.publish.device_id,
+            message=message,
+        )
+        self._send(TOPIC_STATUS, event)
+
+    def _send(self, topic: str, event: dict, captured_at: float | None = None) -> None:
+        self.publisher.publish(topic, event, captured_at)
+        if self.settings.publish.print_events:
+            print(json.dumps(event), file=self._out, flush=True)
+
+
+def _model_info(classifier: Classifier) -> dict[str, str]:
+    return {"name": classifier.bundle.name, "sha256": classifier.bundle.sha256}
