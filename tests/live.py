@@ -70,6 +70,12 @@ class Subscriber:
     def of(self, topic):
         return [event for t, event in self.messages if t == topic]
 
+    def stopped(self, topic: str = "status") -> bool:
+        """Whether the last message on ``topic`` is a "stopping" one: a sender's last word, so (one
+        PUB, one connection: in order) everything it sent before has arrived too."""
+        events = self.of(topic)
+        return bool(events) and events[-1].get("state") == "stopping"
+
 
 def start_daemon(*args, endpoint):
     return subprocess.Popen(
@@ -82,12 +88,21 @@ def start_daemon(*args, endpoint):
 
 
 def wait_until(condition, timeout: float, what: str):
+    """``condition()``'s first truthy value, polled until ``timeout`` s; an AssertionError naming
+    ``what`` after that.  Tests wait for what they need this way, never for a fixed time: on a busy
+    machine everything takes longer, and a deadline far above the usual wait costs nothing."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := condition():
             return result
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_for_audio(subscriber: Subscriber, timeout: float = 30) -> None:
+    """Until a status heartbeat counts captured frames: a sound server takes a moment to start a
+    capture stream, and what is played before that is never heard."""
+    wait_until(lambda: any(s["counters"]["frames_captured"] for s in subscriber.of("status")), timeout, "audio flowing")
 
 
 class Lines:
@@ -108,3 +123,23 @@ class Lines:
     def text(self) -> str:
         self._thread.join(timeout=10)
         return "".join(self.lines)
+
+
+class JsonPrinter:
+    """A process printing one JSON object a line (`ser-stream subscribe`, `run --print`), read as it prints."""
+
+    def __init__(self, command: list[str], **popen) -> None:
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, **popen
+        )
+        self._out = Lines(self.process.stdout)
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in list(self._out.lines)]
+
+    def stop(self) -> list[dict]:
+        """Terminate it; everything it printed."""
+        self.process.terminate()
+        self.process.wait(10)
+        self._out.text()
+        return self.events()
