@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import threading
@@ -137,9 +138,9 @@ class JsonPrinter:
     def events(self) -> list[dict]:
         return [json.loads(line) for line in list(self._out.lines)]
 
-    def stop(self) -> list[dict]:
-        """Terminate it; everything it printed."""
-        self.process.terminate()
+    def stop(self, signum: int = signal.SIGTERM) -> list[dict]:
+        """End it with ``signum``; everything it printed."""
+        self.process.send_signal(signum)
         self.process.wait(10)
         self._out.text()
         return self.events()
