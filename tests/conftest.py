@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.pulse import virtual_mic  # noqa: F401  (the session's PulseAudio virtual microphone)
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SHIPPED_MODEL = REPO / "models" / "ser-mlp.npz"

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import librosa
 import numpy as np
@@ -15,6 +14,7 @@ import soundfile
 import zmq
 
 from tests.conftest import cli_executable, clip_path
+from tests.support import wait_until
 
 RATE = 16000
 #: (emotion code, actor) of the clips in the test stream: mixed voices and emotions, each with
@@ -86,18 +86,6 @@ def start_daemon(*args, endpoint):
         stdin=subprocess.DEVNULL,
         text=True,
     )
-
-
-def wait_until(condition, timeout: float, what: str):
-    """``condition()``'s first truthy value, polled until ``timeout`` s; an AssertionError naming
-    ``what`` after that.  Tests wait for what they need this way, never for a fixed time: on a busy
-    machine everything takes longer, and a deadline far above the usual wait costs nothing."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_for_audio(subscriber: Subscriber, timeout: float = 30) -> None:

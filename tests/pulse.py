@@ -10,7 +10,8 @@ process), so it neither meets a sound server already running nor another test ru
 left behind by killed test runs are ended when the next run starts. PULSE_SERVER is set in
 os.environ for the session, so this process and the subprocesses tests spawn use it.
 
-Use it with ``-p tests.pulse`` or ``from tests.pulse import virtual_mic  # noqa: F401``.
+tests/conftest.py imports the fixture, so one daemon serves the whole session: a test module that
+assigned it to a name of its own would get a daemon of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pytest
 
 from ser_stream.capture import list_input_devices, rescan_devices
 from ser_stream.errors import UserError
-from tests.live import wait_until
+from tests.support import wait_until
 
 DEBIAN_PACKAGES = "pulseaudio pulseaudio-utils libasound2-plugins libportaudio2"
 SINK = "virtmic_sink"

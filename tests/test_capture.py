@@ -28,11 +28,8 @@ from ser_stream.capture import (
     resolve_device,
 )
 from ser_stream.errors import AudioError, DeviceError, UserError
-from tests import pulse
 from tests.conftest import clip_path, speech_like
 from tests.test_audio import bad_files
-
-virtual_mic = pulse.virtual_mic  # the session fixture, usable here without `-p tests.pulse`
 
 RATE = 16000
 BLOCK = 480  # 30 ms at 16 kHz

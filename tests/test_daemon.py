@@ -13,7 +13,6 @@ import pytest
 import soundfile
 
 from ser_stream.events import validator_for
-from tests import pulse
 from tests.conftest import cli_executable, clip_path
 from tests.live import (
     RATE,
@@ -27,8 +26,6 @@ from tests.live import (
     wait_for_audio,
     wait_until,
 )
-
-virtual_mic = pulse.virtual_mic  # the session fixture: a PulseAudio virtual microphone
 
 
 @pytest.mark.slow

@@ -23,7 +23,6 @@ from ser_stream.daemon import Daemon, DaemonSettings
 from ser_stream.events import validator_for
 from ser_stream.model import Classifier, load_bundle
 from ser_stream.publisher import Publisher
-from tests import pulse
 from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
 from tests.live import (
     RATE,
@@ -37,8 +36,6 @@ from tests.live import (
     wait_until,
 )
 from tests.soak import soak
-
-virtual_mic = pulse.virtual_mic
 
 
 def status_with(subscriber: Subscriber, state: str) -> dict | None:

@@ -16,12 +16,9 @@ import pytest
 from ser_stream.config import ConfigError
 from ser_stream.errors import DeviceError, ModelError, UserError
 from ser_stream.publisher import EndpointError
-from tests import pulse
 from tests.conftest import REPO, cli_executable, clip_path
 from tests.live import Subscriber, free_endpoint, wait_for_audio, wait_until
 from tests.sandbox import unit_settings
-
-virtual_mic = pulse.virtual_mic
 
 UNIT = REPO / "systemd" / "ser-stream.service"
 PROXY_UNIT = REPO / "systemd" / "ser-stream-proxy.service"
