@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import subprocess
 import sys
 import types
@@ -28,6 +29,14 @@ HOW_TO_GET_RAVDESS = (
     "(the 16 kHz FLAC copy in ../shared/data/ravdess16k, or the original release from "
     "doi:10.5281/zenodo.1188976)"
 )
+
+
+def pytest_configure() -> None:
+    """Ctrl-C as a terminal has it, for this process and the CLI processes tests start: a suite
+    started in the background by a script (``./scripts/test &``, nohup) inherits SIGINT ignored,
+    and a Python started with SIGINT ignored never raises KeyboardInterrupt."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a handler: exec resets it to the default
 
 
 @pytest.fixture(scope="session")

@@ -129,6 +129,10 @@ class JsonPrinter:
     def stop(self, signum: int = signal.SIGTERM) -> list[dict]:
         """End it with ``signum``; everything it printed."""
         self.process.send_signal(signum)
-        self.process.wait(10)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # it failed the test; it does not outlive it
+            raise
         self._out.text()
         return self.events()
