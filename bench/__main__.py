@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``.venv/bin/python -m bench [features] [pipeline] [classify] [device] [model]`` (default: all).
+"""Run the benchmarks: ``.venv/bin/python -m bench [BENCH ...]`` (default: all of BENCHES, below).
 
 From the checkout, after ``scripts/setup --dev``; RAVDESS clips from ``--data`` or
 ``$SER_STREAM_RAVDESS`` (default ../shared/data/ravdess16k). Takes about 4 minutes on 2 cores.
@@ -12,10 +12,10 @@ import platform
 import time
 from pathlib import Path
 
-from bench import classify, device, features, model, pipeline
+from bench import classify, device, features, model, pipeline, segmentation
 from bench.common import DEFAULT_DATA
 
-BENCHES = ("features", "pipeline", "classify", "device", "model")
+BENCHES = ("features", "pipeline", "classify", "device", "model", "segmentation")
 
 
 def main() -> None:
@@ -39,6 +39,7 @@ def main() -> None:
         "classify": lambda: classify.run(args.data),
         "device": lambda: device.run(args.idle_s),
         "model": model.run,
+        "segmentation": lambda: segmentation.run(args.data),
     }
     for name in BENCHES:
         if name in (args.benches or BENCHES):

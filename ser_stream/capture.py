@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 import soxr
 
-from .audio import open_audio, read_frames, to_int16
-from .errors import DeviceError, UserError
+from .audio import open_audio, read_frames, to_int16, warn_if_short
+from .errors import DeviceError, DeviceLostError, UserError
 
 if TYPE_CHECKING:
     import sounddevice
@@ -105,10 +105,6 @@ class Source(Protocol):
     def counters(self) -> dict[str, int]:
         """frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
         ...
-
-
-class DeviceLostError(DeviceError):
-    """The input stream ended on its own (device unplugged, sound server gone)."""
 
 
 def _block_samples(sample_rate: int, block_ms: int) -> int:
@@ -393,12 +389,16 @@ class FileSource:
         self._chunk = max(1, int(rate * self.CHUNK_S))
         self._pending = np.empty(0, dtype=np.int16)  # decoded, resampled, not yet handed out
         self._decoded_all = False
+        self._frames_read = 0  # of the file, at its own rate
         self._position = 0
         self._started_at: float | None = None
 
     def _decode_more(self) -> None:
         samples = read_frames(self._file, self._chunk).mean(axis=1)
+        self._frames_read += samples.size
         last = samples.size < self._chunk or self._file.tell() >= self._file.frames
+        if last:
+            warn_if_short(self._file, self._frames_read)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
         self._pending = np.concatenate((self._pending, to_int16(samples)))

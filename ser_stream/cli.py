@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
 
 from . import __version__
-from .config import ProxyConfig, RunConfig, add_flags
-from .errors import UserError
+from .config import add_flags, flag_values
+from .errors import ArgumentParser, DeviceError, UserError
 from .logs import error_line
-from .publisher import DEFAULT_ENDPOINT
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """Usage mistakes end in one line on stderr and exit code 2, like every other user error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+from .model import default_model_path
+from .settings import DEFAULT_ENDPOINT, MAX_WAIT_S, ProxySettings, RunSettings
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -53,26 +47,33 @@ def _jobs(text: str) -> int:
     return int(text)
 
 
-def _flags(args: argparse.Namespace, keys: Sequence[str]) -> dict[str, Any]:
-    """The settings given as flags: an unset flag is absent, so the config file's value stands."""
-    return {key: value for key, value in vars(args).items() if key in keys}
-
-
 def _run(args: argparse.Namespace) -> int:
-    from .config import KEYS
     from .service import run_service
 
-    return run_service(args.config, _flags(args, KEYS))
+    return run_service(args.config, flag_values(args, RunSettings))
 
 
 def _subscribe(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
     from .publisher import subscribe
-    from .security import curve_client
+    from .settings import curve_client
 
+    setup_logging("info")
     curve = curve_client(args.curve_server_key, args.curve_secret_key, ("--curve-server-key", "--curve-secret-key"))
-    for _topic, event in subscribe(args.endpoint, args.topic or ["emotion", "status"], curve=curve):
+    topics = args.topic or ["emotion", "status"]
+    for _topic, event in subscribe(args.endpoint, topics, curve=curve, timeout_s=args.timeout):
         print(json.dumps(event), flush=True)
     return 0
+
+
+def _timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_WAIT_S:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be a number of seconds above 0, at most {MAX_WAIT_S:g}")
+    return seconds
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -84,10 +85,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
-    from .config import PROXY_KEYS
     from .proxy import run_proxy
 
-    return run_proxy(args.config, _flags(args, PROXY_KEYS))
+    return run_proxy(args.config, flag_values(args, ProxySettings))
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -95,7 +95,7 @@ def _devices(args: argparse.Namespace) -> int:
 
     devices = list_input_devices()
     if not devices:
-        raise UserError("no audio input devices found; use `ser-stream run --source FILE` to classify a file")
+        raise DeviceError("no audio input devices found; use `ser-stream run --source FILE` to classify a file")
     for device in devices:
         marker = "*" if device["is_default"] else " "
         print(
@@ -106,7 +106,11 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _configured(
-    commands: argparse._SubParsersAction, name: str, settings: type[RunConfig | ProxyConfig], example: str, help: str
+    commands: argparse._SubParsersAction,
+    name: str,
+    settings: type[RunSettings | ProxySettings],
+    example: str,
+    help: str,
 ) -> argparse.ArgumentParser:
     """A command whose every flag is also a key of its TOML config file."""
     key = example.removeprefix("--").replace("-", "_")
@@ -126,8 +130,6 @@ def _configured(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .model import default_model_path
-
     parser = ArgumentParser(prog="ser-stream", description="Real-time speech emotion recognition daemon and tools.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -151,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.set_defaults(handler=_classify)
 
     run = _configured(
-        commands, "run", RunConfig, "--hangover-ms", help="the daemon: audio → utterances → emotion events on ZeroMQ"
+        commands, "run", RunSettings, "--hangover-ms", help="the daemon: audio → utterances → emotion events on ZeroMQ"
     )
     run.set_defaults(handler=_run)
 
@@ -162,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=("emotion", "status", "proxy"),
         help="topic to print; repeatable (default: emotion and status)",
+    )
+    sub.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        help="exit (status 75) when this long passes without an event, at the start or since the last one",
     )
     sub.add_argument("--curve-server-key", type=Path, metavar="FILE", help="CURVE: the publisher's public key (.key)")
     sub.add_argument("--curve-secret-key", type=Path, metavar="FILE", help="CURVE: this subscriber's .key_secret")
@@ -175,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = _configured(
         commands,
         "proxy",
-        ProxyConfig,
+        ProxySettings,
         "--heartbeat-s",
         help="forward the events of many daemons (run --publish-connect) to one endpoint for subscribers",
     )

@@ -22,18 +22,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import IO
 
 from .audio import from_int16
-from .capture import DeviceLostError, Source
-from .errors import DeviceError, UserError
+from .capture import Source
+from .errors import DeviceError, DeviceLostError, UserError
 from .events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
 from .model import Classifier
 from .notify import Notifier
 from .publisher import Publisher
 from .segmenter import Segmenter, SegmenterConfig, Utterance
+from .settings import RunSettings
 
 log = logging.getLogger("ser_stream")
 
@@ -42,15 +43,8 @@ READ_TIMEOUT_S = 0.1
 #: Reopening a lost input device: first retry after this long, doubling up to the cap.
 REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 10.0
-
-
-@dataclass(frozen=True)
-class DaemonSettings:
-    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
-    heartbeat_s: float = 5.0
-    worker_queue: int = 16  # utterances waiting for the worker; beyond it the oldest is dropped
-    print_events: bool = False
-    device_id: str = "ser-stream"  # every event's `device`
+#: Utterances waiting for the worker; beyond it the oldest is dropped.
+WORKER_QUEUE = 16
 
 
 @dataclass(frozen=True)
@@ -106,7 +100,7 @@ class _WorkQueue(queue.Queue):
 
 #: Loads the config and model again for a reload (a new model warmed up); raises UserError (one line)
 #: to keep the running ones.
-Reloader = Callable[[], tuple[Classifier, DaemonSettings]]
+Reloader = Callable[[], tuple[Classifier, RunSettings]]
 
 
 class Daemon:
@@ -117,24 +111,27 @@ class Daemon:
         source: Source,
         classifier: Classifier,
         publisher: Publisher,
-        settings: DaemonSettings = DaemonSettings(),
+        settings: RunSettings,
         out: IO[str] = sys.stdout,
         notifier: Notifier | None = None,
         reloader: Reloader | None = None,
+        worker_queue: int = WORKER_QUEUE,
     ) -> None:
+        """The daemon reads ``settings.vad`` (at the source's rate), ``settings.service`` and
+        ``settings.publish``; the source, classifier and publisher are already built from the rest."""
         self.source = source
         self.classifier = classifier  # replaced whole by a reload; the worker reads it once per utterance
         self.publisher = publisher
         self.settings = settings
         self.out = out
         self.notifier = Notifier({}) if notifier is None else notifier
-        self.segmenter = Segmenter(settings.segmenter)
+        self.segmenter = Segmenter(SegmenterConfig.of(settings.vad, source.sample_rate))
         self._reloader = reloader
-        self._jobs = _WorkQueue(settings.worker_queue)
+        self._jobs = _WorkQueue(worker_queue)
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
         self._reload_thread: threading.Thread | None = None
-        self._reload_result: tuple[Classifier, DaemonSettings] | str = ""
+        self._reload_result: tuple[Classifier, RunSettings] | str = ""
         self._pending_segmenter: SegmenterConfig | None = None
         self._worker = threading.Thread(target=self._work, name="ser-stream-worker", daemon=True)
         self._started: float  # monotonic and wall-clock time the input opened, set by run()
@@ -158,8 +155,6 @@ class Daemon:
         signal.signal(signal.SIGHUP, self.request_reload)
 
     def run(self) -> int:
-        if self.source.sample_rate != self.settings.segmenter.sample_rate:
-            raise ValueError("segmenter rate must equal the source rate")
         self.classifier.warm_up()  # before the input opens: no audio waits for it
         self.source.start()
         self._wall_start = datetime.now(timezone.utc)
@@ -219,7 +214,7 @@ class Daemon:
             log.exception("reload failed")
             self._reload_result = f"{type(error).__name__}: {error}"
 
-    def _apply_reload(self, result: tuple[Classifier, DaemonSettings] | str) -> None:
+    def _apply_reload(self, result: tuple[Classifier, RunSettings] | str) -> None:
         if isinstance(result, str):
             log.error("reload failed, still running the previous config and model: %s", result)
             message = f"reload failed: {result}"
@@ -227,8 +222,9 @@ class Daemon:
             classifier, settings = result
             changed_model = classifier.bundle.sha256 != self.classifier.bundle.sha256
             self.classifier = classifier
-            if settings.segmenter != self.segmenter.config:
-                self._pending_segmenter = settings.segmenter  # applied between utterances
+            segmenter = SegmenterConfig.of(settings.vad, self.source.sample_rate)
+            if segmenter != self.segmenter.config:
+                self._pending_segmenter = segmenter  # applied between utterances
             self.settings = settings
             bundle = classifier.bundle
             message = f"reloaded: model {bundle.name} {bundle.sha256[:12]}" + ("" if changed_model else " (unchanged)")
@@ -329,7 +325,7 @@ class Daemon:
     # -- worker thread: utterances → events ----------------------------------------------------
 
     def _work(self) -> None:
-        next_heartbeat = time.monotonic() + self.settings.heartbeat_s
+        next_heartbeat = time.monotonic() + self.settings.service.heartbeat_s
         next_ping = time.monotonic()
         watchdog_s = self.notifier.watchdog_interval_s
         while True:
@@ -345,7 +341,7 @@ class Daemon:
                     self.notifier.watchdog()
                 next_ping = now + watchdog_s
             if now >= next_heartbeat:
-                next_heartbeat = now + self.settings.heartbeat_s
+                next_heartbeat = now + self.settings.service.heartbeat_s
                 self._handle(_StatusChange("running"))
                 self.notifier.status(self.status_line("running"))
             if item is None:
@@ -383,7 +379,7 @@ class Daemon:
             wall_end=self._wall_start + timedelta(seconds=utterance.end_s),
             source=self.source.name,
             model=_model_info(classifier),
-            device=self.settings.device_id,
+            device=self.settings.publish.device_id,
         )
         self._send(TOPIC_EMOTION, event, job.captured_at)
 
@@ -408,14 +404,14 @@ class Daemon:
             uptime_s=time.monotonic() - self._started,
             source=self.source.name,
             model=_model_info(self.classifier),
-            device=self.settings.device_id,
+            device=self.settings.publish.device_id,
             message=message,
         )
         self._send(TOPIC_STATUS, event)
 
     def _send(self, topic: str, event: dict, captured_at: float | None = None) -> None:
         self.publisher.publish(topic, event, captured_at)
-        if self.settings.print_events:
+        if self.settings.publish.print_events:
             print(json.dumps(event), file=self.out, flush=True)
 
 

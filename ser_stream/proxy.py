@@ -27,13 +27,14 @@ from typing import Any
 
 import zmq
 
-from .config import ProxyConfig, resolve
+from .config import resolve
 from .errors import UserError
 from .events import PROXY_COUNTERS, TOPIC_PROXY, proxy_event
 from .logs import setup_logging
 from .notify import Notifier
-from .publisher import Publisher, check_endpoint, endpoint_error
-from .security import Authenticator, CurveServer
+from .publisher import Publisher, attach, check_endpoint
+from .security import Authenticator
+from .settings import CurveServer, ProxySettings
 
 log = logging.getLogger("ser_stream")
 
@@ -49,7 +50,7 @@ class Proxy:
         frontend: str,
         backend: str,
         device_id: str,
-        heartbeat_s: float = 5.0,
+        heartbeat_s: float,
         frontend_curve: CurveServer | None = None,
         backend_curve: CurveServer | None = None,
         notifier: Notifier | None = None,
@@ -78,10 +79,7 @@ class Proxy:
             if curve is not None:
                 self._authenticator.serve(sock, curve, domain)
             for endpoint in endpoints:
-                try:
-                    sock.bind(endpoint)
-                except zmq.ZMQError as error:
-                    raise endpoint_error("bind", endpoint, error) from None
+                attach(sock, endpoint, bind=True)
         except UserError:
             self._authenticator.stop()
             self._context.destroy(linger=0)
@@ -147,7 +145,7 @@ def _status_line(state: str, counters: dict[str, int]) -> str:
 
 def run_proxy(config_path: Path | None, flags: dict[str, Any]) -> int:
     """`ser-stream proxy`: settings (defaults ← file ← flags) → logging → the proxy, until SIGTERM/SIGINT."""
-    config = resolve(config_path, flags, ProxyConfig)
+    config = resolve(config_path, flags, ProxySettings)
     setup_logging(config.log_level)
     proxy = Proxy(
         config.frontend,

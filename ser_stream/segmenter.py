@@ -28,6 +28,14 @@ Bounds of an utterance, in stream samples:
   closes, its start moves up to ``pre_roll_ms`` before the first frame within ``gate_db`` of
   that peak, so a breath before the first word does not pull the start early.  ``gate_db=0``
   turns the gate off (plain webrtcvad).
+- Noise gate: webrtcvad calls babble (other voices, a television) speech, and loud steady
+  noise too, so on its own an utterance in such a room never ends.  The segmenter follows the
+  room's noise floor (``noise_floor_dbfs``, minimum statistics) and, while webrtcvad calls the
+  frames at that floor speech, counts a frame as speech only if it is at least ``noise_gate_db``
+  above the floor.  Quiet steady noise webrtcvad already tells from speech (a fan) and clean
+  audio are segmented as without the gate.  ``noise_gate_db=0`` turns it off.  A sound webrtcvad
+  calls speech that never pauses for ``FLOOR_WINDOW_MS`` becomes the floor itself: a babble that
+  is always there is, after a few seconds, the room.
 - ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
   utterances are dropped and counted in ``dropped_short``.
 """
@@ -36,14 +44,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import webrtcvad
 
-#: The sample rates and frame lengths webrtcvad accepts.
-VAD_SAMPLE_RATES = (8000, 16000, 32000, 48000)
-VAD_FRAME_MS = (10, 20, 30)
+from .settings import VAD_SAMPLE_RATES, VadSettings, option
 
 #: Length of the window whose voiced fraction must reach ``trigger_ratio`` to start speech:
 #: long enough that a lone click does not trigger, short enough to react within ~0.1 s.
@@ -57,6 +63,28 @@ RELEASE_RATIO = 0.9
 #: (decays, final consonants) that fall below the VAD's threshold.
 TAIL_MS = 100
 
+#: Noise floor: the minimum, over the last ``FLOOR_WINDOW_MS``, of the frame power smoothed with a
+#: time constant of ``FLOOR_SMOOTHING_MS`` (minimum statistics, Martin 2001), over every frame:
+#: webrtcvad calls babble speech, so its non-speech frames alone would never see a babbling room.
+#: Speech pauses every few seconds, so the minimum is the room between words; the smoothing keeps
+#: the minimum of a fluctuating noise from diving to its single quietest frame.
+FLOOR_WINDOW_MS = 3000
+FLOOR_SMOOTHING_MS = 180
+#: The floor is known once this much of a stream has been heard (the minimum so far until a whole
+#: window has): long enough to hold a pause, short enough to catch noise that is there from the start.
+FLOOR_WARMUP_MS = 600
+
+#: webrtcvad adapts to quiet steady noise (a fan) and calls it non-speech, but calls babble speech.  The
+#: noise gate applies while it calls at least ``FOOLED_SHARE`` of the frames at the floor (within
+#: ``FLOOR_NEAR_DB`` of it) speech, a share followed with a time constant of ``FOOLED_MS``; so the
+#: gate never cuts into quiet speech that webrtcvad already tells from the room.
+FLOOR_NEAR_DB = 3.0
+FOOLED_SHARE = 0.5
+FOOLED_MS = 1000
+
+#: What ``noise_floor_dbfs`` says for digital silence (whose logarithm is -inf, which JSON lacks).
+SILENT_DBFS = -120.0
+
 #: Slack when turning a ratio into a frame count, so that e.g. 0.7 * 10 frames needs 7, not 8.
 _RATIO_EPSILON = 1e-9
 
@@ -66,48 +94,23 @@ def _ms_to_samples(ms: int, sample_rate: int) -> int:
     return ms * sample_rate // 1000
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
-class SegmenterConfig:
-    """What the segmenter detects; every field is validated so a bad CLI flag fails at startup."""
+class SegmenterConfig(VadSettings):
+    """The VAD settings at the rate of the audio fed; every field is checked (by VadSettings) when made."""
 
-    sample_rate: int = 16000
-    frame_ms: int = 30
-    aggressiveness: int = 2
-    pre_roll_ms: int = 150
-    hangover_ms: int = 500
-    min_utterance_ms: int = 500
-    max_utterance_ms: int = 10000
+    sample_rate: int = option(16000, "the rate of the audio fed, Hz", choices=VAD_SAMPLE_RATES)
     trigger_ratio: float = 0.6
-    gate_db: float = 35.0
 
     def __post_init__(self) -> None:
-        choices = {"sample_rate": VAD_SAMPLE_RATES, "frame_ms": VAD_FRAME_MS, "aggressiveness": (0, 1, 2, 3)}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if not _is_int(value) or value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))} (webrtcvad), got {value!r}")
-        for name in ("pre_roll_ms", "min_utterance_ms"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise ValueError(f"{name} must be a whole number of milliseconds >= 0, got {value!r}")
-        if not _is_int(self.hangover_ms) or self.hangover_ms <= 0:
-            raise ValueError(f"hangover_ms must be a whole number of milliseconds > 0, got {self.hangover_ms!r}")
-        floor = max(self.min_utterance_ms, self.frame_ms)
-        if not _is_int(self.max_utterance_ms) or self.max_utterance_ms < floor:
-            raise ValueError(
-                f"max_utterance_ms must be a whole number of milliseconds >= min_utterance_ms and >= frame_ms "
-                f"({floor}), got {self.max_utterance_ms!r}"
-            )
-        gate = self.gate_db
-        if not isinstance(gate, (int, float)) or isinstance(gate, bool) or not 0 <= gate <= 120:
-            raise ValueError(f"gate_db must be a number of decibels in [0, 120] (0 turns the gate off), got {gate!r}")
+        super().__post_init__()
         ratio = self.trigger_ratio
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 1:
             raise ValueError(f"trigger_ratio must be a number in (0, 1], got {ratio!r}")
+
+    @classmethod
+    def of(cls, vad: VadSettings, sample_rate: int) -> SegmenterConfig:
+        """``vad`` at ``sample_rate``: the rate is the source's, known once it is open."""
+        return cls(sample_rate=sample_rate, **{f.name: getattr(vad, f.name) for f in fields(VadSettings)})
 
     @property
     def frame_samples(self) -> int:
@@ -170,6 +173,50 @@ class _Window:
         self.voiced = 0
 
 
+class _NoiseFloor:
+    """The room's noise power per frame, and whether webrtcvad calls that noise speech (babble, a
+    television) or not (a fan: webrtcvad adapts to steady noise itself)."""
+
+    def __init__(self, frame_ms: int) -> None:
+        self._window = FLOOR_WINDOW_MS // frame_ms
+        self._warmup = FLOOR_WARMUP_MS // frame_ms
+        self._keep = math.exp(-frame_ms / FLOOR_SMOOTHING_MS)
+        self._keep_voiced = math.exp(-frame_ms / FOOLED_MS)
+        self._near = 10 ** (FLOOR_NEAR_DB / 10)
+        self._minima: deque[tuple[int, float]] = deque()  # (frame index, smoothed power), increasing powers
+        self.clear()
+
+    def clear(self) -> None:
+        self._minima.clear()
+        self._frames = 0
+        self._smoothed = 0.0
+        self._voiced_share = 0.0  # of the frames at the floor, how many webrtcvad called speech (running)
+
+    def push(self, energy: float, voiced: bool) -> None:
+        smoothed = energy if self._frames == 0 else self._keep * self._smoothed + (1 - self._keep) * energy
+        while self._minima and self._minima[-1][1] >= smoothed:
+            self._minima.pop()
+        self._minima.append((self._frames, smoothed))
+        if self._minima[0][0] <= self._frames - self._window:
+            self._minima.popleft()
+        self._smoothed = smoothed
+        self._frames += 1
+        floor = self.energy
+        if floor is not None and energy <= floor * self._near:
+            self._voiced_share = self._keep_voiced * self._voiced_share + (1 - self._keep_voiced) * voiced
+
+    def masks(self, energy: float, ratio: float) -> bool:
+        """Whether a frame of ``energy`` is the room's noise: webrtcvad takes that noise for speech and
+        the frame is less than ``ratio`` (power) above the floor."""
+        floor = self.energy
+        return floor is not None and self._voiced_share >= FOOLED_SHARE and energy < floor * ratio
+
+    @property
+    def energy(self) -> float | None:
+        """The floor as a frame energy (None during the warm-up)."""
+        return self._minima[0][1] if self._frames >= self._warmup else None
+
+
 class Segmenter:
     """Streaming VAD segmenter: ``feed`` blocks of any length, ``flush`` at the end of the stream.
 
@@ -196,6 +243,8 @@ class Segmenter:
         self._hangover = _Window(hangover_frames)
         self._recent_energy: deque[float] = deque(maxlen=trigger_frames)  # beside the trigger labels
         self._gate_ratio = 10 ** (-config.gate_db / 10) if config.gate_db > 0 else 0.0
+        self._noise_ratio = 10 ** (config.noise_gate_db / 10) if config.noise_gate_db > 0 else 0.0
+        self._noise = _NoiseFloor(frame_ms)
         # While silent, keep enough past audio for the earliest onset the trigger window can report.
         self._history = self._pre_roll + trigger_frames * self._frame
         # Compacting keeps at most max + history + two frames, so at least half the tape is free
@@ -218,11 +267,22 @@ class Segmenter:
         self._trigger.clear()
         self._recent_energy.clear()
         self._hangover.clear()
+        self._noise.clear()
 
     @property
     def in_speech(self) -> bool:
         """True between the detected onset and the end of an utterance."""
         return self._in_speech
+
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        """The noise floor of the current stream in dBFS (RMS relative to a full-scale square wave;
+        digital silence reads ``SILENT_DBFS``), or None during the first ``FLOOR_WARMUP_MS``."""
+        energy = self._noise.energy
+        if energy is None:
+            return None
+        mean_square = energy / (self._frame * 32768.0**2)
+        return 10 * math.log10(mean_square) if mean_square > 10 ** (SILENT_DBFS / 10) else SILENT_DBFS
 
     @property
     def position(self) -> int:
@@ -250,7 +310,7 @@ class Segmenter:
         return done
 
     def reconfigured(self, config: SegmenterConfig) -> Segmenter:
-        """A segmenter with new settings that carries on this stream: same offsets, same counters.
+        """A segmenter with new settings that carries on this stream: same offsets, counters and noise floor.
 
         For a reload between utterances (``in_speech`` False), at the same rate and frame length.
         The new one starts with a fresh VAD and no history, so an utterance that begins within
@@ -263,6 +323,7 @@ class Segmenter:
         successor = Segmenter(config)
         successor.emitted, successor.dropped_short = self.emitted, self.dropped_short
         successor._reset(origin=self._vad_pos)
+        successor._noise = self._noise  # the room has not changed
         successor.feed(self._tape[self._vad_pos - self._tape_start : self._tape_end - self._tape_start].copy())
         return successor
 
@@ -297,6 +358,9 @@ class Segmenter:
         energy = float(np.dot(as_float, as_float))
         frame_start = self._vad_pos
         self._vad_pos += self._frame
+        self._noise.push(energy, voiced)
+        if voiced and self._noise.masks(energy, self._noise_ratio):
+            voiced = False  # webrtcvad hears a voice, but it does not stand out of the room's babble
         if not self._in_speech:
             self._trigger.push(voiced)
             self._recent_energy.append(energy)

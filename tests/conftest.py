@@ -8,7 +8,6 @@ fakes where a device or a process is not the point (``./scripts/test --fast``).
 from __future__ import annotations
 
 import inspect
-import os
 import signal
 import subprocess
 import sys
@@ -19,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from testkit.live import REPO, cli_executable, default_ravdess
 from tests.pulse import virtual_mic  # noqa: F401  (the session's PulseAudio virtual microphone)
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
+#: Where the tests' own code lives: the tests, and the helpers they share with the benchmarks.
+HELPERS = (REPO / "tests", REPO / "testkit")
 SHIPPED_MODEL = REPO / "models" / "ser-mlp.npz"
 HOW_TO_GET_RAVDESS = (
     "RAVDESS clips not found: set SER_STREAM_RAVDESS to a folder of Actor_XX/ subfolders "
@@ -41,22 +41,10 @@ def pytest_configure() -> None:
 
 @pytest.fixture(scope="session")
 def ravdess() -> Path:
-    path = Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared" / "data" / "ravdess16k")).resolve()
+    path = default_ravdess().resolve()
     if not any(path.glob("Actor_*/*.flac")) and not any(path.glob("Actor_*/*.wav")):
         pytest.skip(HOW_TO_GET_RAVDESS)
     return path
-
-
-def clip_path(root: Path, emotion: int, actor: int, intensity: int = 1, statement: int = 1, rep: int = 1) -> Path:
-    return (
-        root / f"Actor_{actor:02d}" / f"03-01-{emotion:02d}-{intensity:02d}-{statement:02d}-{rep:02d}-{actor:02d}.flac"
-    )
-
-
-def cli_executable() -> str:
-    """The installed `ser-stream` console script of the running interpreter's environment."""
-    script = Path(sys.executable).parent / "ser-stream"
-    return str(script) if script.exists() else "ser-stream"
 
 
 def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
@@ -95,15 +83,15 @@ def _code_objects(code: types.CodeType):
             yield from _code_objects(constant)
 
 
-def _in_tests(thing: object) -> bool:
-    """Whether ``thing`` (a function or a class) is defined in a module of tests/."""
+def _ours(thing: object) -> bool:
+    """Whether ``thing`` (a function or a class) is defined in tests/ or testkit/."""
     module = sys.modules.get(getattr(thing, "__module__", None) or "")
-    return module is not None and Path(getattr(module, "__file__", None) or "/").resolve().parent == TESTS
+    return module is not None and Path(getattr(module, "__file__", None) or "/").resolve().parent in HELPERS
 
 
 def _starts_processes(function: Callable, seen: set) -> bool:
     """Whether ``function`` uses ``subprocess``, itself or through the helpers (functions, classes)
-    of tests/ that it names, however deep."""
+    of tests/ and testkit/ that it names, however deep."""
     function = inspect.unwrap(function)
     code = getattr(function, "__code__", None)
     if code is None or code in seen:
@@ -114,7 +102,7 @@ def _starts_processes(function: Callable, seen: set) -> bool:
         used = function.__globals__.get(name)
         if used is subprocess:
             return True
-        if _in_tests(used):
+        if _ours(used):
             members = vars(used).values() if inspect.isclass(used) else [used]
             for member in members:
                 member = member.fget if isinstance(member, property) else member

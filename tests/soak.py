@@ -12,7 +12,6 @@ timers, the watchdog path) shows there, not in the fast run.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tests.conftest import REPO, cli_executable
-from tests.live import RATE, Subscriber, free_endpoint, wait_until
+from testkit.live import RATE, Subscriber, cli_executable, default_ravdess, free_endpoint, wait_until
 
 #: RSS samples taken before the daemon is ready (imports, model) or in the first share of the
 #: streaming are warm-up (first allocations).
@@ -179,7 +177,7 @@ def main() -> int:
     parser.add_argument(
         "--data",
         type=Path,
-        default=Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared/data/ravdess16k")),
+        default=default_ravdess(),
         help="RAVDESS folder (default: $SER_STREAM_RAVDESS or ../shared/data/ravdess16k)",
     )
     args = parser.parse_args()

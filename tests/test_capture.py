@@ -20,15 +20,15 @@ from ser_stream import capture
 from ser_stream.audio import load_audio, to_int16
 from ser_stream.capture import (
     AudioBlock,
-    DeviceLostError,
     FileSource,
     LossDetector,
     MicSource,
     list_input_devices,
     resolve_device,
 )
-from ser_stream.errors import AudioError, DeviceError, UserError
-from tests.conftest import clip_path, speech_like
+from ser_stream.errors import AudioError, DeviceError, DeviceLostError, UserError
+from testkit.live import clip_path
+from tests.conftest import speech_like
 from tests.test_audio import bad_files
 
 RATE = 16000

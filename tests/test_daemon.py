@@ -13,14 +13,15 @@ import pytest
 import soundfile
 
 from ser_stream.events import validator_for
-from tests.conftest import cli_executable, clip_path
-from tests.live import (
+from testkit.live import (
     RATE,
     STREAM_CLIPS,
     JsonPrinter,
     Lines,
     Subscriber,
     build_stream,
+    cli_executable,
+    clip_path,
     free_endpoint,
     start_daemon,
     wait_for_audio,
@@ -173,12 +174,16 @@ def test_devices_lists_the_virtual_mic(virtual_mic):
     assert all(row[1:5].strip().isdigit() and "Hz" in row for row in rows)
 
 
-def test_devices_without_any_input_device_is_one_line():
-    env = {**os.environ, "PULSE_SERVER": "unix:/nonexistent/pulse"}
+def test_devices_without_any_input_device_is_one_line_and_exit_5(tmp_path):
+    """ALSA with only an absent card, and no sound server: PortAudio finds no input device, as on a
+    machine without one; the exit code is the README's for "no input device", as for `run`."""
+    alsa = tmp_path / "asound.conf"
+    alsa.write_text("pcm.absent { type hw card 99 }\n")
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(alsa), "PULSE_SERVER": "unix:/nonexistent/pulse"}
     result = subprocess.run(
         [cli_executable(), "devices"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env
     )
-    assert result.returncode == 2
+    assert result.returncode == 5
     assert len(result.stderr.splitlines()) == 1 and "--source FILE" in result.stderr
 
 

@@ -8,8 +8,16 @@ import subprocess
 import pytest
 
 from ser_stream.events import validator_for
-from tests.conftest import cli_executable, run_cli
-from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon, wait_until
+from testkit.live import (
+    STREAM_CLIPS,
+    Subscriber,
+    build_stream,
+    cli_executable,
+    free_endpoint,
+    start_daemon,
+    wait_until,
+)
+from tests.conftest import run_cli
 
 
 def stopped(subscriber: Subscriber, device: str) -> bool:

@@ -18,7 +18,8 @@ from sklearn.preprocessing import StandardScaler
 
 from ser_stream.features import extract_features
 from ser_stream.model import load_bundle, save_bundle
-from tests.conftest import REPO, SHIPPED_MODEL, clip_path
+from testkit.live import REPO, clip_path
+from tests.conftest import SHIPPED_MODEL
 from train.experiments import quiet_training
 
 #: Modules the serving path must not import: the reason it is fast to start, small, and runs no pickle.

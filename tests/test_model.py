@@ -22,8 +22,8 @@ from ser_stream.features import SEED_PARAMS
 from ser_stream.model import MANIFEST_FORMAT, load_bundle, manifest_path, save_bundle, sha256_of, trim_differences
 from ser_stream.model import bundle as bundle_module
 from ser_stream.segmenter import SegmenterConfig
-from tests.conftest import REPO, SHIPPED_MODEL, clip_path, run_cli
-from tests.live import free_endpoint
+from testkit.live import REPO, clip_path, free_endpoint
+from tests.conftest import SHIPPED_MODEL, run_cli
 from train.experiments import quiet_training
 
 LABELS = ["calm", "happy", "fearful"]

@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import pytest
 import zmq
 
-from ser_stream.errors import UserError
+from ser_stream.errors import EndpointError, UserError
 from ser_stream.events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event, validator_for
-from ser_stream.publisher import EndpointError, Publisher, subscribe
+from ser_stream.publisher import Publisher, subscribe
 
 ANY_PORT = "tcp://127.0.0.1:*"
 MODEL = {"name": "ser-mlp", "sha256": "ab" * 32}

@@ -8,17 +8,18 @@ import subprocess
 
 import pytest
 
-from tests.conftest import cli_executable, run_cli
-from tests.live import (
+from testkit.live import (
     STREAM_CLIPS,
     JsonPrinter,
     Lines,
     Subscriber,
     build_stream,
+    cli_executable,
     free_endpoint,
     start_daemon,
     wait_until,
 )
+from tests.conftest import run_cli
 
 
 @pytest.fixture

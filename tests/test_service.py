@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 
 from ser_stream.capture import AudioBlock, FileSource
-from ser_stream.daemon import Daemon, DaemonSettings
+from ser_stream.daemon import Daemon
 from ser_stream.model import Classifier, load_bundle, manifest_path, sha256_of
 from ser_stream.notify import Notifier
 from ser_stream.proxy import Proxy
 from ser_stream.publisher import Publisher
-from tests.conftest import SHIPPED_MODEL, cli_executable, clip_path
-from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, wait_until
+from ser_stream.settings import RunSettings, from_keys
+from testkit.live import STREAM_CLIPS, Subscriber, build_stream, cli_executable, clip_path, free_endpoint, wait_until
+from tests.conftest import SHIPPED_MODEL
 
 _names = itertools.count()
 
@@ -188,7 +189,7 @@ def test_a_wedged_stage_stops_the_watchdog_pings(ravdess, tmp_path, notify_socke
         wedge = source
     notifier = Notifier(notify_socket.env(watchdog_usec=int(2 * watchdog_s * 1e6)))
     with Publisher(free_endpoint()) as publisher:
-        daemon = Daemon(source, classifier, publisher, DaemonSettings(heartbeat_s=0.5), notifier=notifier)
+        daemon = Daemon(source, classifier, publisher, from_keys(RunSettings, {"heartbeat_s": 0.5}), notifier=notifier)
         thread = _run_in_thread(daemon)
         try:
             assert wedge.wedged.wait(30)

@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from ser_stream.config import ConfigError
-from ser_stream.errors import DeviceError, ModelError, UserError
-from ser_stream.publisher import EndpointError
-from tests.conftest import REPO, cli_executable, clip_path
-from tests.live import Subscriber, free_endpoint, wait_for_audio, wait_until
+from ser_stream.errors import DeviceError, EndpointError, ModelError, UserError
+from testkit.live import REPO, Subscriber, cli_executable, clip_path, free_endpoint, wait_for_audio, wait_until
 from tests.sandbox import unit_settings
 
 UNIT = REPO / "systemd" / "ser-stream.service"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio import load_audio, to_int16, to_model_rate
-from ..errors import UserError
+from ..errors import NotClassifiable, UserError
 from ..features import extractor_for
 from ..segmenter import VAD_SAMPLE_RATES, SegmenterConfig, speech_bounds
 from .bundle import ModelBundle
@@ -20,10 +20,6 @@ MIN_RECORDING_S = 0.1
 #: A recording longer than this is refused before it is decoded: as one utterance an hour would
 #: take about 1.7 GB and mean nothing; `run --source` segments it in bounded memory instead.
 MAX_RECORDING_S = 600.0
-
-
-class NotClassifiable(UserError):
-    """A readable recording with nothing in it to classify."""
 
 
 @dataclass(frozen=True)

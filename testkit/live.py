@@ -1,26 +1,48 @@
-"""Real daemons for end-to-end tests: RAVDESS streams, free endpoints, SUB sockets, `run` subprocesses."""
+"""Real daemons for tests and benchmarks: RAVDESS streams, free endpoints, SUB sockets, `run` subprocesses."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import librosa
 import numpy as np
 import soundfile
 import zmq
 
-from tests.conftest import cli_executable, clip_path
-from tests.support import wait_until
-
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 RATE = 16000
 #: (emotion code, actor) of the clips in the test stream: mixed voices and emotions, each with
 #: unambiguous speech bounds (librosa.effects.trim at 30 and 40 dB agree within 0.15 s), so
 #: "within 0.3 s of the speech" has a ground truth.
 STREAM_CLIPS = [(2, 1), (3, 1), (7, 2), (6, 3), (7, 4), (3, 5), (6, 7), (2, 12)]
+
+
+def default_ravdess() -> Path:
+    """Where the RAVDESS clips are: ``$SER_STREAM_RAVDESS``, else the shared copy beside the checkout."""
+    return Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared" / "data" / "ravdess16k"))
+
+
+def clip_path(root: Path, emotion: int, actor: int, intensity: int = 1, statement: int = 1, rep: int = 1) -> Path:
+    return (
+        root / f"Actor_{actor:02d}" / f"03-01-{emotion:02d}-{intensity:02d}-{statement:02d}-{rep:02d}-{actor:02d}.flac"
+    )
+
+
+def cli_executable() -> str:
+    """The installed `ser-stream` console script of the running interpreter's environment."""
+    script = Path(sys.executable).parent / "ser-stream"
+    return str(script) if script.exists() else "ser-stream"
 
 
 def free_endpoint() -> str:
@@ -86,6 +108,18 @@ def start_daemon(*args, endpoint):
         stdin=subprocess.DEVNULL,
         text=True,
     )
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """``condition()``'s first truthy value, polled until ``timeout`` s; an AssertionError naming
+    ``what`` after that.  Tests wait for what they need this way, never for a fixed time: on a busy
+    machine everything takes longer, and a deadline far above the usual wait costs nothing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)  # the polling period
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_for_audio(subscriber: Subscriber, timeout: float = 30) -> None:
