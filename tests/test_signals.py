@@ -15,7 +15,6 @@ import pytest
 from testkit.live import Subscriber, build_stream, cli_executable, free_endpoint, start_daemon, wait_until
 from tests.soak import build_long_stream
 
-
 #: Runs per burst: the hang this guards against struck 1 to 3 runs in 3.
 RUNS = 4
 #: Between two signals of a burst.  The kernel merges a signal that is still pending, so a tight loop
