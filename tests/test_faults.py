@@ -135,7 +135,7 @@ def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
     source.start()
     try:
         assert source.read(15.0) is not None  # audio flows
-        wait_until(lambda: source.counters()["queue_drops"], 15, "a full queue")  # nobody reads
+        wait_until(lambda: source.counters().queue_drops, 15, "a full queue")  # nobody reads
         blocks = [source.read(5.0) for _ in range(8)]
         counters = source.counters()
     finally:
