@@ -12,6 +12,7 @@ import socket
 import time
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import soundfile
@@ -28,18 +29,17 @@ from ser_stream.settings import RunSettings, from_keys
 from testkit.live import (
     RATE,
     STREAM_CLIPS,
+    Lines,
     Subscriber,
     build_stream,
     clip_path,
     free_endpoint,
     start_daemon,
+    wait_for_audio,
     wait_until,
 )
-from tests import pulse
 from tests.conftest import SHIPPED_MODEL, run_cli
 from tests.soak import soak
-
-virtual_mic = pulse.virtual_mic
 
 
 def status_with(subscriber: Subscriber, state: str) -> dict | None:
@@ -51,23 +51,25 @@ def test_device_unplugged_mid_utterance_is_flushed_reported_and_reopened(virtual
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
     daemon = start_daemon("--device", virtual_mic.device, endpoint=endpoint)
+    log = Lines(daemon.stderr)
+    clip = clip_path(ravdess, 3, 1, intensity=2)
+    speech_start, speech_end = librosa.effects.trim(soundfile.read(clip)[0], top_db=30)[1] / RATE
     try:
         assert json.loads(daemon.stdout.readline())["state"] == "started"
-        wait_until(  # PulseAudio takes a moment to start the stream
-            lambda: any(s["counters"]["frames_captured"] for s in subscriber.of("status")), 15, "audio flowing"
-        )
-        player = virtual_mic.start_playing(clip_path(ravdess, 3, 1, intensity=2))
-        time.sleep(2.3)  # into the speech (about 1.0-3.0 s of the clip)
+        wait_for_audio(subscriber)
+        player = virtual_mic.start_playing(clip)
+        time.sleep((speech_start + speech_end) / 2)  # the clip plays in real time: this is its time to mid-speech
         virtual_mic.unplug()
         player.wait(30)
         lost = wait_until(lambda: status_with(subscriber, "device lost"), 15, "a 'device lost' status")
-        time.sleep(1.0)  # a few reopen attempts fail meanwhile
+        wait_until(lambda: log.having("not back yet"), 15, "a reopen attempt failing")
         virtual_mic.plug_in()
         back = wait_until(lambda: status_with(subscriber, "device back"), 30, "a 'device back' status")
         virtual_mic.play(clip_path(ravdess, 6, 2, intensity=2))
         wait_until(lambda: len(subscriber.of("emotion")) >= 2, 15, "an event after the device came back")
         daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=10)
+        daemon.wait(10)
+        stderr = log.text()
     finally:
         if daemon.poll() is None:
             virtual_mic.plug_in()
@@ -99,7 +101,7 @@ class _SlowClassifier(Classifier):
 
     def classify(self, samples, sample_rate):
         self.most_waiting = max(self.most_waiting, self.worker.utterances_waiting())
-        time.sleep(0.3)
+        time.sleep(0.3)  # the slowness under test
         return super().classify(samples, sample_rate)
 
 
@@ -138,7 +140,7 @@ def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
     source.start()
     try:
         assert source.read(15.0) is not None  # audio flows
-        time.sleep(1.5)  # and nobody reads: the capture thread finds the queue full
+        wait_until(lambda: source.counters().queue_drops, 15, "a full queue")  # nobody reads
         blocks = [source.read(5.0) for _ in range(8)]
         counters = source.counters()
     finally:
@@ -157,7 +159,7 @@ class _StallingMicSource(MicSource):
 
         def read(frames):
             if next(reads) == 30:
-                time.sleep(3.0)
+                time.sleep(3.0)  # the starvation under test
             return real_read(frames)
 
         stream.read = read
@@ -242,7 +244,7 @@ def test_fifty_subscribers_a_stuck_one_and_one_that_reconnects(ravdess, tmp_path
         wait_until(lambda: len(subscribers[0].of("emotion")) >= 2, 30, "an event while it is away")
         returning = Subscriber(endpoint)  # ... and comes back
         _, stderr = daemon.communicate(timeout=60)
-        time.sleep(0.3)
+        wait_until(lambda: all(subscriber.stopped() for subscriber in subscribers), 10, "the final status")
     finally:
         if daemon.poll() is None:
             daemon.kill()

@@ -13,10 +13,7 @@ import time
 import pytest
 
 from testkit.live import Subscriber, build_stream, cli_executable, free_endpoint, start_daemon, wait_until
-from tests import pulse
 from tests.soak import build_long_stream
-
-virtual_mic = pulse.virtual_mic  # the session fixture
 
 #: Runs per burst: the hang this guards against struck 1 to 3 runs in 3.
 RUNS = 4
