@@ -21,6 +21,7 @@ class Counters:
     drops: int = 0  # messages the socket refused outright
     queue_drops: int = 0  # audio blocks or utterances dropped from a full queue
     queue_depth: int = 0  # audio blocks and utterances waiting now
+    interim_dropped: int = 0  # interim results dropped for a worker that fell behind
 
     def __add__(self, other: Counters) -> Counters:
         return Counters(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))

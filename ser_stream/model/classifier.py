@@ -11,7 +11,7 @@ import numpy as np
 
 from ..audio import load_audio, to_int16, to_model_rate
 from ..errors import NotClassifiable, UserError
-from ..features import extractor_for
+from ..features import GrowingFeatures, extractor_for
 from ..segmenter import VAD_SAMPLE_RATES, SegmenterConfig, speech_bounds
 from .bundle import ModelBundle
 
@@ -88,10 +88,35 @@ class Classifier:
         """One utterance as the segmenter hands it over: mono float samples at ``sample_rate``."""
         return self._predict(to_model_rate(samples, sample_rate, self.sample_rate))
 
+    def growing(self) -> GrowingUtterance:
+        """A classifier for one utterance still open, asked again and again as it grows."""
+        return GrowingUtterance(self)
+
     def _predict(self, samples: np.ndarray) -> Prediction:
-        probabilities = self.bundle.predict_proba(self._extract(samples))
+        return self.predict(self._extract(samples))
+
+    def predict(self, features: np.ndarray) -> Prediction:
+        """The prediction for one utterance's feature vector."""
+        probabilities = self.bundle.predict_proba(features)
         label = max(probabilities, key=probabilities.__getitem__)
         return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities)
+
+
+class GrowingUtterance:
+    """Interim results of one utterance: each call classifies all of it so far (the same start, longer
+    each time) as ``Classifier.classify`` would, reusing the spectrum of the audio already classified
+    (``GrowingFeatures``), so a call costs the new audio, not the whole utterance again.  Audio at
+    another rate than the model's is resampled whole each time, and classified from scratch: the end
+    of a resampled prefix differs from the same stretch resampled longer."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self._classifier = classifier
+        self._features = GrowingFeatures(extractor_for(classifier.bundle.feature_params))
+
+    def classify(self, samples: np.ndarray, sample_rate: int) -> Prediction:
+        if sample_rate != self._classifier.sample_rate:
+            return self._classifier.classify(samples, sample_rate)
+        return self._classifier.predict(self._features(samples))
 
 
 def _outcome(classifier: Classifier, file: str) -> Prediction | str:
