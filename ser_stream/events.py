@@ -55,10 +55,14 @@ def emotion_event(
     source: str,
     model: dict,
     device: str,
+    adapted_on: int | None = None,
+    uncertain: bool | None = None,
+    intensity: float | None = None,
 ) -> dict[str, Any]:
     """The payload of one classified utterance, without `seq` and `latency_ms` (stamped when sent).
 
     Numbers are converted to Python floats so numpy scalars from the classifier serialise as JSON.
+    The optional fields (`prediction_extras`) are left out when not known.
     """
     return {
         "schema": EMOTION_SCHEMA,
@@ -72,7 +76,24 @@ def emotion_event(
         "timestamp": _aware_isoformat(wall_end),
         "source": source,
         "model": dict(model),
+        **prediction_extras(adapted_on=adapted_on, uncertain=uncertain, intensity=intensity),
     }
+
+
+def prediction_extras(
+    *, adapted_on: int | None, uncertain: bool | None, intensity: float | None
+) -> dict[str, int | bool | float]:
+    """The optional fields of a prediction, in emotion events and `classify --json` alike, those known:
+    `adapted_on` (utterances in the adapter's statistics; 0: the prior alone), `uncertain` (below the
+    confidence threshold), `intensity` (the probability that the emotion is expressed strongly)."""
+    extras: dict[str, int | bool | float] = {}
+    if adapted_on is not None:
+        extras["adapted_on"] = int(adapted_on)
+    if uncertain is not None:
+        extras["uncertain"] = bool(uncertain)
+    if intensity is not None:
+        extras["intensity"] = float(intensity)
+    return extras
 
 
 def status_event(

@@ -29,6 +29,7 @@ from ..notify import Notifier
 from ..publisher import Publisher
 from ..segmenter import Segmenter, SegmenterConfig
 from ..settings import RunSettings
+from .adaptation import Adaptation
 from .device import DeviceChange, ReopeningSource
 from .reload import Outcome, Reload, Reloader
 from .work import Heartbeat, Reconfigure, StatusChange, UtteranceJob, WatchdogPing, WorkItem
@@ -78,17 +79,29 @@ class Daemon:
         reloader: Reloader | None = None,
         control: Control | None = None,
         worker_queue: int = WORKER_QUEUE,
+        adaptation: Adaptation | None = None,
     ) -> None:
         """The main loop reads ``settings.vad`` (at the source's rate) and ``settings.service``, the
-        worker ``settings.publish``; the source, classifier and publisher are already built from the rest."""
+        worker ``settings.publish`` and ``settings.model``; the source, classifier and publisher are
+        already built from the rest, and the adaptation too (by default, from ``settings.model``)."""
         self.source = source
         self.classifier = classifier  # the model last handed to the worker
         self.settings = settings
         self.notifier = Notifier({}) if notifier is None else notifier
         self.control = Control() if control is None else control  # stop and reload requests
         self.segmenter = Segmenter(SegmenterConfig.of(settings.vad, source.sample_rate))
+        if adaptation is None:
+            adaptation = Adaptation.start(classifier.bundle, settings.model)
         self.worker = Worker(
-            publisher, classifier, settings, source, self._upstream_counters, self.notifier, out, worker_queue
+            publisher,
+            classifier,
+            settings,
+            source,
+            self._upstream_counters,
+            self.notifier,
+            out,
+            worker_queue,
+            adaptation,
         )
         self._reloader = reloader
         self._reload: Reload | None = None
@@ -134,7 +147,9 @@ class Daemon:
         """The shares of the stages before the worker: the input's and the segmenter's."""
         segmenter = self.segmenter
         return self.source.counters() + Counters(
-            utterances=segmenter.emitted, utterances_dropped_short=segmenter.dropped_short
+            utterances=segmenter.emitted,
+            utterances_dropped_short=segmenter.dropped_short,
+            noise_floor_dbfs=segmenter.noise_floor_dbfs,
         )
 
     # -- the loop: audio → utterances -----------------------------------------------------------

@@ -20,10 +20,11 @@ from ..audio import from_int16
 from ..counters import Counters
 from ..errors import PipelineError
 from ..events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
-from ..model import Classifier
+from ..model import Classifier, ModelBundle
 from ..notify import Notifier
 from ..publisher import Publisher
-from ..settings import RunSettings
+from ..settings import ModelSettings, RunSettings
+from .adaptation import Adaptation
 from .work import Heartbeat, Reconfigure, StatusChange, Stop, UtteranceJob, WatchdogPing, WorkItem, WorkQueue
 
 log = logging.getLogger("ser_stream")
@@ -98,12 +99,14 @@ class Worker:
         notifier: Notifier,
         out: IO[str],
         queue_limit: int,
+        adaptation: Adaptation,
     ) -> None:
-        """It reads ``settings.publish``.  ``upstream`` gives the counters of the stages before this
-        one (input and segmenter), for the status events; ``queue_limit`` is how many utterances may
-        wait for it."""
+        """It reads ``settings.publish`` and ``settings.model``.  ``upstream`` gives the counters of the
+        stages before this one (input and segmenter), for the status events; ``queue_limit`` is how many
+        utterances may wait for it; ``adaptation`` is the voice adapter for ``classifier``'s model."""
         self.publisher = publisher
         self.classifier = classifier  # replaced by a Reconfigure item; one model per utterance
+        self.adaptation = adaptation  # follows the classifier: kept on a reload of the same model
         self.settings = settings
         self._source = source
         self._upstream = upstream
@@ -161,6 +164,7 @@ class Worker:
             drops=self.publisher.dropped,
             queue_drops=self.utterances_dropped,
             queue_depth=self._queue.qsize(),
+            adapted_on=self.adaptation.adapted_on,
         )
 
     def utterances_waiting(self) -> int:
@@ -197,7 +201,9 @@ class Worker:
                 self._notifier.watchdog()
             elif isinstance(item, Reconfigure):
                 self.classifier, self.settings = item.classifier, item.settings
+                self.adaptation = self.adaptation.reconfigured(item.classifier.bundle, item.settings.model)
             else:
+                self.adaptation.close()
                 self._publish_status("stopping", item.reason)
         except Exception:
             log.exception("could not publish the event of %s", item)
@@ -210,7 +216,11 @@ class Worker:
         it was read stands in, so timestamps keep the order events are sent in."""
         utterance = job.utterance
         classifier = self.classifier
-        prediction = classifier.classify(from_int16(utterance.samples), utterance.sample_rate)
+        # Features, then the model's input standardised by the adapter as it is; the adapter learns
+        # after the event is out.  Interim results (an utterance still open) must predict with
+        # self.adaptation.adapter too, and never learn: only a final utterance is heard once.
+        features = classifier.features(from_int16(utterance.samples), utterance.sample_rate)
+        prediction = classifier.predict(features, self.adaptation.adapter)
         event = emotion_event(
             label=prediction.label,
             confidence=prediction.confidence,
@@ -221,8 +231,12 @@ class Worker:
             source=self._source.name,
             model=_model_info(classifier),
             device=self.settings.publish.device_id,
+            adapted_on=prediction.adapted_on,
+            uncertain=prediction.uncertain(min_confidence(self.settings.model, classifier.bundle)),
+            intensity=prediction.intensity,
         )
         self._send(TOPIC_EMOTION, event, job.captured_at)
+        self.adaptation.learn(features)
 
     def _all_counters(self) -> Counters:
         return self._upstream() + self.counters()
@@ -243,6 +257,11 @@ class Worker:
         self.publisher.publish(topic, event, captured_at)
         if self.settings.publish.print_events:
             print(json.dumps(event), file=self._out, flush=True)
+
+
+def min_confidence(settings: ModelSettings, bundle: ModelBundle) -> float | None:
+    """Below it an event says ``uncertain``: the setting, else the model's abstention threshold, else none."""
+    return bundle.min_confidence if settings.min_confidence is None else settings.min_confidence
 
 
 def _model_info(classifier: Classifier) -> dict[str, str]:
