@@ -76,7 +76,7 @@ def per_voice(clips: Clips, prior: AdapterPrior) -> np.ndarray:
     return out
 
 
-def fit(clips: Clips, prior: AdapterPrior | None) -> tuple[Pipeline, LogisticRegression]:
+def fit(clips: Clips, prior: AdapterPrior | None, seed: int = 0) -> tuple[Pipeline, LogisticRegression]:
     """The emotion network and the intensity head, on per-voice rows (raw rows without a prior)."""
     X = clips.X if prior is None else per_voice(clips, prior)
     with (
@@ -84,7 +84,7 @@ def fit(clips: Clips, prior: AdapterPrior | None) -> tuple[Pipeline, LogisticReg
         threadpool_limits(limits=1, user_api="blas"),
     ):  # BLAS threads: 10× slower on 2 busy cores
         warnings.simplefilter("ignore", ConvergenceWarning)
-        network = make_pipeline(StandardScaler(), MLPClassifier((64,), alpha=1.0, max_iter=300, random_state=0))
+        network = make_pipeline(StandardScaler(), MLPClassifier((64,), alpha=1.0, max_iter=300, random_state=seed))
         network.fit(X, clips.emotion)
         intensity = LogisticRegression(C=0.05, max_iter=2000).fit(network[0].transform(X), clips.strong)
     return network, intensity
@@ -99,13 +99,15 @@ def quick_bundle(
     temperature: float | None = None,
     min_confidence: float | None = None,
     clips: Clips | None = None,
+    seed: int = 0,
 ) -> Path:
-    """Train and save a bundle on TRAINING_ACTORS: with an adaptation prior (``adapt``), an intensity
-    head, and, if given, a calibration temperature and an abstention threshold.  Returns its ``.npz``."""
+    """Train and save a bundle on TRAINING_ACTORS (the network's ``seed``): with an adaptation prior
+    (``adapt``), an intensity head, and, if given, a calibration temperature and an abstention
+    threshold.  Returns its ``.npz``."""
     clips = clips if clips is not None else clip_features(ravdess, TRAINING_ACTORS)
     shipped = load_bundle(DEFAULT_MODEL).manifest
     prior = population_prior(clips) if adapt else None
-    network, intensity = fit(clips, prior)
+    network, intensity = fit(clips, prior, seed)
     manifest = {
         "labels": sorted(set(clips.emotion)),
         "sample_rate": shipped["sample_rate"],
