@@ -1,4 +1,5 @@
-"""A small model bundle with every optional section, made in seconds from a few RAVDESS actors.
+"""A small model bundle with every optional section, made in seconds from a few RAVDESS actors
+(and a tiny one of random weights, without RAVDESS).
 
 For tests and benchmarks of serving (adaptation, calibration, abstention, intensity) that cannot
 wait for, and must not depend on, the shipped bundle.  Trained the way `train` trains an adapted
@@ -24,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from ser_stream.adapter import AdapterPrior, VoiceAdapter
 from ser_stream.audio import load_audio
+from ser_stream.features import SEED_PARAMS
 from ser_stream.model import DEFAULT_MODEL, Classifier, load_bundle, save_bundle
 from train.ravdess import SEED_EMOTIONS, scan
 
@@ -124,3 +126,20 @@ def quick_bundle(
     if min_confidence is not None:
         manifest["abstention"] = {"min_confidence": min_confidence}
     return save_bundle(network, manifest, out_dir, name, extra_arrays=arrays)
+
+
+def tiny_bundle(folder: Path, name: str = "tiny", seed: int = 0, prior: bool = True) -> Path:
+    """A bundle of random weights on the seed's 180 features (no RAVDESS, a second to make), with an
+    adaptation prior unless ``prior`` is False: for what needs a model that adapts, not a good one."""
+    rng = np.random.default_rng(seed)
+    n = SEED_PARAMS.n_features
+    X, y = rng.standard_normal((40, n)), np.repeat(["calm", "happy"], 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = make_pipeline(StandardScaler(), MLPClassifier((4,), max_iter=20, random_state=seed)).fit(X, y)
+    manifest: dict = {"labels": ["calm", "happy"], "features": SEED_PARAMS.to_dict()}
+    arrays = None
+    if prior:
+        manifest["adaptation"] = AdapterPrior(X.mean(axis=0), X.var(axis=0)).settings()
+        arrays = {"adaptation_mean": X.mean(axis=0), "adaptation_var": X.var(axis=0)}
+    return save_bundle(model, manifest, folder, name, extra_arrays=arrays)

@@ -6,32 +6,21 @@ import logging
 
 import numpy as np
 import pytest
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ser_stream.adapter_state import STATE_FILE, load_state
 from ser_stream.errors import ConfigError
 from ser_stream.features import SEED_PARAMS
-from ser_stream.model import Classifier, ModelBundle, load_bundle, save_bundle
+from ser_stream.model import Classifier, ModelBundle, load_bundle
 from ser_stream.pipeline.adaptation import SAVE_EVERY, Adaptation
 from ser_stream.settings import ModelSettings
-
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tiny models, by design
-N = SEED_PARAMS.n_features
-LABELS = ["calm", "happy"]
+from testkit.quick_model import tiny_bundle as tiny_bundle_path
 
 
 def tiny_bundle(folder, name: str = "tiny", seed: int = 0, prior: bool = True) -> ModelBundle:
-    rng = np.random.default_rng(seed)
-    X, y = rng.standard_normal((40, N)), np.repeat(LABELS, 20)
-    model = make_pipeline(StandardScaler(), MLPClassifier((4,), max_iter=20, random_state=seed)).fit(X, y)
-    manifest = {"labels": LABELS, "features": SEED_PARAMS.to_dict()}
-    arrays = None
-    if prior:
-        manifest["adaptation"] = {"prior_weight": 4.0, "horizon": 100.0, "var_floor": 0.05}
-        arrays = {"adaptation_mean": X.mean(axis=0), "adaptation_var": X.var(axis=0)}
-    return load_bundle(save_bundle(model, manifest, folder, name, extra_arrays=arrays))
+    return load_bundle(tiny_bundle_path(folder, name, seed, prior))
+
+
+N = SEED_PARAMS.n_features
 
 
 def utterances(count: int, seed: int = 1) -> np.ndarray:
