@@ -7,12 +7,13 @@ import logging
 import numpy as np
 import pytest
 
-from ser_stream.adapter_state import STATE_FILE, load_state
+from ser_stream.adapter_state import STATE_FILE, StateRefused, load_state
 from ser_stream.errors import ConfigError
 from ser_stream.features import SEED_PARAMS
 from ser_stream.model import Classifier, ModelBundle, load_bundle
 from ser_stream.pipeline.adaptation import SAVE_EVERY, Adaptation
 from ser_stream.settings import ModelSettings
+from testkit.live import wait_until
 from testkit.quick_model import tiny_bundle as tiny_bundle_path
 
 
@@ -36,16 +37,28 @@ def warnings_of(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def saved(state, bundle: ModelBundle) -> int | None:
+    """Utterances in the state file, None while there is none."""
+    try:
+        return load_state(state / STATE_FILE, bundle.prior, bundle.sha256).heard
+    except StateRefused:
+        return None
+
+
 def test_it_learns_saves_every_few_utterances_and_at_stop_and_a_restart_restores_it(tmp_path, bundle, caplog):
     state = tmp_path / "state"
     adaptation = Adaptation.start(bundle, ModelSettings(state_dir=state))  # the folder is made
     assert adaptation.adapted_on == 0 and adaptation.learning
-    for i, row in enumerate(utterances(SAVE_EVERY + 2), start=1):
+    rows = utterances(SAVE_EVERY + 2)
+    for row in rows[: SAVE_EVERY - 1]:
         adaptation.learn(row)
-        on_disk = load_state(state / STATE_FILE, bundle.prior, bundle.sha256).heard if i >= SAVE_EVERY else None
-        assert on_disk == (SAVE_EVERY if i >= SAVE_EVERY else None)
-    adaptation.close()
-    assert load_state(state / STATE_FILE, bundle.prior, bundle.sha256).heard == SAVE_EVERY + 2
+    assert saved(state, bundle) is None
+    adaptation.learn(rows[SAVE_EVERY - 1])
+    wait_until(lambda: saved(state, bundle) == SAVE_EVERY, 10, "the first save, in the background")
+    for row in rows[SAVE_EVERY:]:
+        adaptation.learn(row)
+    adaptation.close()  # waits for the last save
+    assert saved(state, bundle) == SAVE_EVERY + 2
     again = Adaptation.start(bundle, ModelSettings(state_dir=state))
     assert again.adapted_on == SAVE_EVERY + 2
     np.testing.assert_array_equal(again.adapter.mean, adaptation.adapter.mean)
@@ -95,7 +108,7 @@ def test_a_foreign_or_corrupt_state_file_is_one_warning_and_a_fresh_start(tmp_pa
     assert warning.startswith(f"adaptation state {state / STATE_FILE}: ") and warning.endswith("; starting afresh")
     for row in utterances(SAVE_EVERY):  # and the next save replaces the bad file
         adaptation.learn(row)
-    assert load_state(state / STATE_FILE, bundle.prior, bundle.sha256).heard == SAVE_EVERY
+    wait_until(lambda: saved(state, bundle) == SAVE_EVERY, 10, "the next save")
 
 
 def test_reset_forgets_a_new_owner(tmp_path, bundle, caplog):
@@ -170,8 +183,9 @@ def test_a_failing_save_is_one_warning_and_the_next_save_retries(tmp_path, bundl
     (state / STATE_FILE).mkdir()  # the rename onto it fails, every time, until it goes
     for row in utterances(3 * SAVE_EVERY):
         adaptation.learn(row)
-    [warning] = warnings_of(caplog)
-    assert warning.startswith(f"could not save the adaptation state to {state / STATE_FILE}")
+    wait_until(lambda: warnings_of(caplog), 10, "the failing save's warning")
     (state / STATE_FILE).rmdir()
     adaptation.close()
-    assert load_state(state / STATE_FILE, bundle.prior, bundle.sha256).heard == 3 * SAVE_EVERY
+    [warning] = warnings_of(caplog)  # one, however many saves failed
+    assert warning.startswith(f"could not save the adaptation state to {state / STATE_FILE}")
+    assert saved(state, bundle) == 3 * SAVE_EVERY

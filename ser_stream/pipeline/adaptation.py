@@ -7,6 +7,7 @@ each final utterance on the worker thread (never on the audio path), and kept in
 - With a state folder, the state is saved atomically every ``SAVE_EVERY`` utterances learned and at
   stop, and restored at start; a state file that cannot be used (another model, another feature
   count, corrupt) is one warning line and a fresh start.  Without one it lasts as long as the process.
+  The saves run on a thread of their own (`StateWriter`): the worker never waits for the disk.
 - A reload (SIGHUP) keeps what was learned, unless the model changed: another model starts afresh.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,68 @@ log = logging.getLogger("ser_stream")
 
 #: Utterances learned between two saves: a crash loses at most these.
 SAVE_EVERY = 5
+#: How long a stop waits for the last save: a disk stuck longer keeps the previous state file.
+CLOSE_TIMEOUT_S = 5.0
+
+
+class StateWriter:
+    """Writes the adapter states handed to it to the state file, on a thread of its own, so the worker
+    never waits for the disk: an fsync takes milliseconds, on a busy SD card seconds, while the worker
+    publishes events and pets the watchdog.  One state waits at most (a newer one replaces it: each is
+    the whole state).  A failing save is one warning until a save succeeds again."""
+
+    def __init__(self, path: Path, model_sha256: str) -> None:
+        self.path = path
+        self._sha256 = model_sha256
+        self._pending: VoiceAdapter | None = None
+        self._closed = False
+        self._failing = False
+        self._wake = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="ser-stream-state", daemon=True)
+        self._thread.start()
+
+    def submit(self, adapter: VoiceAdapter) -> None:
+        """Save a copy of ``adapter``'s state (soon, and in the background)."""
+        snapshot = VoiceAdapter.from_state(adapter.prior, adapter.state())
+        with self._wake:
+            self._pending = snapshot
+            self._wake.notify()
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Write what waits, then end; after ``timeout`` the state stays as the disk has it (one warning)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning(
+                "the adaptation state was not saved to %s within %.0f s; it keeps the last saved", self.path, timeout
+            )
+
+    @property
+    def failing(self) -> bool:
+        """The last save failed: the next chance to save should take it, even with nothing new."""
+        return self._failing
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None and not self._closed:
+                    self._wake.wait()
+                if self._pending is None:
+                    return
+                snapshot, self._pending = self._pending, None
+            self._write(snapshot)
+
+    def _write(self, snapshot: VoiceAdapter) -> None:
+        try:
+            save_state(self.path, snapshot, self._sha256)
+        except OSError as error:
+            if not self._failing:
+                log.warning("could not save the adaptation state to %s (%s); will retry", self.path, error)
+            self._failing = True
+            return
+        self._failing = False
 
 
 class Adaptation:
@@ -39,7 +103,7 @@ class Adaptation:
         self.learning = learning and adapter is not None
         self.state_file = state_file
         self._unsaved = 0  # utterances learned since the last save
-        self._save_failing = False  # warned once until a save succeeds again
+        self._writer = StateWriter(state_file, bundle.sha256) if state_file is not None and self.learning else None
 
     @classmethod
     def start(cls, bundle: ModelBundle, settings: ModelSettings, reset: bool = False) -> Adaptation:
@@ -98,21 +162,18 @@ class Adaptation:
             self.save()
 
     def save(self) -> None:
-        """Write what was learned since the last save, if there is a state file; a failure is a warning, once."""
-        if self.state_file is None or self.adapter is None or not self._unsaved:
+        """Have what was learned since the last save written (in the background), if there is a state file."""
+        if self._writer is None or self.adapter is None or not (self._unsaved or self._writer.failing):
             return
-        try:
-            save_state(self.state_file, self.adapter, self.bundle.sha256)
-        except OSError as error:
-            if not self._save_failing:
-                log.warning("could not save the adaptation state to %s (%s); will retry", self.state_file, error)
-            self._save_failing = True
-            return
-        self._unsaved, self._save_failing = 0, False
+        self._writer.submit(self.adapter)
+        self._unsaved = 0
 
     def close(self) -> None:
-        """At stop (or before the model changes): what was learned goes to disk."""
+        """At stop (or before the model changes): what was learned goes to disk, and the writer ends."""
         self.save()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _state_file(state_dir: Path | None) -> Path | None:
