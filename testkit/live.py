@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import librosa
 import numpy as np
@@ -17,6 +20,7 @@ import soundfile
 import zmq
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 RATE = 16000
 #: (emotion code, actor) of the clips in the test stream: mixed voices and emotions, each with
 #: unambiguous speech bounds (librosa.effects.trim at 30 and 40 dB agree within 0.15 s), so
@@ -89,6 +93,12 @@ class Subscriber:
     def of(self, topic):
         return [event for t, event in self.messages if t == topic]
 
+    def stopped(self, topic: str = "status") -> bool:
+        """Whether the last message on ``topic`` is a "stopping" one: a sender's last word, so (one
+        PUB, one connection: in order) everything it sent before has arrived too."""
+        events = self.of(topic)
+        return bool(events) and events[-1].get("state") == "stopping"
+
 
 def start_daemon(*args, endpoint):
     return subprocess.Popen(
@@ -100,13 +110,22 @@ def start_daemon(*args, endpoint):
     )
 
 
-def wait_until(condition, timeout: float, what: str):
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """``condition()``'s first truthy value, polled until ``timeout`` s; an AssertionError naming
+    ``what`` after that.  Tests wait for what they need this way, never for a fixed time: on a busy
+    machine everything takes longer, and a deadline far above the usual wait costs nothing."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := condition():
             return result
-        time.sleep(0.05)
+        time.sleep(0.05)  # the polling period
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_for_audio(subscriber: Subscriber, timeout: float = 30) -> None:
+    """Until a status heartbeat counts captured frames: a sound server takes a moment to start a
+    capture stream, and what is played before that is never heard."""
+    wait_until(lambda: any(s["counters"]["frames_captured"] for s in subscriber.of("status")), timeout, "audio flowing")
 
 
 class Lines:
@@ -127,3 +146,27 @@ class Lines:
     def text(self) -> str:
         self._thread.join(timeout=10)
         return "".join(self.lines)
+
+
+class JsonPrinter:
+    """A process printing one JSON object a line (`ser-stream subscribe`, `run --print`), read as it prints."""
+
+    def __init__(self, command: list[str], **popen) -> None:
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, **popen
+        )
+        self._out = Lines(self.process.stdout)
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in list(self._out.lines)]
+
+    def stop(self, signum: int = signal.SIGTERM) -> list[dict]:
+        """End it with ``signum``; everything it printed."""
+        self.process.send_signal(signum)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # it failed the test; it does not outlive it
+            raise
+        self._out.text()
+        return self.events()

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from testkit.live import wait_until
+
 DEBIAN_PACKAGES = "pulseaudio pulseaudio-utils libasound2-plugins libportaudio2"
 SINK = "virtmic_sink"
 SOURCE = "virtmic"
@@ -131,15 +133,22 @@ class VirtualMic:
         if result.returncode != 0:
             self.fail(f"paplay {path} failed", result)
 
-    def start_playing(self, path: str | Path) -> subprocess.Popen:
-        """Start playing an audio file into the virtual microphone and return at once."""
-        return subprocess.Popen(
+    def start_playing(self, path: str | Path, timeout: float = 30) -> subprocess.Popen:
+        """Start playing an audio file into the virtual microphone; returns once its stream is on
+        the sink (a busy machine may take a second to start paplay), while it plays."""
+        player = subprocess.Popen(
             ["paplay", f"--device={SINK}", str(path)],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        wait_until(
+            lambda: player.poll() is not None or self._run("pactl", "list", "short", "sink-inputs").stdout.strip(),
+            timeout,
+            f"paplay {path} to start",
+        )
+        return player
 
 
 def _end_abandoned_daemons() -> None:

@@ -1,6 +1,7 @@
 """The PulseAudio virtual microphone (testkit/pulse.py) as a session fixture.
 
-Use it with ``-p tests.pulse`` or ``from tests import pulse; virtual_mic = pulse.virtual_mic``.
+tests/conftest.py imports the fixture, so one daemon serves the whole session: a test module that
+assigned it to a name of its own would get a daemon of its own.
 """
 
 from __future__ import annotations

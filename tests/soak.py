@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from testkit.live import RATE, Subscriber, cli_executable, default_ravdess, free_endpoint
+from testkit.live import RATE, Subscriber, cli_executable, default_ravdess, free_endpoint, wait_until
 
 #: RSS samples taken before the daemon is ready (imports, model) or in the first share of the
 #: streaming are warm-up (first allocations).
@@ -117,10 +117,11 @@ def soak(
                 rss.append((time.monotonic() - started, sample))
             if ready_s is None and subscriber.of("status"):
                 ready_s = time.monotonic() - started
-            time.sleep(sample_every_s)
+            time.sleep(sample_every_s)  # the sampling period of the RSS curve
         _, stderr = daemon.communicate()
         wall_s = time.monotonic() - started
-        time.sleep(0.5)  # the last messages reach the subscriber
+        if daemon.returncode == 0:  # it said "stopping" last
+            wait_until(subscriber.stopped, 10, "the daemon's last status")
     finally:
         if daemon.poll() is None:
             daemon.kill()

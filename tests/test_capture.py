@@ -29,11 +29,8 @@ from ser_stream.capture import (
 from ser_stream.counters import Counters
 from ser_stream.errors import AudioError, DeviceError, DeviceLostError, UserError
 from testkit.live import clip_path
-from tests import pulse
 from tests.conftest import speech_like
 from tests.test_audio import bad_files
-
-virtual_mic = pulse.virtual_mic  # the session fixture, usable here without `-p tests.pulse`
 
 RATE = 16000
 BLOCK = 480  # 30 ms at 16 kHz

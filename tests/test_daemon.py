@@ -6,9 +6,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 from datetime import datetime
 
+import librosa
 import numpy as np
 import pytest
 import soundfile
@@ -17,17 +17,18 @@ from ser_stream.events import validator_for
 from testkit.live import (
     RATE,
     STREAM_CLIPS,
+    JsonPrinter,
+    Lines,
     Subscriber,
     build_stream,
     cli_executable,
     clip_path,
     free_endpoint,
     start_daemon,
+    wait_for_audio,
+    wait_until,
 )
-from tests import pulse
 from tests.conftest import run_cli
-
-virtual_mic = pulse.virtual_mic  # the session fixture: a PulseAudio virtual microphone
 
 
 @pytest.mark.slow
@@ -39,7 +40,7 @@ def test_one_event_per_clip_none_in_silence(ravdess, tmp_path):
     try:
         daemon = start_daemon("--source", str(stream), "--no-realtime", "--wait-subscriber", "10", endpoint=endpoint)
         stdout, stderr = daemon.communicate(timeout=120)
-        time.sleep(0.3)
+        wait_until(subscriber.stopped, 10, "the final status")
     finally:
         subscriber.close()
     assert daemon.returncode == 0, stderr
@@ -71,23 +72,31 @@ def test_one_event_per_clip_none_in_silence(ravdess, tmp_path):
 @pytest.mark.slow
 def test_sigterm_mid_utterance_still_publishes_it(ravdess, tmp_path):
     long_speech = tmp_path / "long.wav"
-    samples = np.concatenate(
-        [soundfile.read(clip_path(ravdess, code, 4, intensity=2), dtype="float32")[0] for code in (2, 3, 6, 7)]
-    )
-    soundfile.write(long_speech, samples, RATE)
+    clips = [soundfile.read(clip_path(ravdess, code, 4, intensity=2), dtype="float32")[0] for code in (2, 3, 6, 7)]
+    soundfile.write(long_speech, np.concatenate(clips), RATE)
+    _, (speech_start, _) = librosa.effects.trim(clips[0], top_db=30)
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
     try:
         daemon = start_daemon(
-            "--source", str(long_speech), "--realtime", "--max-utterance-ms", "30000", endpoint=endpoint
+            *("--source", str(long_speech), "--realtime", "--max-utterance-ms", "30000", "--heartbeat-s", "0.2"),
+            endpoint=endpoint,
         )
         started = daemon.stdout.readline()
         assert json.loads(started)["state"] == "started"
-        time.sleep(2.5)  # inside the first clip's speech
+        printed = Lines(daemon.stdout)
+
+        def heard() -> int:  # samples read by the daemon, as its latest heartbeat says
+            statuses = [json.loads(line) for line in list(printed.lines) if '"ser-stream.status/1"' in line]
+            return statuses[-1]["counters"]["frames_captured"] if statuses else 0
+
+        wait_until(lambda: heard() >= speech_start + RATE, 30, "the daemon a second into the first clip's speech")
         daemon.send_signal(signal.SIGTERM)
-        stdout, stderr = daemon.communicate(timeout=5)
-        time.sleep(0.3)
+        daemon.wait(5)
+        stdout, stderr = started + printed.text(), daemon.stderr.read()
     finally:
+        if daemon.poll() is None:
+            daemon.kill()
         subscriber.close()
     assert daemon.returncode == 0, stderr
     emotions = [json.loads(line) for line in stdout.splitlines() if '"ser-stream.emotion/1"' in line]
@@ -97,22 +106,26 @@ def test_sigterm_mid_utterance_still_publishes_it(ravdess, tmp_path):
 
 
 @pytest.mark.slow
-def test_microphone_capture_through_a_pulseaudio_virtual_mic(virtual_mic, ravdess):
+def test_microphone_capture_through_a_pulseaudio_virtual_mic(virtual_mic, ravdess, tmp_path):
     """The real capture path: PortAudio → capture thread → queue → daemon, fed by paplay."""
     clips = STREAM_CLIPS[:3]
+    stream = tmp_path / "stream.wav"
+    build_stream(ravdess, stream, clips, gap_s=1.0)  # silence between utterances, longer than the hangover
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
     try:
         daemon = start_daemon("--device", virtual_mic.device, endpoint=endpoint)
         started = json.loads(daemon.stdout.readline())
         assert started["state"] == "started" and started["source"] == virtual_mic.device
-        for code, actor in clips:
-            virtual_mic.play(clip_path(ravdess, code, actor, intensity=2))
-            time.sleep(1.0)  # silence between utterances, longer than the hangover
+        wait_for_audio(subscriber)
+        virtual_mic.play(stream)
+        wait_until(lambda: len(subscriber.of("emotion")) >= len(clips), 30, "an event per clip")
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=5)
-        time.sleep(0.3)
+        wait_until(subscriber.stopped, 10, "the final status")
     finally:
+        if daemon.poll() is None:
+            daemon.kill()
         subscriber.close()
     assert daemon.returncode == 0, stderr
     emotions = subscriber.of("emotion")
@@ -181,23 +194,16 @@ def test_subscribe_prints_the_daemons_events_as_json_lines(ravdess, tmp_path):
     stream = tmp_path / "stream.wav"
     build_stream(ravdess, stream, STREAM_CLIPS[:2])
     endpoint = free_endpoint()
-    subscriber = subprocess.Popen(
-        [cli_executable(), "subscribe", endpoint, "--topic", "emotion"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    subscriber = JsonPrinter([cli_executable(), "subscribe", endpoint, "--topic", "emotion"])
     try:
         daemon = start_daemon("--source", str(stream), "--no-realtime", "--wait-subscriber", "20", endpoint=endpoint)
         daemon_out, _ = daemon.communicate(timeout=120)
-        lines = [subscriber.stdout.readline() for _ in range(2)]
+        wait_until(lambda: len(subscriber.events()) >= 2, 10, "the two emotion events")
     finally:
-        subscriber.send_signal(signal.SIGINT)
-        _, subscriber_err = subscriber.communicate(timeout=10)
+        received = subscriber.stop(signal.SIGINT)
     printed = [json.loads(line) for line in daemon_out.splitlines() if '"ser-stream.emotion/1"' in line]
-    assert [json.loads(line) for line in lines] == printed
-    assert subscriber.returncode == 130 and "Traceback" not in subscriber_err
+    assert received[:2] == printed
+    assert subscriber.process.returncode == 130 and "Traceback" not in subscriber.process.stderr.read()
 
 
 def test_timestamps_of_a_file_read_faster_than_real_time_keep_the_order_events_are_sent_in(ravdess, tmp_path):

@@ -28,7 +28,7 @@ from ser_stream.pipeline import Daemon
 from ser_stream.proxy import Proxy
 from ser_stream.publisher import Publisher
 from ser_stream.settings import RunSettings, from_keys
-from testkit.live import STREAM_CLIPS, Subscriber, build_stream, cli_executable, clip_path, free_endpoint
+from testkit.live import STREAM_CLIPS, Subscriber, build_stream, cli_executable, clip_path, free_endpoint, wait_until
 from tests.conftest import SHIPPED_MODEL
 
 _names = itertools.count()
@@ -122,8 +122,8 @@ def test_ready_status_watchdog_and_stopping_from_the_real_daemon(ravdess, tmp_pa
         stdin=subprocess.DEVNULL,
     )
     ended = time.monotonic()
-    time.sleep(0.1)
     assert result.returncode == 0, result.stderr
+    notify_socket.wait_for("STOPPING", timeout=10)  # the last datagram, read by the socket's thread
     messages = [fields for _, fields in notify_socket.messages]
     assert messages[0]["READY"] == "1" and messages[0]["STATUS"].startswith(f"listening: {stream} at 16000 Hz")
     assert messages[-1]["STOPPING"] == "1" and messages[-1]["STATUS"].startswith("stopping (end of input)")
@@ -198,7 +198,7 @@ def test_a_wedged_stage_stops_the_watchdog_pings_and_the_heartbeats(ravdess, tmp
         try:
             assert wedge.wedged.wait(30)
             wedged_at, wedged_wall = time.monotonic(), datetime.now(timezone.utc)
-            time.sleep(1.2)
+            time.sleep(1.2)  # the window in which no ping may come: the silence is what is tested
             before = notify_socket.pings(end=wedged_at)
             assert len(before) >= 3  # it was pinging until then
             assert notify_socket.pings(start=wedged_at + 2 * watchdog_s) == []  # and then it stopped
@@ -233,27 +233,42 @@ def test_ready_status_watchdog_and_stopping_from_the_real_proxy(notify_socket):
     try:
         notify_socket.wait_for("READY", timeout=30)
         with Publisher(frontend, connect=True) as device:  # one device's five events
-            time.sleep(0.5)  # connected, and the subscription has reached it
+            wait_until(lambda: _probe_arrives(device, subscriber), 30, "the subscription to reach the device")
             for number in range(5):
                 device.publish("status", {"number": number})
-            time.sleep(1.5)
+            wait_until(lambda: len(_numbered(subscriber)) == 5, 30, "the five events through the proxy")
+            wait_until(lambda: len(_proxy_heartbeats(notify_socket)) >= 3, 30, "three proxy heartbeats")
         proxy.send_signal(signal.SIGTERM)
         _, stderr = proxy.communicate(timeout=10)
     finally:
         if proxy.poll() is None:
             proxy.kill()
         subscriber.close()
-    time.sleep(0.1)
     assert proxy.returncode == 0, stderr
+    notify_socket.wait_for("STOPPING", timeout=10)
     messages = [fields for _, fields in notify_socket.messages]
     assert messages[0]["READY"] == "1" and messages[0]["STATUS"].startswith("forwarding: 0 messages in from devices")
     assert messages[-1]["STOPPING"] == "1" and messages[-1]["STATUS"].startswith("stopping: ")
-    heartbeats = [fields["STATUS"] for fields in messages if fields.get("STATUS", "").startswith("forwarding: ")]
-    assert len(heartbeats) >= 3
+    assert len(_proxy_heartbeats(notify_socket)) >= 3
     counted_in = int(messages[-1]["STATUS"].split()[1])
-    assert counted_in >= 5 and len([m for m in subscriber.of("status") if "number" in m]) == 5
+    assert counted_in >= 5 and len(_numbered(subscriber)) == 5
     gaps = np.diff(notify_socket.pings(notify_socket.messages[0][0]))
     assert 0.75 * watchdog_s <= statistics.median(gaps) <= 1.5 * watchdog_s, gaps
+
+
+def _probe_arrives(device: Publisher, subscriber: Subscriber) -> bool:
+    """Publish a probe; True once one got through, which a device's first events may not (slow joiner)."""
+    device.publish("status", {"probe": True})
+    return any("probe" in event for event in subscriber.of("status"))
+
+
+def _numbered(subscriber: Subscriber) -> list[dict]:
+    return [event for event in subscriber.of("status") if "number" in event]
+
+
+def _proxy_heartbeats(notify_socket: NotifySocket) -> list[str]:
+    statuses = [fields.get("STATUS", "") for _, fields in notify_socket.messages]
+    return [status for status in statuses if status.startswith("forwarding: ")]
 
 
 class _WedgingProxy(Proxy):
@@ -286,7 +301,7 @@ def test_a_wedged_forwarder_stops_the_proxy_watchdog_pings(notify_socket):
     try:
         assert proxy.wedged.wait(30)
         wedged_at = time.monotonic()
-        time.sleep(1.0)
+        time.sleep(1.0)  # the window in which no ping may come: the silence is what is tested
         assert len(notify_socket.pings(end=wedged_at)) >= 3  # it was pinging until then
         assert notify_socket.pings(start=wedged_at + 2 * watchdog_s) == []  # and then it stopped
     finally:
@@ -391,13 +406,7 @@ def _replace_with_resaved_bundle(npz_path: Path) -> str:
 
 
 def _emotions_after(subscriber: Subscriber, count: int, timeout: float = 30) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = subscriber.of("emotion")
-        if len(events) > count:
-            return events[count:]
-        time.sleep(0.05)
-    raise AssertionError(f"no emotion event after the first {count} within {timeout} s")
+    return wait_until(lambda: subscriber.of("emotion")[count:], timeout, f"an emotion event after the first {count}")
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,9 @@ from ser_stream.adapter_state import STATE_FILE, load_state
 from ser_stream.config import ConfigError
 from ser_stream.errors import DeviceError, EndpointError, ModelError, UserError
 from ser_stream.model import load_bundle
-from testkit.live import REPO, Subscriber, cli_executable, clip_path, free_endpoint, wait_until
+from testkit.live import REPO, Subscriber, cli_executable, clip_path, free_endpoint, wait_for_audio, wait_until
 from testkit.quick_model import tiny_bundle
-from tests import pulse
 from tests.sandbox import unit_settings
-
-virtual_mic = pulse.virtual_mic
 
 UNIT = REPO / "systemd" / "ser-stream.service"
 PROXY_UNIT = REPO / "systemd" / "ser-stream-proxy.service"
@@ -194,6 +190,8 @@ def run_proxy_briefly(command: list[str], backend: str, cwd: Path) -> tuple[int 
         if proxy.poll() is None:
             proxy.send_signal(signal.SIGTERM)
         _, stderr = proxy.communicate(timeout=15)
+        if proxy.returncode == 0:  # it said "stopping" last
+            wait_until(lambda: subscriber.stopped("proxy"), 10, "the proxy's last event")
     finally:
         if proxy.poll() is None:
             proxy.kill()
@@ -267,7 +265,7 @@ def test_the_daemon_captures_classifies_and_keeps_its_adaptation_in_the_units_sa
         if not first and daemon.wait(10) == 3:
             pytest.skip(daemon.stderr.read().strip())
         assert json.loads(first)["state"] == "started", daemon.stderr.read()
-        time.sleep(1.5)  # PulseAudio starts the stream
+        wait_for_audio(subscriber)
         virtual_mic.play(clip_path(ravdess, 3, 1, intensity=2))
         wait_until(lambda: subscriber.of("emotion"), 15, "an emotion event")
         daemon.send_signal(signal.SIGTERM)
