@@ -5,10 +5,11 @@ one utterance, its fastest of a few rounds), then the adapter takes each clip's 
 as the daemon would, many times over; a figure is a median, the verdict a ratio measured in the
 same run. BLAS in one thread, as the daemon runs.
 
-Then the worker's whole share, as `Worker` pays it per final utterance: the prediction with the
-adapter (`Classifier.predict(features, adapter)`) against the same prediction with the prior alone,
-and `Adaptation.learn` with a state folder (the update, and every SAVE_EVERY utterances an atomic
-save: temporary file, fsync, rename), whose mean is the per-utterance cost; and the state file's size.
+Then the worker's whole share, as `Worker` pays it per final utterance: the prediction through the
+adapter (`Classifier.predict(features, adapter)`) against the model alone, and `Adaptation.learn`
+with a state folder (the update, and every SAVE_EVERY utterances a copy handed to the writer
+thread), whose mean is the per-utterance cost; then the writer thread's atomic save (temporary
+file, fsync, rename) and the state file's size.
 """
 
 from __future__ import annotations
