@@ -52,7 +52,7 @@ class Reloader:
             log.warning("%s changed; it takes effect at the next restart, not on reload", key)
         new = self.running.keeping_restart_only(new)
         bundle = load_bundle(new.model.path)
-        if bundle.sha256 != self.classifier.bundle.sha256:
+        if bundle.manifest != self.classifier.bundle.manifest:  # the arrays' SHA-256, or a new calibration
             self.classifier = Classifier(bundle)
             self.classifier.warm_up()  # here, off the audio path, before the worker gets it
         set_level(new.service.log_level)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 import pytest
 
 from ser_stream.adapter_state import STATE_FILE, StateRefused, load_state
+from ser_stream.config import resolve
 from ser_stream.errors import ConfigError
 from ser_stream.features import SEED_PARAMS
-from ser_stream.model import Classifier, ModelBundle, load_bundle
+from ser_stream.model import Classifier, ModelBundle, load_bundle, manifest_path
 from ser_stream.pipeline.adaptation import SAVE_EVERY, Adaptation
+from ser_stream.service import Reloader
 from ser_stream.settings import ModelSettings
 from testkit.live import wait_until
 from testkit.quick_model import tiny_bundle as tiny_bundle_path
@@ -189,3 +192,28 @@ def test_a_failing_save_is_one_warning_and_the_next_save_retries(tmp_path, bundl
     [warning] = warnings_of(caplog)  # one, however many saves failed
     assert warning.startswith(f"could not save the adaptation state to {state / STATE_FILE}")
     assert saved(state, bundle) == 3 * SAVE_EVERY
+
+
+def test_a_reload_that_only_recalibrates_the_model_applies_it_and_keeps_the_adaptation(tmp_path):
+    """A new calibration or abstention threshold changes the manifest, not the arrays (the same SHA-256):
+    the reload must still take the new manifest, and the statistics learned stay valid."""
+    path = tiny_bundle_path(tmp_path / "model")
+    config = tmp_path / "config.toml"
+    config.write_text(f'model = "{path}"\n')
+    settings = resolve(config, {})
+    classifier = Classifier(load_bundle(path))
+    adaptation = Adaptation.start(classifier.bundle, settings.model)
+    for row in utterances(6):
+        adaptation.learn(row)
+    x = utterances(1, seed=9)[0]
+    before = classifier.predict(x, adaptation.adapter)
+
+    manifest = json.loads(manifest_path(path).read_text())
+    manifest["calibration"] = {"method": "temperature", "temperature": 3.0}
+    manifest_path(path).write_text(json.dumps(manifest))
+    reloaded, new_settings = Reloader(config, {}, settings, classifier)()
+    assert reloaded.bundle.section("calibration") == {"method": "temperature", "temperature": 3.0}
+    adaptation = adaptation.reconfigured(reloaded.bundle, new_settings.model)
+    after = reloaded.predict(x, adaptation.adapter)
+    assert after.adapted_on == before.adapted_on == 6
+    assert after.label == before.label and after.confidence < before.confidence  # softened by T = 3

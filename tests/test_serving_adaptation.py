@@ -20,6 +20,7 @@ from testkit.live import Lines, cli_executable, clip_path, free_endpoint, wait_u
 from testkit.noisy import RATE, Stream, overlapping, voice_stream
 from testkit.quick_model import TRAINING_ACTORS, clip_features, quick_bundle
 from tests.conftest import run_cli
+from train.rooms import pink_noise
 
 pytestmark = [pytest.mark.ravdess, pytest.mark.slow]
 
@@ -154,9 +155,10 @@ def test_events_say_uncertain_below_the_threshold_and_how_strong_the_emotion_is(
 
     # The flag overrides the model's threshold; the label stays the most probable emotion.
     path, _ = voices[UNSEEN[0], PLAYS[0]]
-    strict, _, _ = served(path, models[0], "--min-confidence", "1")
+    strict, _, _ = served(path, models[0], "--min-confidence", "0.95")
     default = runs["adapt", UNSEEN[0], PLAYS[0]][0]
-    assert all(e["uncertain"] for e in strict)
+    assert all(e["uncertain"] == (e["confidence"] < 0.95) for e in strict)
+    assert sum(e["uncertain"] for e in strict) > sum(e["uncertain"] for e in default)
     assert [e["label"] for e in strict] == [e["label"] for e in default]
 
 
@@ -274,8 +276,6 @@ def test_classify_adapt_with_a_model_without_a_prior_says_so_and_classifies_each
 
 def test_status_events_say_the_noise_floor_once_it_is_known(tmp_path, ravdess):
     """The shipped model adapts nothing: no `adapted_on` anywhere; the room's floor is in the counters."""
-    from train.rooms import pink_noise
-
     level_dbfs = -45.0
     rng = np.random.default_rng(3)
     speech, _ = soundfile.read(clip_path(ravdess, 3, 14), dtype="float32")

@@ -134,6 +134,9 @@ class Adaptation:
         """After a reload: the same model keeps what was learned; another model starts afresh."""
         learning = bundle.prior is not None and settings.adapt is not False
         if bundle.sha256 == self.bundle.sha256 and learning == self.learning:
+            if self.adapter is not None and bundle.prior is not self.adapter.prior:  # the same arrays, reloaded
+                self.adapter = VoiceAdapter.from_state(bundle.prior, self.adapter.state())
+            self.bundle = bundle
             return self
         self.close()
         if bundle.sha256 == self.bundle.sha256:  # adapt switched: as at a start

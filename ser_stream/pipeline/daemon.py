@@ -224,7 +224,7 @@ class Daemon:
             message = f"reload failed: {outcome}"
         else:
             classifier, settings = outcome
-            changed_model = classifier.bundle.sha256 != self.classifier.bundle.sha256
+            changed_model = classifier is not self.classifier  # the reloader keeps an unchanged one
             self.classifier, self.settings = classifier, settings
             segmenter = SegmenterConfig.of(settings.vad, self.source.sample_rate)
             if segmenter != self.segmenter.config:
