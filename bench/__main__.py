@@ -12,10 +12,10 @@ import platform
 import time
 from pathlib import Path
 
-from bench import adapter, classify, device, features, model, pipeline, segmentation
+from bench import adapter, classify, device, features, interim, model, pipeline, segmentation
 from bench.common import DEFAULT_DATA
 
-BENCHES = ("features", "adapter", "pipeline", "classify", "device", "model", "segmentation")
+BENCHES = ("features", "adapter", "pipeline", "classify", "device", "model", "segmentation", "interim")
 
 
 def main() -> None:
@@ -41,6 +41,7 @@ def main() -> None:
         "device": lambda: device.run(args.idle_s),
         "model": model.run,
         "segmentation": lambda: segmentation.run(args.data),
+        "interim": lambda: interim.run(args.data, args.idle_s),
     }
     for name in BENCHES:
         if name in (args.benches or BENCHES):

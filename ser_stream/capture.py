@@ -39,6 +39,10 @@ LOSS_THRESHOLD_S = 0.25
 LOSS_CHECK_BLOCKS = 10
 #: How fast the loss detector's baseline follows slow changes (latency, the card's clock drift), per check.
 _BASELINE_FOLLOW = 1 / 32
+#: Blocks read at a time while the reader says it is idle (nobody speaking): each read wakes the
+#: capture thread and the main loop, which is what an always-on device pays while nothing happens.
+#: Two halve it; the segmenter may hear a first voiced frame one block later.
+IDLE_BLOCKS = 2
 
 
 class AudioBlock(NamedTuple):
@@ -85,6 +89,7 @@ class Source(Protocol):
     name: str  # device name or file path (the events' "source")
     sample_rate: int  # rate of the blocks
     live: bool  # audio that will not wait: the daemon drops utterances rather than fall behind it
+    idle: bool  # set by the reader: nobody speaks, blocks of IDLE_BLOCKS will do
 
     def start(self) -> None: ...
 
@@ -187,7 +192,7 @@ def resolve_device(device: str | int | None) -> int | None:
 class MicSource:
     """Live capture from a PortAudio input device (sounddevice ``InputStream``).
 
-    A capture thread does blocking reads and only copies each block into a bounded queue.
+    A capture thread does blocking reads and only puts each block it read (a fresh array) into a bounded queue.
     Blocking reads rather than PortAudio's callback: sounddevice builds its callback with cffi,
     which needs memory both writable and executable, and the systemd unit forbids that
     (MemoryDenyWriteExecute=yes).
@@ -212,7 +217,9 @@ class MicSource:
         self._block = _block_samples(self.sample_rate, block_ms)
         self._last_block_at = 0.0
         self.live = True
-        self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
+        self.idle = False
+        self._queue: queue.SimpleQueue[AudioBlock] = queue.SimpleQueue()  # C: no Python lock per block
+        self._queue_blocks = queue_blocks
         self._stream: sounddevice.InputStream | None = None
         self._thread: threading.Thread | None = None
         self._frames = 0  # frames delivered, for the counters
@@ -251,7 +258,7 @@ class MicSource:
         delivered = 0  # in this stream, lost frames included
         for count in itertools.count():
             try:
-                data, overflowed = stream.read(self._block)
+                data, overflowed = stream.read(self._block * IDLE_BLOCKS if self.idle else self._block)
                 # Every few blocks (each check costs a call into the driver): is the backlog drained?
                 caught_up = count % LOSS_CHECK_BLOCKS == 0 and stream.read_available < self._block
             except (sd.PortAudioError, OSError):
@@ -278,9 +285,9 @@ class MicSource:
             self._next_start += len(data)
             self._frames += len(data)
             self._last_block_at = now
-            try:
-                self._queue.put_nowait(AudioBlock(data[:, 0].copy(), start, now))
-            except queue.Full:
+            if self._queue.qsize() < self._queue_blocks:  # this thread alone adds: the check holds
+                self._queue.put(AudioBlock(data.reshape(-1), start, now))  # a fresh array per read: no copy
+            else:
                 self._queue_drops += 1
         if not stopping.is_set():
             self._lost = True
@@ -387,6 +394,7 @@ class FileSource:
         self.sample_rate = sample_rate
         self.realtime = realtime
         self.live = realtime
+        self.idle = False
         self._block = _block_samples(sample_rate, block_ms)
         self._file = open_audio(path)
         rate = self._file.samplerate
@@ -415,11 +423,12 @@ class FileSource:
     def read(self, timeout: float) -> AudioBlock | None:
         if self._started_at is None:
             raise RuntimeError("FileSource.read() before start()")
-        while self._pending.size < self._block and not self._decoded_all:
+        wanted = self._block * IDLE_BLOCKS if self.idle else self._block
+        while self._pending.size < wanted and not self._decoded_all:
             self._decode_more()
         if self.finished:
             return None
-        size = min(self._block, self._pending.size)
+        size = min(wanted, self._pending.size)
         end = self._position + size
         if self.realtime:
             captured_at = self._started_at + end / self.sample_rate

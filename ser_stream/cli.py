@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__
 from .config import add_flags, flag_values
 from .errors import ArgumentParser, DeviceError, UserError
+from .events import TOPICS
 from .logs import error_line
 from .model import default_model_path
 from .settings import DEFAULT_ENDPOINT, MAX_WAIT_S, ProxySettings, RunSettings
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--topic",
         action="append",
-        choices=("emotion", "status", "proxy"),
+        choices=TOPICS,
         help="topic to print; repeatable (default: emotion and status)",
     )
     sub.add_argument(

@@ -25,6 +25,7 @@ class Counters:
     drops: int = 0  # messages the socket refused outright
     queue_drops: int = 0  # audio blocks or utterances dropped from a full queue
     queue_depth: int = 0  # audio blocks and utterances waiting now
+    interim_dropped: int = 0  # interim results dropped for a worker that fell behind
     adapted_on: int | None = None  # the worker: utterances in the voice adapter's statistics
     noise_floor_dbfs: float | None = None  # the segmenter: the room's noise floor
 

@@ -20,10 +20,14 @@ if TYPE_CHECKING:
 EMOTION_SCHEMA = "ser-stream.emotion/1"
 STATUS_SCHEMA = "ser-stream.status/1"
 PROXY_SCHEMA = "ser-stream.proxy/1"
-TOPIC_EMOTION = "emotion"
+SPEECH_SCHEMA = "ser-stream.speech/1"
+TOPIC_EMOTION = "emotion"  # final results, one per utterance
 TOPIC_STATUS = "status"
 TOPIC_PROXY = "proxy"
-TOPICS = (TOPIC_EMOTION, TOPIC_STATUS, TOPIC_PROXY)
+TOPIC_SPEECH = "speech"  # an utterance opened (start) and closed (end)
+TOPIC_INTERIM = "interim"  # emotion payloads of an utterance still open
+#: ZeroMQ subscribes by prefix, so no topic starts with another (a test checks).
+TOPICS = (TOPIC_EMOTION, TOPIC_STATUS, TOPIC_PROXY, TOPIC_SPEECH, TOPIC_INTERIM)
 #: libzmq's proxy statistics, in the order its STATISTICS command returns them.
 PROXY_COUNTERS = (
     "frontend_messages_in",
@@ -36,6 +40,7 @@ PROXY_COUNTERS = (
     "backend_bytes_out",
 )
 STATUS_STATES = ("started", "running", "device lost", "device back", "stopping")
+SPEECH_STATES = ("start", "end")
 
 
 def _aware_isoformat(moment: datetime) -> str:
@@ -55,16 +60,20 @@ def emotion_event(
     source: str,
     model: dict,
     device: str,
+    utterance: int | None = None,
+    final: bool | None = None,
     adapted_on: int | None = None,
     uncertain: bool | None = None,
     intensity: float | None = None,
 ) -> dict[str, Any]:
     """The payload of one classified utterance, without `seq` and `latency_ms` (stamped when sent).
 
-    Numbers are converted to Python floats so numpy scalars from the classifier serialise as JSON.
-    The optional fields (`prediction_extras`) are left out when not known.
+    ``final`` False: an interim result (topic `interim`) of the utterance numbered ``utterance``,
+    still open; True: its final result (topic `emotion`).  Numbers are converted to Python floats so
+    numpy scalars from the classifier serialise as JSON.  The optional fields of the prediction
+    (`prediction_extras`) are left out when not known.
     """
-    return {
+    event = {
         "schema": EMOTION_SCHEMA,
         "device": device,
         "label": label,
@@ -78,6 +87,45 @@ def emotion_event(
         "model": dict(model),
         **prediction_extras(adapted_on=adapted_on, uncertain=uncertain, intensity=intensity),
     }
+    if utterance is not None:
+        event["utterance"] = utterance
+    if final is not None:
+        event["final"] = final
+    return event
+
+
+def speech_event(
+    *,
+    state: str,
+    utterance: int,
+    start_s: float,
+    wall_time: datetime,
+    source: str,
+    device: str,
+    end_s: float | None = None,
+    cut: bool = False,
+    classified: bool = False,
+) -> dict[str, Any]:
+    """An utterance opened (`start`, at ``start_s``) or closed (`end`, with ``end_s``, whether it was
+    ``cut`` at the maximum length and whether it is ``classified``: a final `emotion` event follows),
+    without `seq` and `latency_ms` (stamped when sent).  ``wall_time``: of ``start_s`` or ``end_s``."""
+    if state not in SPEECH_STATES:
+        raise ValueError(f"unknown speech state {state!r}; expected one of {', '.join(SPEECH_STATES)}")
+    if (state == "end") != (end_s is not None):
+        raise ValueError("end_s is given for, and only for, the end of an utterance")
+    event: dict[str, Any] = {
+        "schema": SPEECH_SCHEMA,
+        "device": device,
+        "state": state,
+        "utterance": utterance,
+        "start_s": float(start_s),
+        "timestamp": _aware_isoformat(wall_time),
+        "source": source,
+    }
+    if end_s is not None:
+        duration_s = float(end_s) - float(start_s)
+        event |= {"end_s": float(end_s), "duration_s": duration_s, "cut": cut, "classified": classified}
+    return event
 
 
 def prediction_extras(

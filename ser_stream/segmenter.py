@@ -38,6 +38,12 @@ Bounds of an utterance, in stream samples:
   is always there is, after a few seconds, the room.
 - ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
   utterances are dropped and counted in ``dropped_short``.
+
+``feed`` returns the utterances; ``feed_events`` also says when the segmenter opens an utterance
+(``SpeechStarted``) and closes it (``SpeechEnded``, with the utterance it emitted, if any), in
+stream order, so a subscriber can hear of speech while it goes on.  Each window of a cut monologue
+is opened and closed like an utterance of its own.  ``so_far`` copies the open utterance as it
+stands, for interim results: at most ``max_utterance_ms``, and only when asked.
 """
 
 from __future__ import annotations
@@ -149,6 +155,64 @@ class Utterance:
     @property
     def duration_s(self) -> float:
         return (self.end - self.start) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The segmenter opened an utterance at stream position ``opened_at``, its speech starting at ``start``.
+
+    ``start`` is provisional: when the utterance closes, the energy gate may move its start later
+    (a breath before the first word), so the emitted utterance starts at or after it.
+    """
+
+    start: int
+    opened_at: int
+    sample_rate: int
+
+    @property
+    def start_s(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def decided_at(self) -> int:
+        return self.opened_at
+
+
+@dataclass(frozen=True, eq=False)
+class SpeechEnded:
+    """The segmenter closed the utterance it last opened, at stream position ``closed_at``.
+
+    ``utterance`` is what it emitted: None when nothing was (shorter than ``min_utterance_ms``,
+    or only the silence after a cut).  ``cut``: closed for reaching ``max_utterance_ms``, the
+    speech going on in the next window.
+    """
+
+    start: int
+    end: int
+    closed_at: int
+    sample_rate: int
+    cut: bool
+    utterance: Utterance | None
+
+    @property
+    def start_s(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def end_s(self) -> float:
+        return self.end / self.sample_rate
+
+    @property
+    def decided_at(self) -> int:
+        return self.closed_at
+
+
+SpeechEvent = SpeechStarted | SpeechEnded
+
+
+def utterances_of(events: list[SpeechEvent]) -> list[Utterance]:
+    """The utterances the events emitted, in order."""
+    return [event.utterance for event in events if isinstance(event, SpeechEnded) and event.utterance is not None]
 
 
 class _Window:
@@ -275,6 +339,12 @@ class Segmenter:
         return self._in_speech
 
     @property
+    def idle(self) -> bool:
+        """No utterance open and no voiced frame in the trigger window: nothing can open one before the
+        next voiced frame, so the input may deliver audio in coarser blocks meanwhile."""
+        return not self._in_speech and self._trigger.voiced == 0
+
+    @property
     def noise_floor_dbfs(self) -> float | None:
         """The noise floor of the current stream in dBFS (RMS relative to a full-scale square wave;
         digital silence reads ``SILENT_DBFS``), or None during the first ``FLOOR_WARMUP_MS``."""
@@ -291,10 +361,14 @@ class Segmenter:
 
     def feed(self, samples: np.ndarray) -> list[Utterance]:
         """Consume a block of 1-D int16 samples of any length; return the utterances it completed."""
+        return utterances_of(self.feed_events(samples))
+
+    def feed_events(self, samples: np.ndarray) -> list[SpeechEvent]:
+        """``feed``, returning what happened in stream order: utterances opened and closed."""
         if not isinstance(samples, np.ndarray) or samples.dtype != np.int16 or samples.ndim != 1:
             got = f"{samples.ndim}-D {samples.dtype} array" if isinstance(samples, np.ndarray) else type(samples)
             raise ValueError(f"Segmenter.feed takes a 1-D int16 array, got {got}")
-        done: list[Utterance] = []
+        done: list[SpeechEvent] = []
         taken = 0
         while taken < samples.size:
             used = self._tape_end - self._tape_start
@@ -327,6 +401,25 @@ class Segmenter:
         successor.feed(self._tape[self._vad_pos - self._tape_start : self._tape_end - self._tape_start].copy())
         return successor
 
+    def so_far(self) -> Utterance | None:
+        """A copy of the open utterance as it stands, for an interim result: None when no utterance is
+        open, or when what was heard so far would be dropped as shorter than ``min_utterance_ms``.
+
+        From the provisional ``start`` (the gate's start trim applies when the utterance closes) to
+        ``TAIL_MS`` after the last voiced frame, as the end would be trimmed if it closed now;
+        ``closed_at`` is the current position.  A window is cut at ``max_utterance_ms``, so neither
+        the copy nor the time it takes grows beyond that.
+        """
+        if not self._in_speech:
+            return None
+        end = min(self._last_voiced_end + self._tail, self._vad_pos)
+        if end - self._start < max(self._min, 1):
+            return None
+        begin = self._start - self._tape_start
+        samples = self._tape[begin : begin + end - self._start].copy()
+        samples.flags.writeable = False
+        return Utterance(samples, self._start, end, self.config.sample_rate, self._vad_pos, cut=False)
+
     def flush(self, resume_at: int = 0) -> list[Utterance]:
         """End of stream: emit the utterance in progress (trimmed as if the hangover expired) and
         start a new stream at offset ``resume_at``: 0, or where the input resumes after a gap, so
@@ -334,7 +427,11 @@ class Segmenter:
 
         The partial frame still buffered is audio too: it may be part of the final utterance.
         """
-        done: list[Utterance] = []
+        return utterances_of(self.flush_events(resume_at))
+
+    def flush_events(self, resume_at: int = 0) -> list[SpeechEvent]:
+        """``flush``, returning what happened: the open utterance, if any, closed."""
+        done: list[SpeechEvent] = []
         if self._in_speech:
             end = min(self._last_voiced_end + self._tail, self._tape_end)
             self._cut_windows(done, end, closed_at=self._tape_end)
@@ -349,7 +446,7 @@ class Segmenter:
         self._tape[: end - begin] = self._tape[begin:end]
         self._tape_start = keep
 
-    def _step(self, done: list[Utterance]) -> None:
+    def _step(self, done: list[SpeechEvent]) -> None:
         """Label the next frame and advance the state machine."""
         offset = self._vad_pos - self._tape_start
         samples = self._tape[offset : offset + self._frame]
@@ -367,7 +464,7 @@ class Segmenter:
             if voiced:
                 self._last_voiced_end = self._vad_pos
             if self._trigger.voiced >= self._trigger_needed:
-                self._open()
+                self._open(done)
                 self._cut_windows(done, self._vad_pos, closed_at=self._vad_pos)
             return
         if voiced:
@@ -384,7 +481,7 @@ class Segmenter:
         self._cut_windows(done, end, closed_at=self._vad_pos)
         self._close(done, end, closed_at=self._vad_pos)
 
-    def _open(self) -> None:
+    def _open(self, done: list[SpeechEvent]) -> None:
         """Speech starts: the onset is the first voiced frame of the trigger window."""
         labels, energies = self._trigger.labels, self._recent_energy
         first = labels.index(True)
@@ -398,16 +495,18 @@ class Segmenter:
         self._start = max(onset - self._pre_roll, self._floor)
         self._in_speech = True
         self._hangover.clear()
+        done.append(SpeechStarted(self._start, self._vad_pos, self.config.sample_rate))
 
-    def _cut_windows(self, done: list[Utterance], end: int, closed_at: int) -> None:
+    def _cut_windows(self, done: list[SpeechEvent], end: int, closed_at: int) -> None:
         """Emit full ``max_utterance_ms`` windows while the audio up to ``end`` is longer than one."""
         while end - self._start > self._max:
             self._emit(done, self._start + self._max, closed_at, cut=True)
             self._start += self._max
             self._voiced_frames.clear()  # a window after a cut starts where the last ended: no start trim
+            done.append(SpeechStarted(self._start, closed_at, self.config.sample_rate))
 
-    def _close(self, done: list[Utterance], end: int, closed_at: int) -> None:
-        """Speech ended: emit ``[start, end)`` if long enough, else count it as dropped."""
+    def _close(self, done: list[SpeechEvent], end: int, closed_at: int) -> None:
+        """Speech ended: emit ``[start, end)`` if long enough, else count it as dropped; either way it is closed."""
         self._in_speech = False
         self._trigger.clear()
         self._recent_energy.clear()
@@ -415,18 +514,22 @@ class Segmenter:
         first_loud = next((offset for offset, energy in self._voiced_frames if energy >= loud_enough), None)
         if first_loud is not None:
             self._start = max(self._start, first_loud - self._pre_roll)
-        if self._last_voiced_end <= self._start:
-            return  # the window after a cut held only trailing silence: no utterance at all
-        if end - self._start < self._min:
+        rate = self.config.sample_rate
+        if self._last_voiced_end <= self._start:  # the window after a cut held only trailing silence
+            done.append(SpeechEnded(self._start, max(end, self._start), closed_at, rate, cut=False, utterance=None))
+        elif end - self._start < self._min:
             self.dropped_short += 1
+            done.append(SpeechEnded(self._start, end, closed_at, rate, cut=False, utterance=None))
         else:
             self._emit(done, end, closed_at, cut=False)
 
-    def _emit(self, done: list[Utterance], end: int, closed_at: int, cut: bool) -> None:
+    def _emit(self, done: list[SpeechEvent], end: int, closed_at: int, cut: bool) -> None:
         begin = self._start - self._tape_start
         samples = self._tape[begin : begin + end - self._start].copy()
         samples.flags.writeable = False
-        done.append(Utterance(samples, self._start, end, self.config.sample_rate, closed_at, cut))
+        rate = self.config.sample_rate
+        utterance = Utterance(samples, self._start, end, rate, closed_at, cut)
+        done.append(SpeechEnded(self._start, end, closed_at, rate, cut, utterance))
         self.emitted += 1
         self._floor = end
 

@@ -1,4 +1,4 @@
-"""Settings per stage, frozen and built once: capture, vad, model, publish, service.
+"""Settings per stage, frozen and built once: capture, vad, interim, model, publish, service.
 
 `ser-stream run` has one settings object, `RunSettings`, that nests one small object per stage of
 the pipeline, the way wyoming-satellite nests its `MicSettings` and `VadSettings`: each part of
@@ -249,6 +249,20 @@ class VadSettings(Stage):
 
 
 @dataclass(frozen=True)
+class InterimSettings(Stage):
+    """Interim results: how often an utterance still open is classified, as heard so far."""
+
+    every_ms: int = option(
+        1000,
+        "while an utterance is open, classify what was heard of it so far this often (topic `interim`), ms; 0 = off",
+        key="interim_ms",
+        minimum=0,
+        maximum=MAX_UTTERANCE_MS,
+        metavar="MS",
+    )
+
+
+@dataclass(frozen=True)
 class ModelSettings(Stage):
     """The model, and what the worker does with its optional sections: adaptation and abstention."""
 
@@ -376,6 +390,7 @@ class RunSettings:
 
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     vad: VadSettings = field(default_factory=VadSettings)
+    interim: InterimSettings = field(default_factory=InterimSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     publish: PublishSettings = field(default_factory=PublishSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)

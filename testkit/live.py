@@ -65,6 +65,32 @@ def build_stream(ravdess, path, clips=STREAM_CLIPS, gap_s=1.5):
     return bounds
 
 
+#: The clips of a monologue: four emotions of one actor, spoken one after another.
+MONOLOGUE_CODES = (2, 3, 6, 7)
+#: Actors whose four clips, trimmed and joined, the segmenter hears as one utterance of 5-7 s (the
+#: quiet end of the last clip falls under the energy gate), after silence of 1.5 s and in any order.
+MONOLOGUE_ACTORS = (11, 16, 17)
+
+
+def build_monologues(ravdess, path, actors=(11, 17), gap_s=1.5):
+    """Long utterances separated by digital silence: each actor's MONOLOGUE_CODES clips cut to their
+    speech (librosa.effects.trim at 30 dB) and joined without pauses.  Returns each one's speech bounds (s)."""
+    parts, bounds, offset = [np.zeros(int(gap_s * RATE), np.float32)], [], int(gap_s * RATE)
+    for actor in actors:
+        speech = []
+        for code in MONOLOGUE_CODES:
+            samples, rate = soundfile.read(clip_path(ravdess, code, actor, intensity=2), dtype="float32")
+            assert rate == RATE
+            _, (start, end) = librosa.effects.trim(samples, top_db=30)
+            speech.append(samples[start:end])
+        monologue = np.concatenate(speech)
+        bounds.append((offset / RATE, (offset + monologue.size) / RATE))
+        parts += [monologue, np.zeros(int(gap_s * RATE), np.float32)]
+        offset += monologue.size + int(gap_s * RATE)
+    soundfile.write(path, np.concatenate(parts), RATE, subtype="PCM_16")
+    return bounds
+
+
 class Subscriber:
     """A real SUB socket collecting [topic, json] messages in a background thread."""
 

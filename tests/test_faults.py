@@ -110,9 +110,11 @@ def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravd
     build_stream(ravdess, stream, STREAM_CLIPS, gap_s=1.0)
     source = FileSource(stream, realtime=False)
     source.live = True  # a microphone's policy at file speed: audio that cannot wait for the worker
+    printed = io.StringIO()
     with Publisher(free_endpoint()) as publisher:
         slow = _SlowClassifier(load_bundle(SHIPPED_MODEL))
-        daemon = Daemon(source, slow, publisher, RunSettings(), worker_queue=2)
+        settings = from_keys(RunSettings, {"print": True, "interim_ms": 0})
+        daemon = Daemon(source, slow, publisher, settings, out=printed, worker_queue=2)
         slow.worker = daemon.worker
         with caplog.at_level(logging.WARNING, logger="ser_stream"):
             assert daemon.run() == 0
@@ -120,8 +122,11 @@ def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravd
     assert slow.most_waiting <= 2  # memory bounded by the queue, however far behind
     drops = daemon.worker.utterances_dropped
     assert counters.utterances == len(STREAM_CLIPS)
-    emotions = counters.events_published - 2  # minus the started and stopping statuses, never evicted
+    events = [json.loads(line) for line in printed.getvalue().splitlines()]
+    emotions = sum(event.get("final", False) for event in events)
     assert drops > 0 and emotions + drops == counters.utterances
+    # Speech starts and ends are never dropped: one of each per utterance.
+    assert [event.get("state") for event in events].count("end") == len(STREAM_CLIPS)
     assert counters.queue_drops == drops
     # One line per burst of drops, not one per drop (a run far behind logged 1354 lines): how many, when.
     summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("worker behind: dropped ")]
@@ -135,7 +140,7 @@ def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
     source.start()
     try:
         assert source.read(15.0) is not None  # audio flows
-        wait_until(lambda: source.counters()["queue_drops"], 15, "a full queue")  # nobody reads
+        wait_until(lambda: source.counters().queue_drops, 15, "a full queue")  # nobody reads
         blocks = [source.read(5.0) for _ in range(8)]
         counters = source.counters()
     finally:
@@ -213,7 +218,7 @@ def test_a_gap_in_the_input_ends_the_utterance_and_stream_time_jumps_it(ravdess,
             source, Classifier(load_bundle(SHIPPED_MODEL)), publisher, from_keys(RunSettings, {"print": True}), out=out
         )
         assert daemon.run() == 0
-    emotions = [event for event in map(json.loads, out.getvalue().splitlines()) if "label" in event]
+    emotions = [event for event in map(json.loads, out.getvalue().splitlines()) if event.get("final")]
     cut, *rest = emotions
     assert abs(cut["start_s"] - speech_start) <= 0.3 and cut["end_s"] <= lost_s[0] + 0.03  # up to the gap
     for event, (start, end) in zip(rest, others, strict=True):  # after it, times are the stream's own
@@ -369,7 +374,7 @@ def test_every_kind_of_file_gets_a_label_or_one_clear_line(ravdess, tmp_path):
             continue
         run = run_cli("run", "--source", str(path), "--no-realtime", "--print", "--publish", free_endpoint())
         events = [json.loads(line) for line in run.stdout.splitlines()]
-        emotions = [event for event in events if "label" in event]
+        emotions = [event for event in events if event.get("final")]
         assert "Traceback" not in run.stderr, name
         if does == "events":
             assert run.returncode == 0 and emotions, (name, run.stderr)
@@ -429,4 +434,4 @@ def test_a_watchdog_period_too_long_for_the_clock_does_not_kill_the_worker(ravde
             "run", "--source", str(stream), "--no-realtime", "--print", "--publish", free_endpoint(), env=environ
         )
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
-    assert sum('"ser-stream.emotion/1"' in line for line in result.stdout.splitlines()) == 1
+    assert sum('"final": true' in line for line in result.stdout.splitlines()) == 1

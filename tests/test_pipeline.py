@@ -14,9 +14,13 @@ from ser_stream.segmenter import Utterance
 def test_counters_add_up_field_by_field():
     source = Counters(frames_captured=480, frames_lost=10, overflows=1, queue_drops=2, queue_depth=3)
     segmenter = Counters(utterances=4, utterances_dropped_short=1)
-    worker = Counters(events_published=7, drops=1, queue_drops=5, queue_depth=2)
-    assert source + segmenter + worker == Counters(480, 10, 1, 4, 1, 7, 1, 7, 5)
-    assert list((source + worker).as_dict().items())[-2:] == [("queue_drops", 7), ("queue_depth", 5)]
+    worker = Counters(events_published=7, drops=1, queue_drops=5, queue_depth=2, interim_dropped=3)
+    assert source + segmenter + worker == Counters(480, 10, 1, 4, 1, 7, 1, 7, 5, 3)
+    assert list((source + worker).as_dict().items())[-3:] == [
+        ("queue_drops", 7),
+        ("queue_depth", 5),
+        ("interim_dropped", 3),
+    ]
 
 
 def test_beats_ask_for_heartbeats_and_pings_on_their_own_periods():
@@ -36,17 +40,17 @@ def test_beats_ask_for_heartbeats_and_pings_on_their_own_periods():
 def _job(start_s: float) -> UtteranceJob:
     start = int(start_s * 16000)
     utterance = Utterance(np.zeros(16000, np.int16), start, start + 16000, 16000, start + 16000, False)
-    return UtteranceJob(utterance, 0.0)
+    return UtteranceJob(utterance, 0.0, number=int(start_s))
 
 
 def test_the_work_queue_evicts_the_oldest_utterance_and_lets_pulses_jump_it_once():
     work = WorkQueue(utterance_limit=2)
     first, second, third = _job(1.0), _job(3.0), _job(5.0)
-    assert work.put_evicting(first) is None and work.put_evicting(StatusChange("started")) is None
-    assert work.put_evicting(second) is None
-    assert work.put_evicting(third) is first  # the oldest waiting utterance goes, never a status
+    assert work.put_evicting(first) == [] and work.put_evicting(StatusChange("started")) == []
+    assert work.put_evicting(second) == []
+    assert work.put_evicting(third) == [first]  # the oldest waiting utterance goes, never a status
     for pulse in (Heartbeat(), WatchdogPing(), Heartbeat(), WatchdogPing()):
-        assert work.put_evicting(pulse) is None
+        assert work.put_evicting(pulse) == []
     assert [work.get() for _ in range(work.qsize())] == [
         WatchdogPing(),
         Heartbeat(),

@@ -17,7 +17,7 @@ import numpy as np
 from ..adapter import VoiceAdapter
 from ..audio import load_audio, to_int16, to_model_rate
 from ..errors import NotClassifiable, UserError
-from ..features import extractor_for
+from ..features import GrowingFeatures, extractor_for
 from ..segmenter import VAD_SAMPLE_RATES, SegmenterConfig, speech_bounds
 from .bundle import ModelBundle
 
@@ -112,6 +112,10 @@ class Classifier:
         """The feature vector of one utterance (mono float samples at ``sample_rate``), as training computed it."""
         return self._extract(to_model_rate(samples, sample_rate, self.sample_rate))
 
+    def growing(self) -> GrowingUtterance:
+        """A classifier for one utterance still open, asked again and again as it grows."""
+        return GrowingUtterance(self)
+
     def predict(self, features: np.ndarray, adapter: VoiceAdapter | None = None) -> Prediction:
         """The prediction for one utterance's feature vector.  A bundle that adapts was trained on
         features standardised per voice: ``adapter`` holds the statistics of the voice(s) heard (by
@@ -131,6 +135,29 @@ class Classifier:
             intensity=self.bundle.intensity(features),
             adapted_on=adapted_on,
         )
+
+
+class GrowingUtterance:
+    """Interim results of one utterance: each call classifies all of it so far (the same start, longer
+    each time) as ``Classifier.classify`` would, reusing the spectrum of the audio already classified
+    (``GrowingFeatures``), so a call costs the new audio, not the whole utterance again.  Audio at
+    another rate than the model's is resampled whole each time, and classified from scratch: the end
+    of a resampled prefix differs from the same stretch resampled longer."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self._classifier = classifier
+        self._features = GrowingFeatures(extractor_for(classifier.bundle.feature_params))
+
+    def features(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The features of all of it so far (an interim result must not be learned from: it is the same
+        audio again, cut short)."""
+        if sample_rate != self._classifier.sample_rate:
+            return self._classifier.features(samples, sample_rate)
+        return self._features(samples)
+
+    def classify(self, samples: np.ndarray, sample_rate: int, adapter: VoiceAdapter | None = None) -> Prediction:
+        """All of it so far, with ``adapter``'s statistics as `Classifier.predict` takes them."""
+        return self._classifier.predict(self.features(samples, sample_rate), adapter)
 
 
 #: What a file gives: its features, or the one-line reason it has none.

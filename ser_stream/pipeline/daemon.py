@@ -1,8 +1,10 @@
 """The main thread: read → segment → hand utterances to the worker; start, stop and reload.
 
 Threads, one object each: the input's capture thread (``MicSource``) fills a bounded queue; this
-loop reads it, segments (cheap), and hands finished utterances to the ``Worker``, which classifies
-and publishes.  Nothing on the audio path waits for features, the model or the network.  A
+loop reads it, segments (cheap), and hands the worker what the segmenter decided (an utterance
+opened, closed, and the utterance itself) and, every ``interim_ms`` while one is open, a copy of it
+for an interim result; the ``Worker`` classifies and publishes.  Nothing on the audio path waits
+for features, the model or the network.  A
 reload (SIGHUP) loads on its own short-lived thread (``Reload``); this loop polls for the outcome
 and applies it, so the input stays open throughout.  A lost microphone is the input's business
 (``ReopeningSource``): this loop only hears that it is lost, and back.
@@ -20,19 +22,19 @@ import time
 from datetime import datetime, timezone
 from typing import IO
 
-from ..capture import Source
+from ..capture import AudioBlock, Source
 from ..control import Control
 from ..counters import Counters
 from ..errors import UserError
 from ..model import Classifier
 from ..notify import Notifier
 from ..publisher import Publisher
-from ..segmenter import Segmenter, SegmenterConfig
+from ..segmenter import Segmenter, SegmenterConfig, SpeechEvent, SpeechStarted
 from ..settings import RunSettings
 from .adaptation import Adaptation
 from .device import DeviceChange, ReopeningSource
 from .reload import Outcome, Reload, Reloader
-from .work import Heartbeat, Reconfigure, StatusChange, UtteranceJob, WatchdogPing, WorkItem
+from .work import Heartbeat, Reconfigure, SpeechChange, StatusChange, UtteranceJob, WatchdogPing, WorkItem
 from .worker import Worker, status_line
 
 log = logging.getLogger("ser_stream")
@@ -65,6 +67,30 @@ class Beats:
         return items
 
 
+class Cadence:
+    """When the open utterance's next interim result is due: every ``interim_ms`` of stream time after
+    its start (0: never).  Due times missed (the loop was slow) are skipped, not made up for.  Pure:
+    the caller gives stream positions in samples."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._rate = sample_rate
+        self._every = 0
+        self._next: int | None = None
+
+    def opened(self, start: int, interim_ms: int) -> None:
+        self._every = interim_ms * self._rate // 1000
+        self._next = start + self._every if self._every else None
+
+    def closed(self) -> None:
+        self._next = None
+
+    def due(self, position: int) -> bool:
+        if self._next is None or position < self._next:
+            return False
+        self._next += self._every * ((position - self._next) // self._every + 1)
+        return True
+
+
 class Daemon:
     """Runs until the input ends (file) or a stop is requested (SIGTERM/SIGINT); SIGHUP reloads."""
 
@@ -81,15 +107,18 @@ class Daemon:
         worker_queue: int = WORKER_QUEUE,
         adaptation: Adaptation | None = None,
     ) -> None:
-        """The main loop reads ``settings.vad`` (at the source's rate) and ``settings.service``, the
-        worker ``settings.publish`` and ``settings.model``; the source, classifier and publisher are
-        already built from the rest, and the adaptation too (by default, from ``settings.model``)."""
+        """The main loop reads ``settings.vad`` (at the source's rate), ``settings.interim`` and
+        ``settings.service``, the worker ``settings.publish`` and ``settings.model``; the source,
+        classifier and publisher are already built from the rest, and the adaptation too (by default,
+        from ``settings.model``)."""
         self.source = source
         self.classifier = classifier  # the model last handed to the worker
         self.settings = settings
         self.notifier = Notifier({}) if notifier is None else notifier
         self.control = Control() if control is None else control  # stop and reload requests
         self.segmenter = Segmenter(SegmenterConfig.of(settings.vad, source.sample_rate))
+        self._utterance = 0  # the number of the utterance last opened
+        self._cadence = Cadence(source.sample_rate)
         if adaptation is None:
             adaptation = Adaptation.start(classifier.bundle, settings.model)
         self.worker = Worker(
@@ -176,13 +205,35 @@ class Daemon:
                 # the device was away.  The utterance in progress ends where the audio does, and
                 # stream time jumps the gap.
                 self._flush_segmenter(resume_at=item.start)
-            for utterance in self.segmenter.feed(item.samples):
-                self._submit(UtteranceJob(utterance, item.captured_at))
+            for event in self.segmenter.feed_events(item.samples):
+                self._on_speech(event, self._capture_time(item, event.decided_at))
+            if self._cadence.due(self.segmenter.position) and (so_far := self.segmenter.so_far()) is not None:
+                captured_at = self._capture_time(item, so_far.closed_at)
+                self._submit(UtteranceJob(so_far, captured_at, self._utterance, final=False))
+            self.source.idle = self.segmenter.idle  # coarser blocks while nobody speaks: fewer wake-ups
+
+    def _capture_time(self, block: AudioBlock, position: int) -> float:
+        """When the audio of ``block`` up to stream ``position`` was captured: a live input times a
+        block by its last sample; a file read faster than real time, by the reading."""
+        after = block.start + block.samples.size - position
+        return block.captured_at - max(after, 0) / self.source.sample_rate if self.source.live else block.captured_at
+
+    def _on_speech(self, event: SpeechEvent, captured_at: float) -> None:
+        """Number the utterances; the worker publishes their start and end, and classifies each."""
+        if isinstance(event, SpeechStarted):
+            self._utterance += 1
+            self._cadence.opened(event.start, self.settings.interim.every_ms)
+            self._submit(SpeechChange(event, self._utterance, captured_at))
+            return
+        self._cadence.closed()
+        self._submit(SpeechChange(event, self._utterance, captured_at))
+        if event.utterance is not None:
+            self._submit(UtteranceJob(event.utterance, captured_at, self._utterance))
 
     def _flush_segmenter(self, resume_at: int = 0) -> None:
         """The utterance in progress, if any, goes to the worker: the input is ending, gone or cut."""
-        for utterance in self.segmenter.flush(resume_at):
-            self._submit(UtteranceJob(utterance, time.monotonic()))
+        for event in self.segmenter.flush_events(resume_at):
+            self._on_speech(event, time.monotonic())
 
     def _on_device_change(self, change: DeviceChange) -> None:
         """Lost: what was captured is published first; the gap is skipped when audio returns."""

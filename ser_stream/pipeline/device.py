@@ -61,6 +61,14 @@ class ReopeningSource:
     def finished(self) -> bool:
         return self._source.finished
 
+    @property
+    def idle(self) -> bool:
+        return self._source.idle
+
+    @idle.setter
+    def idle(self, idle: bool) -> None:
+        self._source.idle = idle
+
     def start(self) -> None:
         self._source.start()
 

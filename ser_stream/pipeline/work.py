@@ -1,8 +1,8 @@
 """What the main loop hands the worker: a small closed set of work items, and the queue between them.
 
 Items are handled in order, one at a time, by the worker thread.  New kinds of work (a voice
-adapter's update, speech start/end, interim results, a second model) are new item types here and
-new cases in ``Worker._handle``; nothing else in the worker changes.
+adapter's update, a second model) are new item types here and new cases in ``Worker._handle``;
+nothing else in the worker changes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import queue
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..segmenter import Utterance
+from ..segmenter import SpeechEvent, Utterance
 
 if TYPE_CHECKING:
     from ..model import Classifier
@@ -20,13 +20,30 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class UtteranceJob:
-    """Classify an utterance and publish its emotion event."""
+    """Classify an utterance and publish the result: the final one (topic `emotion`) or, with ``final``
+    False, an interim result of the utterance still open (topic `interim`), which the queue drops first.
+
+    Only a final result may change what the pipeline learns from the voices it hears (a voice
+    adapter's statistics): an interim one is the same audio again, cut short.
+    """
 
     utterance: Utterance
-    captured_at: float  # monotonic time the block that closed the utterance was captured
+    captured_at: float  # monotonic time the audio that closed it (or, interim: its last frame) was captured
+    number: int  # the utterance's number, from 1 per run: its speech, interim and emotion events share it
+    final: bool = True
 
     def __str__(self) -> str:  # for logs: the times, not the samples
-        return "utterance {:.2f}–{:.2f} s".format(*self.utterance.bounds_s)
+        kind = "utterance" if self.final else "interim result of utterance"
+        return "{} {} {:.2f}–{:.2f} s".format(kind, self.number, *self.utterance.bounds_s)
+
+
+@dataclass(frozen=True)
+class SpeechChange:
+    """Publish a `speech` event: the segmenter opened (SpeechStarted) or closed (SpeechEnded) an utterance."""
+
+    event: SpeechEvent
+    number: int
+    captured_at: float  # monotonic time the frame on which the segmenter decided was captured
 
 
 @dataclass(frozen=True)
@@ -62,43 +79,55 @@ class Stop:
     reason: str
 
 
-WorkItem = UtteranceJob | StatusChange | Heartbeat | WatchdogPing | Reconfigure | Stop
+WorkItem = UtteranceJob | SpeechChange | StatusChange | Heartbeat | WatchdogPing | Reconfigure | Stop
 #: Items that say the pipeline is alive: they go to the front of the queue, one of each kind at most.
 PULSES = (Heartbeat, WatchdogPing)
 
 
+def _final(item: WorkItem) -> bool:
+    return isinstance(item, UtteranceJob) and item.final
+
+
+def _interim(item: WorkItem) -> bool:
+    return isinstance(item, UtteranceJob) and not item.final
+
+
 class WorkQueue(queue.Queue):
-    """The worker's queue.  At most `utterance_limit` utterances wait: a new one past that evicts the
-    oldest waiting utterance.  Status changes are never evicted; they are few (start, device lost /
-    back, reload, stop) and subscribers rely on them to explain gaps.  A heartbeat or a ping jumps the
-    queue (it asks whether the worker still moves, not for its turn) and is not added while another
-    of its kind waits: a stuck worker must not pile them up."""
+    """The worker's queue.  Interim work goes first: an interim result still waiting when another
+    utterance job comes (a newer interim result, or a final one) is stale, and evicted.  At most
+    `utterance_limit` final utterances wait: a new one past that evicts the oldest waiting one.
+    Status changes and speech events are never evicted; they are few and small, and subscribers rely
+    on them (to explain gaps; to pair an utterance's start with its end).  A heartbeat or a ping
+    jumps the queue (it asks whether the worker still moves, not for its turn) and is not added while
+    another of its kind waits: a stuck worker must not pile them up."""
 
     def __init__(self, utterance_limit: int) -> None:
         super().__init__()  # unbounded for status changes; utterances are bounded here
         self.utterance_limit = utterance_limit
 
     def utterances_waiting(self) -> int:
+        """Final utterances waiting (an interim one waits alone, if at all)."""
         with self.mutex:
-            return sum(isinstance(item, UtteranceJob) for item in self.queue)
+            return sum(_final(item) for item in self.queue)
 
-    def put_evicting(self, item: WorkItem) -> UtteranceJob | None:
-        """Never blocks; returns the utterance evicted to make room, if any."""
+    def put_evicting(self, item: WorkItem) -> list[UtteranceJob]:
+        """Never blocks; returns the utterance jobs evicted to make room (interim ones first)."""
         with self.not_empty:  # the queue's one lock
             if isinstance(item, PULSES):
                 if not any(isinstance(queued, type(item)) for queued in self.queue):
                     self.queue.appendleft(item)
                     self.unfinished_tasks += 1
                     self.not_empty.notify()
-                return None
-            evicted = None
+                return []
+            evicted: list[UtteranceJob] = []
             if isinstance(item, UtteranceJob):
-                waiting = [queued for queued in self.queue if isinstance(queued, UtteranceJob)]
-                if len(waiting) >= self.utterance_limit:
-                    evicted = waiting[0]
-                    self.queue.remove(evicted)  # one task out, one in: unfinished_tasks stays
+                evicted = [queued for queued in self.queue if _interim(queued)]
+                waiting = [queued for queued in self.queue if _final(queued)]
+                if item.final and len(waiting) >= self.utterance_limit:
+                    evicted.append(waiting[0])
+                for job in evicted:
+                    self.queue.remove(job)
             self.queue.append(item)
-            if evicted is None:
-                self.unfinished_tasks += 1
+            self.unfinished_tasks += 1 - len(evicted)  # the evicted are done with, unhandled
             self.not_empty.notify()
             return evicted

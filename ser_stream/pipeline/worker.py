@@ -16,16 +16,30 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import IO, Protocol
 
+import numpy as np
+
 from ..audio import from_int16
 from ..counters import Counters
 from ..errors import PipelineError
-from ..events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event
+from ..events import TOPIC_EMOTION, TOPIC_INTERIM, TOPIC_SPEECH, TOPIC_STATUS, emotion_event, speech_event, status_event
 from ..model import Classifier, ModelBundle
+from ..model.classifier import GrowingUtterance, Prediction
 from ..notify import Notifier
 from ..publisher import Publisher
+from ..segmenter import SpeechEnded
 from ..settings import ModelSettings, RunSettings
 from .adaptation import Adaptation
-from .work import Heartbeat, Reconfigure, StatusChange, Stop, UtteranceJob, WatchdogPing, WorkItem, WorkQueue
+from .work import (
+    Heartbeat,
+    Reconfigure,
+    SpeechChange,
+    StatusChange,
+    Stop,
+    UtteranceJob,
+    WatchdogPing,
+    WorkItem,
+    WorkQueue,
+)
 
 log = logging.getLogger("ser_stream")
 
@@ -52,12 +66,13 @@ def status_line(state: str, source: Named, counters: Counters, classifier: Class
 
 
 class DropBursts:
-    """Utterances dropped for a worker that fell behind, logged per burst (how many, and the stream
-    span they covered) rather than one line each: a worker far behind drops thousands.  A burst ends
-    when an utterance is queued without evicting one, or at stop; one that goes on is summed up every
-    DROP_SUMMARY_EVERY_S.  Pure: the caller logs the lines it returns."""
+    """Utterances (or interim results) dropped for a worker that fell behind, logged per burst (how
+    many, and the stream span they covered) rather than one line each: a worker far behind drops
+    thousands.  A burst ends when one is queued without evicting one, or at stop; one that goes on is
+    summed up every DROP_SUMMARY_EVERY_S.  Pure: the caller logs the lines it returns."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "utterance", plural: str = "utterances") -> None:
+        self._what, self._plural = what, plural
         self._count = 0
         self._since = 0.0
         self._first_s = 0.0
@@ -76,8 +91,8 @@ class DropBursts:
         if count == 0:
             return None
         if count == 1:
-            return f"worker behind: dropped utterance {self._first_s:.2f}–{self._last_s:.2f} s"
-        return f"worker behind: dropped {count} utterances between {self._first_s:.2f} and {self._last_s:.2f} s"
+            return f"worker behind: dropped {self._what} {self._first_s:.2f}–{self._last_s:.2f} s"
+        return f"worker behind: dropped {count} {self._plural} between {self._first_s:.2f} and {self._last_s:.2f} s"
 
 
 def _log_drops(summary: str | None) -> None:
@@ -114,8 +129,11 @@ class Worker:
         self._out = out
         self._queue = WorkQueue(queue_limit)
         self._drop_bursts = DropBursts()
+        self._interim_bursts = DropBursts("interim result", "interim results")
         self.utterances_dropped = 0  # evicted from the queue because the worker fell behind
+        self.interims_dropped = 0  # interim results evicted, stale, for the same reason
         self.failure: BaseException | None = None  # what killed the thread, if anything did
+        self._growing: tuple[tuple, GrowingUtterance] | None = None  # the open utterance's, for interim results
         self._thread = threading.Thread(target=self._run, name="ser-stream-worker", daemon=True)
         self._started = 0.0  # monotonic and wall-clock time the input opened, set by start()
         self._wall_start = datetime.now(timezone.utc)
@@ -127,16 +145,25 @@ class Worker:
         self._thread.start()
 
     def submit(self, item: WorkItem, wait: bool) -> None:
-        """Queue ``item``.  Without ``wait`` it never blocks (a live input): when the worker lags, the
-        oldest waiting utterance goes.  With ``wait`` (a file read as fast as possible) it returns
-        once the worker has handled everything queued, so each event is sent as soon as its utterance
-        is read rather than piling up behind the worker (and its latency with it)."""
+        """Queue ``item``.  Without ``wait`` it never blocks (a live input): when the worker lags, a
+        waiting interim result goes first, then the oldest waiting utterance.  With ``wait`` (a file
+        read as fast as possible) it returns once the worker has handled everything queued, so each
+        event is sent as soon as its utterance is read rather than piling up behind the worker (and
+        its latency with it)."""
         dropped = self._queue.put_evicting(item)
-        if dropped is not None:
-            self.utterances_dropped += 1
-            _log_drops(self._drop_bursts.dropped(dropped.utterance.bounds_s, time.monotonic()))
-        elif isinstance(item, UtteranceJob):  # queued without evicting one: the worker caught up
-            _log_drops(self._drop_bursts.end())
+        now = time.monotonic()
+        for job in dropped:
+            if job.final:
+                self.utterances_dropped += 1
+                _log_drops(self._drop_bursts.dropped(job.utterance.bounds_s, now))
+            else:
+                self.interims_dropped += 1
+                _log_drops(self._interim_bursts.dropped(job.utterance.bounds_s, now))
+        if isinstance(item, UtteranceJob):  # queued without evicting one of a kind: the worker caught up on it
+            if item.final and not any(job.final for job in dropped):
+                _log_drops(self._drop_bursts.end())
+            if not any(not job.final for job in dropped):
+                _log_drops(self._interim_bursts.end())
         if wait:
             with self._queue.all_tasks_done:
                 while self._queue.unfinished_tasks and self._thread.is_alive():
@@ -145,6 +172,7 @@ class Worker:
     def finish(self, reason: str) -> None:
         """The worker handles what is queued, sends the final status (saying why) and ends."""
         _log_drops(self._drop_bursts.end())
+        _log_drops(self._interim_bursts.end())
         self._queue.put_evicting(Stop(reason))
         self._thread.join()
 
@@ -164,6 +192,7 @@ class Worker:
             drops=self.publisher.dropped,
             queue_drops=self.utterances_dropped,
             queue_depth=self._queue.qsize(),
+            interim_dropped=self.interims_dropped,
             adapted_on=self.adaptation.adapted_on,
         )
 
@@ -192,6 +221,8 @@ class Worker:
         try:
             if isinstance(item, UtteranceJob):
                 self._classify_and_publish(item)
+            elif isinstance(item, SpeechChange):
+                self._publish_speech(item)
             elif isinstance(item, StatusChange):
                 self._publish_status(item.state, item.message)
             elif isinstance(item, Heartbeat):
@@ -208,35 +239,72 @@ class Worker:
         except Exception:
             log.exception("could not publish the event of %s", item)
 
+    def _wall_time(self, stream_s: float, captured_at: float) -> datetime:
+        """The wall-clock time of a stream position: stream start + ``stream_s`` for an input paced like
+        a microphone, but never later than ``captured_at``, when the daemon read the audio.  A file read
+        faster than real time (--no-realtime) has no wall-clock time of its own, and start + end_s would
+        lie in the future, after the final `stopping` status; the moment it was read stands in, so
+        timestamps keep the order events are sent in."""
+        return self._wall_start + timedelta(seconds=min(stream_s, captured_at - self._started))
+
     def _classify_and_publish(self, job: UtteranceJob) -> None:
-        """The event's `timestamp` is the wall-clock time of the utterance's end: stream start + end_s
-        for an input paced like a microphone, but never later than when the daemon read the audio that
-        closed it.  A file read faster than real time (--no-realtime) has no wall-clock time of its
-        own, and start + end_s would lie in the future, after the final `stopping` status; the moment
-        it was read stands in, so timestamps keep the order events are sent in."""
+        """The final result on `emotion`, or an interim one on `interim`; `timestamp` is the wall-clock
+        time of the utterance's end (interim: of the end of the audio classified so far)."""
         utterance = job.utterance
         classifier = self.classifier
-        # Features, then the model's input standardised by the adapter as it is; the adapter learns
-        # after the event is out.  Interim results (an utterance still open) must predict with
-        # self.adaptation.adapter too, and never learn: only a final utterance is heard once.
-        features = classifier.features(from_int16(utterance.samples), utterance.sample_rate)
-        prediction = classifier.predict(features, self.adaptation.adapter)
+        features, prediction = self._classify(job)
         event = emotion_event(
             label=prediction.label,
             confidence=prediction.confidence,
             probabilities=prediction.probabilities,
             start_s=utterance.start_s,
             end_s=utterance.end_s,
-            wall_end=self._wall_start + timedelta(seconds=min(utterance.end_s, job.captured_at - self._started)),
+            wall_end=self._wall_time(utterance.end_s, job.captured_at),
             source=self._source.name,
             model=_model_info(classifier),
             device=self.settings.publish.device_id,
+            utterance=job.number,
+            final=job.final,
             adapted_on=prediction.adapted_on,
             uncertain=prediction.uncertain(min_confidence(self.settings.model, classifier.bundle)),
             intensity=prediction.intensity,
         )
-        self._send(TOPIC_EMOTION, event, job.captured_at)
-        self.adaptation.learn(features)
+        self._send(TOPIC_EMOTION if job.final else TOPIC_INTERIM, event, job.captured_at)
+        if job.final:  # heard once, and learned once: after its event is out
+            self.adaptation.learn(features)
+
+    def _classify(self, job: UtteranceJob) -> tuple[np.ndarray, Prediction]:
+        """The features and the prediction, standardised by the voice adapter's statistics as they are.
+        A final result from scratch (what the adapter learns from); interim results of one utterance
+        reuse the work done on it for the last one (and are never learned from: the same audio again,
+        cut short)."""
+        samples, rate = from_int16(job.utterance.samples), job.utterance.sample_rate
+        if job.final:
+            self._growing = None
+            features = self.classifier.features(samples, rate)
+        else:
+            key = (job.number, job.utterance.start, self.classifier)
+            if self._growing is None or self._growing[0] != key:
+                self._growing = (key, self.classifier.growing())
+            features = self._growing[1].features(samples, rate)
+        return features, self.classifier.predict(features, self.adaptation.adapter)
+
+    def _publish_speech(self, change: SpeechChange) -> None:
+        """An utterance opened (`timestamp`: the wall-clock time of its start) or closed (of its end)."""
+        speech = change.event
+        ended = isinstance(speech, SpeechEnded)
+        event = speech_event(
+            state="end" if ended else "start",
+            utterance=change.number,
+            start_s=speech.start_s,
+            end_s=speech.end_s if ended else None,
+            wall_time=self._wall_time(speech.end_s if ended else speech.start_s, change.captured_at),
+            source=self._source.name,
+            device=self.settings.publish.device_id,
+            cut=ended and speech.cut,
+            classified=ended and speech.utterance is not None,
+        )
+        self._send(TOPIC_SPEECH, event, change.captured_at)
 
     def _all_counters(self) -> Counters:
         return self._upstream() + self.counters()
