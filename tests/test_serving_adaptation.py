@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import soundfile
 from sklearn.metrics import roc_auc_score
 
 from ser_stream.adapter_state import STATE_FILE
-from ser_stream.events import TOPIC_EMOTION, TOPIC_STATUS, validator_for
+from ser_stream.events import TOPIC_EMOTION, TOPIC_INTERIM, TOPIC_SPEECH, TOPIC_STATUS, validator_for
 from testkit.live import Lines, cli_executable, clip_path, free_endpoint, wait_until
 from testkit.noisy import RATE, Stream, overlapping, voice_stream
 from testkit.quick_model import TRAINING_ACTORS, clip_features, quick_bundle
@@ -64,8 +65,22 @@ def voices(ravdess, tmp_path_factory) -> dict[tuple[int, str], tuple[Path, Strea
     return streams
 
 
-def served(source: Path, model: Path, *flags: str) -> tuple[list[dict], list[dict], str]:
-    """`run` on a file as fast as it goes: its emotion and status events (each validated), and its stderr."""
+@dataclass(frozen=True)
+class Served:
+    finals: list[dict]  # topic emotion
+    interims: list[dict]
+    statuses: list[dict]
+    stderr: str
+
+
+def topic_of(event: dict) -> str:
+    """The topic an event printed by `run --print` went out on."""
+    schemas = {"ser-stream.speech/1": TOPIC_SPEECH, "ser-stream.status/1": TOPIC_STATUS}
+    return schemas.get(event["schema"], TOPIC_INTERIM if event.get("final") is False else TOPIC_EMOTION)
+
+
+def served(source: Path, model: Path, *flags: str) -> Served:
+    """`run` on a file as fast as it goes: its events (each validated against its topic's schema) and stderr."""
     result = run_cli(
         "run", "--source", str(source), "--no-realtime", "--print", "--model", str(model),
         "--publish", free_endpoint(), *flags,
@@ -73,9 +88,13 @@ def served(source: Path, model: Path, *flags: str) -> tuple[list[dict], list[dic
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     for event in events:
-        validator_for(TOPIC_EMOTION if "label" in event else TOPIC_STATUS).validate(event)
-    emotions = [event for event in events if "label" in event]
-    return emotions, [event for event in events if "state" in event], result.stderr
+        validator_for(topic_of(event)).validate(event)
+    return Served(
+        finals=[event for event in events if topic_of(event) == TOPIC_EMOTION],
+        interims=[event for event in events if topic_of(event) == TOPIC_INTERIM],
+        statuses=[event for event in events if topic_of(event) == TOPIC_STATUS],
+        stderr=result.stderr,
+    )
 
 
 def truth(event: dict, stream: Stream) -> tuple[str, bool] | None:
@@ -88,12 +107,15 @@ def truth(event: dict, stream: Stream) -> tuple[str, bool] | None:
 
 
 @pytest.fixture(scope="module")
-def runs(models, voices) -> dict[tuple[str, int, str], tuple[list[dict], list[dict], str]]:
+def runs(models, voices) -> dict[tuple[str, int, str], Served]:
     """Every stream through `run`, adapting, and each voice's first through `run --no-adapt`, two at a time
     (two cores): (mode, actor, play) → what `served` returns."""
     quick, _ = models
     jobs = {("adapt", *key): (path, quick, "--adapt") for key, (path, _) in voices.items()}
-    jobs |= {("no-adapt", actor, PLAYS[0]): (voices[actor, PLAYS[0]][0], quick, "--no-adapt") for actor in UNSEEN}
+    jobs |= {
+        ("no-adapt", actor, PLAYS[0]): (voices[actor, PLAYS[0]][0], quick, "--no-adapt", "--interim-ms", "0")
+        for actor in UNSEEN
+    }
     with ThreadPoolExecutor(2) as pool:
         return dict(zip(jobs, pool.map(lambda job: served(*job), jobs.values()), strict=True))
 
@@ -105,9 +127,15 @@ def right_or_not(emotions: list[dict], stream: Stream) -> list[bool | None]:
 def test_a_stream_of_one_unseen_voice_adapts_as_it_goes(runs, voices):
     first, second, adapted, plain = [], [], [], []
     for (actor, play), (_, stream) in voices.items():
-        emotions, statuses, _ = runs["adapt", actor, play]
+        run = runs["adapt", actor, play]
+        emotions, statuses = run.finals, run.statuses
         assert [e["adapted_on"] for e in emotions] == list(range(len(emotions)))  # grows by one per utterance
         assert statuses[-1]["state"] == "stopping" and statuses[-1]["counters"]["adapted_on"] == len(emotions)
+        # An interim result is standardised with what the finals before it taught, and never learned from
+        # (nor is an utterance too short to classify, which had interim results and no final).
+        finals = [e["utterance"] for e in emotions]
+        assert run.interims
+        assert all(e["adapted_on"] == sum(f < e["utterance"] for f in finals) for e in run.interims)
         assert len(CLIPS) - 2 <= len(emotions) <= 1.2 * len(CLIPS)  # about one event per clip
         scored = right_or_not(emotions, stream)
         half = len(scored) // 2
@@ -115,7 +143,7 @@ def test_a_stream_of_one_unseen_voice_adapts_as_it_goes(runs, voices):
         second += [r for r in scored[half:] if r is not None]
         if play == PLAYS[0]:
             adapted += [r for r in scored if r is not None]
-            unadapted, _, _ = runs["no-adapt", actor, play]
+            unadapted = runs["no-adapt", actor, play].finals
             assert {e["adapted_on"] for e in unadapted} == {0}  # the prior alone
             plain += [r for r in right_or_not(unadapted, stream) if r is not None]
     print(
@@ -136,14 +164,14 @@ def test_a_stream_of_one_unseen_voice_adapts_as_it_goes(runs, voices):
 def test_events_say_uncertain_below_the_threshold_and_how_strong_the_emotion_is(runs, voices, models):
     intensities, strong = [], []
     for key, (_, stream) in voices.items():
-        emotions, _, _ = runs[("adapt", *key)]
+        emotions = runs[("adapt", *key)].finals
         for event in emotions:
             assert event["label"] == max(event["probabilities"], key=event["probabilities"].get)
             assert event["uncertain"] == (event["confidence"] < MIN_CONFIDENCE)
             if (t := truth(event, stream)) is not None:
                 intensities.append(event["intensity"])
                 strong.append(t[1])
-    every = [e for key in voices for e in runs[("adapt", *key)][0]]
+    every = [e for key in voices for e in runs[("adapt", *key)].finals]
     share = np.mean([e["uncertain"] for e in every])
     auc = roc_auc_score(strong, intensities)
     print(
@@ -155,8 +183,8 @@ def test_events_say_uncertain_below_the_threshold_and_how_strong_the_emotion_is(
 
     # The flag overrides the model's threshold; the label stays the most probable emotion.
     path, _ = voices[UNSEEN[0], PLAYS[0]]
-    strict, _, _ = served(path, models[0], "--min-confidence", "0.95")
-    default = runs["adapt", UNSEEN[0], PLAYS[0]][0]
+    strict = served(path, models[0], "--min-confidence", "0.95").finals
+    default = runs["adapt", UNSEEN[0], PLAYS[0]].finals
     assert all(e["uncertain"] == (e["confidence"] < 0.95) for e in strict)
     assert sum(e["uncertain"] for e in strict) > sum(e["uncertain"] for e in default)
     assert [e["label"] for e in strict] == [e["label"] for e in default]
@@ -168,25 +196,23 @@ def test_the_state_dir_keeps_the_adaptation_across_restarts_and_a_bad_state_file
     quick, _ = models
     path, _ = voices[UNSEEN[0], PLAYS[0]]
     state = tmp_path / "state"
-    first, _, _ = served(path, quick, "--state-dir", str(state))
-    heard = len(first)
+    heard = len(served(path, quick, "--state-dir", str(state)).finals)
     assert (state / STATE_FILE).stat().st_size < 50_000
-    again, statuses, stderr = served(path, quick, "--state-dir", str(state))
-    assert again[0]["adapted_on"] == heard and statuses[-1]["counters"]["adapted_on"] == 2 * heard
-    assert f"adaptation restored from {state / STATE_FILE}: {heard} utterances heard" in stderr
+    again = served(path, quick, "--state-dir", str(state))
+    assert again.finals[0]["adapted_on"] == heard and again.statuses[-1]["counters"]["adapted_on"] == 2 * heard
+    assert f"adaptation restored from {state / STATE_FILE}: {heard} utterances heard" in again.stderr
 
-    reset, _, stderr = served(path, quick, "--state-dir", str(state), "--reset-adaptation")
-    assert reset[0]["adapted_on"] == 0 and "adaptation reset" in stderr
+    reset = served(path, quick, "--state-dir", str(state), "--reset-adaptation")
+    assert reset.finals[0]["adapted_on"] == 0 and "adaptation reset" in reset.stderr
 
     data = (state / STATE_FILE).read_bytes()
     (state / STATE_FILE).write_bytes(data[: len(data) // 2])  # a truncated copy
-    fresh, _, stderr = served(path, quick, "--state-dir", str(state))
-    assert fresh[0]["adapted_on"] == 0
-    warnings = [line for line in stderr.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and warnings[0].startswith(
-        f"ser-stream: warning: adaptation state {state / STATE_FILE}: "
-    )
-    assert "Traceback" not in stderr
+    fresh = served(path, quick, "--state-dir", str(state))
+    assert fresh.finals[0]["adapted_on"] == 0
+    warnings = [line for line in fresh.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"ser-stream: warning: adaptation state {state / STATE_FILE}: ")
+    assert "Traceback" not in fresh.stderr
 
 
 def test_sighup_keeps_the_adaptation_and_a_new_model_starts_afresh(models, ravdess, tmp_path):
@@ -204,7 +230,7 @@ def test_sighup_keeps_the_adaptation_and_a_new_model_starts_afresh(models, ravde
     out, err = Lines(daemon.stdout), Lines(daemon.stderr)
 
     def emotions() -> list[dict]:
-        return [event for line in list(out.lines) if "label" in (event := json.loads(line))]
+        return [event for line in list(out.lines) if topic_of(event := json.loads(line)) == TOPIC_EMOTION]
 
     def reloaded(text: str) -> bool:
         return any(text in json.loads(line).get("message", "") for line in list(out.lines))
@@ -286,10 +312,10 @@ def test_status_events_say_the_noise_floor_once_it_is_known(tmp_path, ravdess):
     result = run_cli("run", "--source", str(source), "--print", "--publish", free_endpoint(), "--heartbeat-s", "1")
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    statuses = [e for e in events if "state" in e]
+    statuses = [e for e in events if topic_of(e) == TOPIC_STATUS]
     assert statuses[0]["state"] == "started" and "noise_floor_dbfs" not in statuses[0]["counters"]  # nothing heard
     floors = [s["counters"]["noise_floor_dbfs"] for s in statuses if s["state"] == "running"]  # every second
     assert len(floors) >= 5 and all(level_dbfs - 4 <= floor <= level_dbfs for floor in floors), floors
     assert not any("adapted_on" in e or "adapted_on" in e.get("counters", {}) for e in events)
     for event in events:
-        validator_for(TOPIC_EMOTION if "label" in event else TOPIC_STATUS).validate(event)
+        validator_for(topic_of(event)).validate(event)
