@@ -12,10 +12,10 @@ import platform
 import time
 from pathlib import Path
 
-from bench import classify, device, features, interim, model, pipeline, segmentation
+from bench import adapter, classify, device, features, interim, model, pipeline, segmentation
 from bench.common import DEFAULT_DATA
 
-BENCHES = ("features", "pipeline", "classify", "device", "model", "segmentation", "interim")
+BENCHES = ("features", "adapter", "pipeline", "classify", "device", "model", "segmentation", "interim")
 
 
 def main() -> None:
@@ -35,6 +35,7 @@ def main() -> None:
     started = time.monotonic()
     runners = {
         "features": lambda: features.run(args.data),
+        "adapter": lambda: adapter.run(args.data),
         "pipeline": lambda: pipeline.run(args.data),
         "classify": lambda: classify.run(args.data),
         "device": lambda: device.run(args.idle_s),

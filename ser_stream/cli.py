@@ -20,12 +20,14 @@ from .settings import DEFAULT_ENDPOINT, MAX_WAIT_S, ProxySettings, RunSettings
 
 
 def _classify(args: argparse.Namespace) -> int:
+    from .events import prediction_extras
     from .logs import setup_logging
     from .model import classify_files, load_bundle
 
     setup_logging("warning")
     failures = 0
-    for file, outcome in classify_files(load_bundle(args.model), args.files, args.jobs):
+    bundle = load_bundle(args.model)
+    for file, outcome in classify_files(bundle, args.files, args.jobs, adapt=args.adapt):
         if isinstance(outcome, str):
             print(error_line(outcome), file=sys.stderr, flush=True)
             failures += 1
@@ -35,6 +37,11 @@ def _classify(args: argparse.Namespace) -> int:
                 "label": outcome.label,
                 "confidence": outcome.confidence,
                 "probabilities": outcome.probabilities,
+                **prediction_extras(
+                    adapted_on=outcome.adapted_on,
+                    uncertain=outcome.uncertain(bundle.min_confidence),
+                    intensity=outcome.intensity,
+                ),
             }
             print(json.dumps(record), flush=True)
         else:
@@ -51,7 +58,7 @@ def _jobs(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .service import run_service
 
-    return run_service(args.config, flag_values(args, RunSettings))
+    return run_service(args.config, flag_values(args, RunSettings), reset_adaptation=args.reset_adaptation)
 
 
 def _subscribe(args: argparse.Namespace) -> int:
@@ -139,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("files", nargs="+", metavar="FILE", help="wav, flac or ogg; any rate or channels")
     classify.add_argument("--json", action="store_true", help="one JSON object per line per file")
     classify.add_argument(
+        "--adapt",
+        action="store_true",
+        help="the files are one voice: classify each with feature statistics over all of them (two passes)",
+    )
+    classify.add_argument(
         "--model",
         type=Path,
         default=default_model_path(),
@@ -155,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = _configured(
         commands, "run", RunSettings, "--hangover-ms", help="the daemon: audio → utterances → emotion events on ZeroMQ"
+    )
+    run.add_argument(
+        "--reset-adaptation",
+        action="store_true",
+        help="forget what adaptation learned (a new owner, a new room): removes the state file at start",
     )
     run.set_defaults(handler=_run)
 

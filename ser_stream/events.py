@@ -62,12 +62,16 @@ def emotion_event(
     device: str,
     utterance: int | None = None,
     final: bool | None = None,
+    adapted_on: int | None = None,
+    uncertain: bool | None = None,
+    intensity: float | None = None,
 ) -> dict[str, Any]:
     """The payload of one classified utterance, without `seq` and `latency_ms` (stamped when sent).
 
     ``final`` False: an interim result (topic `interim`) of the utterance numbered ``utterance``,
     still open; True: its final result (topic `emotion`).  Numbers are converted to Python floats so
-    numpy scalars from the classifier serialise as JSON.
+    numpy scalars from the classifier serialise as JSON.  The optional fields of the prediction
+    (`prediction_extras`) are left out when not known.
     """
     event = {
         "schema": EMOTION_SCHEMA,
@@ -81,6 +85,7 @@ def emotion_event(
         "timestamp": _aware_isoformat(wall_end),
         "source": source,
         "model": dict(model),
+        **prediction_extras(adapted_on=adapted_on, uncertain=uncertain, intensity=intensity),
     }
     if utterance is not None:
         event["utterance"] = utterance
@@ -121,6 +126,22 @@ def speech_event(
         duration_s = float(end_s) - float(start_s)
         event |= {"end_s": float(end_s), "duration_s": duration_s, "cut": cut, "classified": classified}
     return event
+
+
+def prediction_extras(
+    *, adapted_on: int | None, uncertain: bool | None, intensity: float | None
+) -> dict[str, int | bool | float]:
+    """The optional fields of a prediction, in emotion events and `classify --json` alike, those known:
+    `adapted_on` (utterances in the adapter's statistics; 0: the prior alone), `uncertain` (below the
+    confidence threshold), `intensity` (the probability that the emotion is expressed strongly)."""
+    extras: dict[str, int | bool | float] = {}
+    if adapted_on is not None:
+        extras["adapted_on"] = int(adapted_on)
+    if uncertain is not None:
+        extras["uncertain"] = bool(uncertain)
+    if intensity is not None:
+        extras["intensity"] = float(intensity)
+    return extras
 
 
 def status_event(

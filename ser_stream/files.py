@@ -43,8 +43,8 @@ def why_unreadable(path: Path) -> str | None:
     return None if stat.S_ISREG(mode) else f"is {kind_of(mode)}, not a regular file"
 
 
-def read_bounded(path: Path, limit: int) -> bytes:
-    """The whole of a regular file of at most ``limit`` bytes; ValueError saying why not.
+def read_bounded(path: Path, limit: int, what: str = "a config file") -> bytes:
+    """The whole of a regular file of at most ``limit`` bytes (``what`` it should be); ValueError saying why not.
 
     Opened without blocking and checked on the open file, so a FIFO swapped in meanwhile does
     not hang and a file that grows is cut at ``limit + 1`` bytes and refused.
@@ -64,5 +64,5 @@ def read_bounded(path: Path, limit: int) -> bytes:
         except OSError as error:
             raise ValueError(error.strerror or str(error)) from None
     if len(data) > limit:
-        raise ValueError(f"is larger than {limit // 1024} KiB: not a config file")
+        raise ValueError(f"is larger than {limit // 1024} KiB: not {what}")
     return data

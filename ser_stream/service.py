@@ -15,6 +15,7 @@ from .model import Classifier, load_bundle, single_threaded_blas, trim_differenc
 from .native_log import native_stderr_logged
 from .notify import Notifier
 from .pipeline import Daemon, ReopeningSource
+from .pipeline.adaptation import Adaptation
 from .publisher import Publisher
 from .segmenter import SegmenterConfig
 from .settings import RunSettings
@@ -51,7 +52,7 @@ class Reloader:
             log.warning("%s changed; it takes effect at the next restart, not on reload", key)
         new = self.running.keeping_restart_only(new)
         bundle = load_bundle(new.model.path)
-        if bundle.sha256 != self.classifier.bundle.sha256:
+        if bundle.manifest != self.classifier.bundle.manifest:  # the arrays' SHA-256, or a new calibration
             self.classifier = Classifier(bundle)
             self.classifier.warm_up()  # here, off the audio path, before the worker gets it
         set_level(new.service.log_level)
@@ -59,18 +60,20 @@ class Reloader:
         return self.classifier, new
 
 
-def run_service(config_path: Path | None, flags: dict[str, Any]) -> int:
-    """Start-up checks everything before the input opens: config, model, endpoint, then the device."""
+def run_service(config_path: Path | None, flags: dict[str, Any], reset_adaptation: bool = False) -> int:
+    """Start-up checks everything before the input opens: config, model, state folder, endpoint, then
+    the device.  ``reset_adaptation`` forgets what adaptation learned before (a new owner)."""
     settings = resolve(config_path, flags)
     setup_logging(settings.service.log_level)
     single_threaded_blas()
     # PortAudio and ALSA write raw lines to stderr when a device is probed or lost: through the log.
     with native_stderr_logged() if settings.capture.source == "mic" else contextlib.nullcontext():
-        return _serve(config_path, flags, settings)
+        return _serve(config_path, flags, settings, reset_adaptation)
 
 
-def _serve(config_path: Path | None, flags: dict[str, Any], settings: RunSettings) -> int:
+def _serve(config_path: Path | None, flags: dict[str, Any], settings: RunSettings, reset_adaptation: bool) -> int:
     classifier = Classifier(load_bundle(settings.model.path))
+    adaptation = Adaptation.start(classifier.bundle, settings.model, reset=reset_adaptation)
     source = open_source(settings)
     differences = trim_differences(classifier.bundle, SegmenterConfig.of(settings.vad, source.sample_rate))
     if differences:
@@ -85,7 +88,14 @@ def _serve(config_path: Path | None, flags: dict[str, Any], settings: RunSetting
         with Publisher(endpoint, connect=publish.connect is not None, curve=publish.curve()) as publisher:
             reloader = Reloader(config_path, flags, settings, classifier)
             daemon = Daemon(
-                source, classifier, publisher, settings, notifier=Notifier(), reloader=reloader, control=control
+                source,
+                classifier,
+                publisher,
+                settings,
+                notifier=Notifier(),
+                reloader=reloader,
+                control=control,
+                adaptation=adaptation,
             )
             if publish.wait_subscriber and not publisher.wait_for_subscriber(
                 publish.wait_subscriber, lambda: control.stop

@@ -83,7 +83,8 @@ def key_of(f: Field) -> str:
 def kind(f: Field) -> str:
     """The field's value type as written in its annotation: int, float, bool, str, Path or a device."""
     annotation = str(f.type)
-    return {"int | str | None": "device", "str | None": "str", "Path | None": "Path"}.get(annotation, annotation)
+    optional = {"int | str | None": "device", "str | None": "str", "Path | None": "Path", "bool | None": "bool"}
+    return optional.get(annotation, annotation.removesuffix(" | None"))
 
 
 def allowed(f: Field) -> str:
@@ -263,7 +264,29 @@ class InterimSettings(Stage):
 
 @dataclass(frozen=True)
 class ModelSettings(Stage):
+    """The model, and what the worker does with its optional sections: adaptation and abstention."""
+
     path: Path = option(default_model_path, "model bundle .npz (manifest .json beside it)", key="model", metavar="PATH")
+    adapt: bool | None = option(
+        None,
+        "learn the voices and the room heard (feature statistics, updated once per utterance) "
+        "(default: on when the model has an adaptation prior)",
+    )
+    state_dir: Path | None = option(
+        None,
+        "keep what adaptation learned in this folder (adaptation.npz) across restarts "
+        "(default: none, it lasts as long as the process)",
+        restart=True,
+        metavar="DIR",
+    )
+    min_confidence: float | None = option(
+        None,
+        "emotion events less confident than this say uncertain: true "
+        "(default: the model's abstention threshold, if it has one)",
+        minimum=0,
+        maximum=1,
+        metavar="P",
+    )
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import librosa
@@ -23,18 +23,31 @@ class Stream:
 
     samples: np.ndarray
     spans: list[tuple[int, int]]  # in samples; librosa.effects.trim(top_db=30) of the clean clip, as in testkit.live
+    order: list[int] = field(default_factory=list)  # which of the clips given each span is
 
 
-def read_clip(ravdess: Path, actor: int, emotion: int, intensity: int = 1, statement: int = 1) -> np.ndarray:
-    samples, rate = soundfile.read(clip_path(ravdess, emotion, actor, intensity, statement), dtype="float32")
+def read_clip(
+    ravdess: Path, actor: int, emotion: int, intensity: int = 1, statement: int = 1, repetition: int = 1
+) -> np.ndarray:
+    samples, rate = soundfile.read(
+        clip_path(ravdess, emotion, actor, intensity, statement, repetition), dtype="float32"
+    )
     assert rate == RATE, f"RAVDESS copy at {rate} Hz, expected {RATE}"
     return samples
 
 
-def voice_stream(ravdess: Path, actor: int, clips: list[tuple[int, int, int]], rng: np.random.Generator) -> Stream:
-    """``actor``'s clips ((emotion, intensity, statement) each) in a random order, random gaps between."""
+def voice_stream(
+    ravdess: Path,
+    actor: int,
+    clips: list[tuple[int, ...]],
+    rng: np.random.Generator,
+    order: list[int] | None = None,
+) -> Stream:
+    """``actor``'s clips ((emotion, intensity, statement[, repetition]) each) in a random order (or the
+    ``order`` given: indices into ``clips``), random gaps between."""
     parts, spans, offset = [], [], 0
-    for index in rng.permutation(len(clips)):
+    order = [int(index) for index in (rng.permutation(len(clips)) if order is None else order)]
+    for index in order:
         clip = read_clip(ravdess, actor, *clips[index])
         gap = np.zeros(int(rng.uniform(*GAP_S) * RATE), np.float32)
         _, (start, end) = librosa.effects.trim(clip, top_db=30)
@@ -43,7 +56,7 @@ def voice_stream(ravdess: Path, actor: int, clips: list[tuple[int, int, int]], r
         parts += [gap, clip]
         offset += clip.size
     parts.append(np.zeros(RATE, np.float32))
-    return Stream(np.concatenate(parts), spans)
+    return Stream(np.concatenate(parts), spans, order)
 
 
 def babble_pool(ravdess: Path, actors: tuple[int, ...]) -> list[np.ndarray]:

@@ -22,7 +22,8 @@ TABLES = [
         KEYS,
         RunSettings,
         EXAMPLE,
-        {"model", "device", "publish_connect", "device_id"} | {key for key in KEYS if key.startswith("curve_")},
+        {"model", "device", "publish_connect", "device_id", "adapt", "state_dir", "min_confidence"}
+        | {key for key in KEYS if key.startswith("curve_")},
     ),
     (
         "proxy",
@@ -46,7 +47,9 @@ def write(tmp_path: Path, text: str) -> Path:
 @per_command
 def test_every_flag_has_a_key_and_every_key_a_flag(command, keys, settings, example, examples):
     help_text = run_cli(command, "--help").stdout
-    flags = set(re.findall(r"--([a-z][a-z-]+)", help_text)) - {"help", "config", "no-realtime", "no-print"}
+    # --no-X is the off switch of the boolean key X; --reset-adaptation is an action at start, not a setting
+    actions = {"help", "config", "reset-adaptation"}
+    flags = {flag for flag in re.findall(r"--([a-z][a-z-]+)", help_text) if not flag.startswith("no-")} - actions
     assert flags == {key.replace("_", "-") for key in keys}
 
 

@@ -100,11 +100,30 @@ def test_status_event_fields_and_schema():
         "interim_dropped": 0,
         "uptime_s": 12.5,
     }
-    assert list(event["counters"]) == [*(f.name for f in fields(Counters)), "uptime_s"]  # the wire order
+    # the wire order; readings not known (the adapter's, the noise floor) are left out
+    assert list(event["counters"]) == [*(f.name for f in fields(Counters) if f.default is not None), "uptime_s"]
     assert before <= datetime.fromisoformat(event["timestamp"]) <= datetime.now(timezone.utc)
     assert event["message"].startswith("listening")
     assert "message" not in make_status()
     validator_for(TOPIC_STATUS).validate(make_status())
+
+
+def test_readings_join_the_status_counters_once_a_stage_knows_them():
+    shares = COUNTERS + Counters(adapted_on=12) + Counters(utterances=1, noise_floor_dbfs=-61.5)
+    event = make_status(counters=shares)
+    validator_for(TOPIC_STATUS).validate(event)
+    assert event["counters"]["adapted_on"] == 12 and event["counters"]["noise_floor_dbfs"] == -61.5
+    assert event["counters"]["utterances"] == 4  # totals still add up
+    assert list(event["counters"]) == [*(f.name for f in fields(Counters)), "uptime_s"]
+
+
+def test_an_emotion_event_carries_adaptation_abstention_and_intensity_when_known():
+    event = make_emotion(adapted_on=np.int64(3), uncertain=np.bool_(True), intensity=np.float32(0.25))
+    validator_for(TOPIC_EMOTION).validate(event)
+    assert (event["adapted_on"], event["uncertain"], event["intensity"]) == (3, True, 0.25)
+    assert json.loads(json.dumps(event)) == event
+    assert make_emotion(adapted_on=0, uncertain=False)["uncertain"] is False
+    assert not {"adapted_on", "uncertain", "intensity"} & set(EMOTION)
 
 
 @pytest.mark.parametrize("state", ["started", "running", "device lost", "device back", "stopping"])
@@ -165,6 +184,12 @@ STATUS = make_status()
         pytest.param(TOPIC_STATUS, without(STATUS, "counters", "uptime_s"), id="counters missing uptime"),
         pytest.param(TOPIC_STATUS, changed(STATUS, 1.5, "counters", "queue_depth"), id="counter not integer"),
         pytest.param(TOPIC_STATUS, changed(STATUS, 3, "message"), id="message not a string"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, -1, "adapted_on"), id="adapted_on negative"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, "yes", "uncertain"), id="uncertain not a boolean"),
+        pytest.param(TOPIC_EMOTION, changed(EMOTION, 1.5, "intensity"), id="intensity above 1"),
+        pytest.param(TOPIC_STATUS, changed(STATUS, 2.5, "counters", "adapted_on"), id="adapted_on fractional"),
+        pytest.param(TOPIC_STATUS, changed(STATUS, 3.0, "counters", "noise_floor_dbfs"), id="noise floor above 0"),
+        pytest.param(TOPIC_STATUS, changed(STATUS, None, "counters", "noise_floor_dbfs"), id="noise floor null"),
     ],
 )
 def test_schema_rejects(topic, event):

@@ -99,10 +99,10 @@ class _SlowClassifier(Classifier):
         self.worker = None  # the worker whose queue it watches
         self.most_waiting = 0
 
-    def classify(self, samples, sample_rate):
+    def features(self, samples, sample_rate):  # the worker's first step with each utterance
         self.most_waiting = max(self.most_waiting, self.worker.utterances_waiting())
         time.sleep(0.3)  # the slowness under test
-        return super().classify(samples, sample_rate)
+        return super().features(samples, sample_rate)
 
 
 def test_a_worker_slower_than_real_time_drops_the_oldest_waiting_utterances(ravdess, tmp_path, caplog):
@@ -401,10 +401,10 @@ class _EscapingClassifier(Classifier):
         super().warm_up()
         self.armed = True
 
-    def classify(self, samples, sample_rate):
+    def features(self, samples, sample_rate):  # the worker's first step with each utterance
         if self.armed:
             raise _Escaping("broken on purpose")
-        return super().classify(samples, sample_rate)
+        return super().features(samples, sample_rate)
 
 
 @pytest.mark.parametrize("live", [False, True], ids=["file waits for the worker", "live"])

@@ -148,13 +148,9 @@ def test_final_results_are_the_same_with_and_without_interim_results(ravdess, tm
 class _SlowClassifier(Classifier):
     """Every classification (final or interim) takes 0.2 s: a worker far slower than the audio."""
 
-    def classify(self, samples, sample_rate):
+    def predict(self, features, adapter=None):  # the worker's last step with each utterance, final or interim
         time.sleep(0.2)
-        return super().classify(samples, sample_rate)
-
-    def predict(self, features):
-        time.sleep(0.2)
-        return super().predict(features)
+        return super().predict(features, adapter)
 
 
 def test_a_lagging_worker_drops_waiting_interim_work_first(ravdess, tmp_path, caplog):

@@ -118,11 +118,18 @@ def test_the_same_model_gives_the_same_bytes_whenever_it_is_saved(model, tmp_pat
 
 
 def test_extra_arrays_and_optional_sections_round_trip(model, tmp_path):
-    extras = {"adaptation_mean": np.arange(3.0), "adaptation_var": np.ones(3), "intensity_coef": np.eye(2)}
+    n = SEED_PARAMS.n_features
+    extras = {
+        "adaptation_mean": np.arange(float(n)),
+        "adaptation_var": np.ones(n),
+        "intensity_coef": np.linspace(-1, 1, n),
+        "intensity_intercept": np.array([0.5]),
+        "anything": np.eye(2),
+    }
     sections = {
-        "adaptation": {"prior_weight": 20},
+        "adaptation": {"prior_weight": 20, "horizon": 100, "var_floor": 0.05},
         "abstention": {"min_confidence": 0.55, "share": 0.25},
-        "intensity": {"labels": ["normal", "strong"], "arrays": ["intensity_coef"]},
+        "intensity": {"method": "logistic", "classes": ["normal", "strong"]},
     }
     path = save_bundle(
         model, {"labels": LABELS, "features": SEED_PARAMS.to_dict(), **sections}, tmp_path, "extra", extras

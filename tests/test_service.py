@@ -149,11 +149,11 @@ class _WedgingClassifier(Classifier):
         super().warm_up()
         self.armed = True
 
-    def classify(self, samples, sample_rate):
+    def features(self, samples, sample_rate):  # the worker's first step with each utterance
         if self.armed:
             self.wedged.set()
             self.release.wait()
-        return super().classify(samples, sample_rate)
+        return super().features(samples, sample_rate)
 
 
 class _WedgingSource(FileSource):

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from ser_stream.adapter_state import STATE_FILE, load_state
 from ser_stream.config import ConfigError
 from ser_stream.errors import DeviceError, EndpointError, ModelError, UserError
+from ser_stream.model import load_bundle
 from testkit.live import REPO, Subscriber, cli_executable, clip_path, free_endpoint, wait_for_audio, wait_until
+from testkit.quick_model import tiny_bundle
 from tests.sandbox import unit_settings
 
 UNIT = REPO / "systemd" / "ser-stream.service"
@@ -237,13 +240,18 @@ def test_the_sandbox_enforces_the_units_system_call_filter():
 
 
 @pytest.mark.slow
-def test_the_daemon_captures_and_classifies_in_the_units_sandbox(virtual_mic, ravdess):
+def test_the_daemon_captures_classifies_and_keeps_its_adaptation_in_the_units_sandbox(virtual_mic, ravdess, tmp_path):
     """MemoryDenyWriteExecute=yes: serving must not JIT (no numba), and capture must not need a cffi
-    callback.  SystemCallFilter=: libzmq's threads, PortAudio and numpy must live with it."""
+    callback.  SystemCallFilter=: libzmq's threads, PortAudio, numpy and the state file's atomic save
+    (fsync, rename) must live with it."""
     assert unit_settings(UNIT)["MemoryDenyWriteExecute"] == ["yes"]
+    assert unit_settings(UNIT)["StateDirectory"] == ["ser-stream"]
+    assert "--state-dir /var/lib/ser-stream" in unit_settings(UNIT)["ExecStart"][0]
+    model = load_bundle(tiny_bundle(tmp_path / "model"))  # one that adapts
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
     command = [cli_executable(), "run", "--device", virtual_mic.device, "--publish", endpoint, "--print"]
+    command += ["--model", str(model.path), "--state-dir", str(tmp_path / "state")]
     daemon = subprocess.Popen(
         sandboxed(UNIT, *command),
         stdout=subprocess.PIPE,
@@ -268,6 +276,7 @@ def test_the_daemon_captures_and_classifies_in_the_units_sandbox(virtual_mic, ra
         subscriber.close()
     assert daemon.returncode == 0, stderr
     assert len(subscriber.of("emotion")) == 1 and "Traceback" not in stderr
+    assert load_state(tmp_path / "state" / STATE_FILE, model.prior, model.sha256).heard == 1  # saved at stop
 
 
 @pytest.mark.slow

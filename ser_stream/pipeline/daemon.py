@@ -31,6 +31,7 @@ from ..notify import Notifier
 from ..publisher import Publisher
 from ..segmenter import Segmenter, SegmenterConfig, SpeechEvent, SpeechStarted
 from ..settings import RunSettings
+from .adaptation import Adaptation
 from .device import DeviceChange, ReopeningSource
 from .reload import Outcome, Reload, Reloader
 from .work import Heartbeat, Reconfigure, SpeechChange, StatusChange, UtteranceJob, WatchdogPing, WorkItem
@@ -104,10 +105,12 @@ class Daemon:
         reloader: Reloader | None = None,
         control: Control | None = None,
         worker_queue: int = WORKER_QUEUE,
+        adaptation: Adaptation | None = None,
     ) -> None:
         """The main loop reads ``settings.vad`` (at the source's rate), ``settings.interim`` and
-        ``settings.service``, the worker ``settings.publish``; the source, classifier and publisher are
-        already built from the rest."""
+        ``settings.service``, the worker ``settings.publish`` and ``settings.model``; the source,
+        classifier and publisher are already built from the rest, and the adaptation too (by default,
+        from ``settings.model``)."""
         self.source = source
         self.classifier = classifier  # the model last handed to the worker
         self.settings = settings
@@ -116,8 +119,18 @@ class Daemon:
         self.segmenter = Segmenter(SegmenterConfig.of(settings.vad, source.sample_rate))
         self._utterance = 0  # the number of the utterance last opened
         self._cadence = Cadence(source.sample_rate)
+        if adaptation is None:
+            adaptation = Adaptation.start(classifier.bundle, settings.model)
         self.worker = Worker(
-            publisher, classifier, settings, source, self._upstream_counters, self.notifier, out, worker_queue
+            publisher,
+            classifier,
+            settings,
+            source,
+            self._upstream_counters,
+            self.notifier,
+            out,
+            worker_queue,
+            adaptation,
         )
         self._reloader = reloader
         self._reload: Reload | None = None
@@ -163,7 +176,9 @@ class Daemon:
         """The shares of the stages before the worker: the input's and the segmenter's."""
         segmenter = self.segmenter
         return self.source.counters() + Counters(
-            utterances=segmenter.emitted, utterances_dropped_short=segmenter.dropped_short
+            utterances=segmenter.emitted,
+            utterances_dropped_short=segmenter.dropped_short,
+            noise_floor_dbfs=segmenter.noise_floor_dbfs,
         )
 
     # -- the loop: audio → utterances -----------------------------------------------------------
@@ -260,7 +275,7 @@ class Daemon:
             message = f"reload failed: {outcome}"
         else:
             classifier, settings = outcome
-            changed_model = classifier.bundle.sha256 != self.classifier.bundle.sha256
+            changed_model = classifier is not self.classifier  # the reloader keeps an unchanged one
             self.classifier, self.settings = classifier, settings
             segmenter = SegmenterConfig.of(settings.vad, self.source.sample_rate)
             if segmenter != self.segmenter.config:

@@ -16,16 +16,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import IO, Protocol
 
+import numpy as np
+
 from ..audio import from_int16
 from ..counters import Counters
 from ..errors import PipelineError
 from ..events import TOPIC_EMOTION, TOPIC_INTERIM, TOPIC_SPEECH, TOPIC_STATUS, emotion_event, speech_event, status_event
-from ..model import Classifier
+from ..model import Classifier, ModelBundle
 from ..model.classifier import GrowingUtterance, Prediction
 from ..notify import Notifier
 from ..publisher import Publisher
 from ..segmenter import SpeechEnded
-from ..settings import RunSettings
+from ..settings import ModelSettings, RunSettings
+from .adaptation import Adaptation
 from .work import (
     Heartbeat,
     Reconfigure,
@@ -111,12 +114,14 @@ class Worker:
         notifier: Notifier,
         out: IO[str],
         queue_limit: int,
+        adaptation: Adaptation,
     ) -> None:
-        """It reads ``settings.publish``.  ``upstream`` gives the counters of the stages before this
-        one (input and segmenter), for the status events; ``queue_limit`` is how many utterances may
-        wait for it."""
+        """It reads ``settings.publish`` and ``settings.model``.  ``upstream`` gives the counters of the
+        stages before this one (input and segmenter), for the status events; ``queue_limit`` is how many
+        utterances may wait for it; ``adaptation`` is the voice adapter for ``classifier``'s model."""
         self.publisher = publisher
         self.classifier = classifier  # replaced by a Reconfigure item; one model per utterance
+        self.adaptation = adaptation  # follows the classifier: kept on a reload of the same model
         self.settings = settings
         self._source = source
         self._upstream = upstream
@@ -188,6 +193,7 @@ class Worker:
             queue_drops=self.utterances_dropped,
             queue_depth=self._queue.qsize(),
             interim_dropped=self.interims_dropped,
+            adapted_on=self.adaptation.adapted_on,
         )
 
     def utterances_waiting(self) -> int:
@@ -226,7 +232,9 @@ class Worker:
                 self._notifier.watchdog()
             elif isinstance(item, Reconfigure):
                 self.classifier, self.settings = item.classifier, item.settings
+                self.adaptation = self.adaptation.reconfigured(item.classifier.bundle, item.settings.model)
             else:
+                self.adaptation.close()
                 self._publish_status("stopping", item.reason)
         except Exception:
             log.exception("could not publish the event of %s", item)
@@ -244,7 +252,7 @@ class Worker:
         time of the utterance's end (interim: of the end of the audio classified so far)."""
         utterance = job.utterance
         classifier = self.classifier
-        prediction = self._classify(job)
+        features, prediction = self._classify(job)
         event = emotion_event(
             label=prediction.label,
             confidence=prediction.confidence,
@@ -257,20 +265,29 @@ class Worker:
             device=self.settings.publish.device_id,
             utterance=job.number,
             final=job.final,
+            adapted_on=prediction.adapted_on,
+            uncertain=prediction.uncertain(min_confidence(self.settings.model, classifier.bundle)),
+            intensity=prediction.intensity,
         )
         self._send(TOPIC_EMOTION if job.final else TOPIC_INTERIM, event, job.captured_at)
+        if job.final:  # heard once, and learned once: after its event is out
+            self.adaptation.learn(features)
 
-    def _classify(self, job: UtteranceJob) -> Prediction:
-        """A final result from scratch (what a voice adapter may learn from); interim results of one
-        utterance reuse the work done on it for the last one."""
+    def _classify(self, job: UtteranceJob) -> tuple[np.ndarray, Prediction]:
+        """The features and the prediction, standardised by the voice adapter's statistics as they are.
+        A final result from scratch (what the adapter learns from); interim results of one utterance
+        reuse the work done on it for the last one (and are never learned from: the same audio again,
+        cut short)."""
         samples, rate = from_int16(job.utterance.samples), job.utterance.sample_rate
         if job.final:
             self._growing = None
-            return self.classifier.classify(samples, rate)
-        key = (job.number, job.utterance.start, self.classifier)
-        if self._growing is None or self._growing[0] != key:
-            self._growing = (key, self.classifier.growing())
-        return self._growing[1].classify(samples, rate)
+            features = self.classifier.features(samples, rate)
+        else:
+            key = (job.number, job.utterance.start, self.classifier)
+            if self._growing is None or self._growing[0] != key:
+                self._growing = (key, self.classifier.growing())
+            features = self._growing[1].features(samples, rate)
+        return features, self.classifier.predict(features, self.adaptation.adapter)
 
     def _publish_speech(self, change: SpeechChange) -> None:
         """An utterance opened (`timestamp`: the wall-clock time of its start) or closed (of its end)."""
@@ -308,6 +325,11 @@ class Worker:
         self.publisher.publish(topic, event, captured_at)
         if self.settings.publish.print_events:
             print(json.dumps(event), file=self._out, flush=True)
+
+
+def min_confidence(settings: ModelSettings, bundle: ModelBundle) -> float | None:
+    """Below it an event says ``uncertain``: the setting, else the model's abstention threshold, else none."""
+    return bundle.min_confidence if settings.min_confidence is None else settings.min_confidence
 
 
 def _model_info(classifier: Classifier) -> dict[str, str]:
