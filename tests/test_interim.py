@@ -149,7 +149,7 @@ class _SlowClassifier(Classifier):
     """Every classification (final or interim) takes 0.2 s: a worker far slower than the audio."""
 
     def predict(self, features, adapter=None):  # the worker's last step with each utterance, final or interim
-        time.sleep(0.2)
+        time.sleep(0.2)  # the slowness under test
         return super().predict(features, adapter)
 
 
