@@ -1,7 +1,7 @@
-"""Run the benchmarks: ``.venv/bin/python -m bench [features] [pipeline] [classify] [device] [model]`` (default: all).
+"""Run the benchmarks: ``.venv/bin/python -m bench [BENCH ...]`` (default: all of BENCHES, below).
 
 From the checkout, after ``scripts/setup --dev``; RAVDESS clips from ``--data`` or
-``$SER_STREAM_RAVDESS`` (default ../shared/data/ravdess16k). Takes about 4 minutes on 2 cores.
+``$SER_STREAM_RAVDESS`` (default ../shared/data/ravdess16k). Takes about 10 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import platform
 import time
 from pathlib import Path
 
-from bench import adapter, classify, device, features, model, pipeline
+from bench import adapter, classify, device, features, interim, model, pipeline, segmentation
 from bench.common import DEFAULT_DATA
 
-BENCHES = ("features", "adapter", "pipeline", "classify", "device", "model")
+BENCHES = ("features", "adapter", "pipeline", "classify", "device", "model", "segmentation", "interim")
 
 
 def main() -> None:
@@ -40,6 +40,8 @@ def main() -> None:
         "classify": lambda: classify.run(args.data),
         "device": lambda: device.run(args.idle_s),
         "model": model.run,
+        "segmentation": lambda: segmentation.run(args.data),
+        "interim": lambda: interim.run(args.data, args.idle_s),
     }
     for name in BENCHES:
         if name in (args.benches or BENCHES):

@@ -6,7 +6,6 @@ measured in the same run), never one timing.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -14,9 +13,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CLI = str(Path(sys.executable).parent / "ser-stream")
-DEFAULT_DATA = Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared" / "data" / "ravdess16k"))
+from testkit.live import cli_executable, default_ravdess
+
+CLI = cli_executable()
+DEFAULT_DATA = default_ravdess()
 
 
 def clips(data: Path, count: int) -> list[Path]:

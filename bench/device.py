@@ -16,15 +16,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import CLI, REPO, line, median, python_start_s, section, verdict
-from tests.live import free_endpoint
-from tests.pulse import RUN_DIR_PREFIX, VirtualMic
+from bench.common import CLI, line, median, python_start_s, section, verdict
+from testkit.live import REPO, free_endpoint
+from testkit.pulse import VirtualMic, running_mic
 
 TARGET_READY_S = 1.5
 TARGET_IDLE_CPU = 2.0
@@ -48,7 +45,7 @@ HEAVY = (
 LOADS = """
 import sys, time
 started = time.perf_counter()
-import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture
+import ser_stream.cli, ser_stream.service, ser_stream.pipeline, ser_stream.capture
 from ser_stream.model import Classifier, default_model_path, load_bundle
 imported = time.perf_counter()
 classifier = Classifier(load_bundle(default_model_path()))
@@ -58,16 +55,6 @@ warm = time.perf_counter()
 heavy = [name for name in sys.argv[1:] if name in sys.modules]
 print(imported - started, loaded - imported, warm - loaded, *heavy)
 """
-
-
-@contextmanager
-def virtual_mic() -> Iterator[VirtualMic]:
-    mic = VirtualMic(Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-")))
-    mic.start_server()
-    try:
-        yield mic
-    finally:
-        mic.stop_server()
 
 
 def start_daemon(mic: VirtualMic) -> tuple[subprocess.Popen, float]:
@@ -157,7 +144,7 @@ def idle(mic: VirtualMic, seconds: float) -> None:
 
 
 def run(idle_s: float = 60.0) -> None:
-    with virtual_mic() as mic:
+    with running_mic() as mic:
         startup(mic)
         idle(mic, idle_s)
 

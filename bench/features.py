@@ -17,7 +17,7 @@ import soundfile
 from bench.common import DEFAULT_DATA, clips, line, median, section, verdict
 from ser_stream.features import SEED_PARAMS, extract_features
 from ser_stream.model import default_model_path, load_bundle, single_threaded_blas
-from tests.test_features import seed_recipe
+from testkit.recipe import seed_recipe
 
 TARGET_SPEEDUP = 5.0
 

@@ -15,7 +15,8 @@ import tempfile
 from io import BytesIO
 from pathlib import Path
 
-from bench.common import REPO, line, median, python_start_s, section
+from bench.common import line, median, python_start_s, section
+from testkit.live import REPO
 
 #: The last commit of the joblib bundle and its loader (SHA-256 check, then a pickle read without scikit-learn).
 REFERENCE = "f6ea677"

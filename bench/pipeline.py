@@ -18,7 +18,7 @@ from pathlib import Path
 import soundfile
 
 from bench.common import CLI, DEFAULT_DATA, line, median, percentile, section, verdict
-from tests.live import Subscriber, build_stream, free_endpoint
+from testkit.live import Subscriber, build_stream, free_endpoint
 
 TARGET_P95_MS = 10.0
 #: (emotion code, actor): calm, happy, fearful, disgust × 10 actors, for the fast stream.

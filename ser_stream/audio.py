@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,9 @@ import soundfile
 import soxr
 
 from .errors import AudioError
+from .files import why_unreadable
+
+log = logging.getLogger("ser_stream")
 
 
 def to_model_rate(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
@@ -22,13 +27,11 @@ def to_model_rate(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarra
 
 
 def open_audio(path: str | Path) -> soundfile.SoundFile:
-    """The file opened for reading; AudioError with a one-line reason if it is missing, a
-    directory, empty or not audio."""
+    """The file opened for reading; AudioError with a one-line reason if it is missing, not a
+    regular file (a directory, a FIFO, a device such as /dev/zero), empty or not audio."""
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
+    if (reason := why_unreadable(path)) is not None:
+        raise AudioError(f"{path}: {reason}")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: is an empty file")
     try:
@@ -58,6 +61,48 @@ def read_frames(handle: soundfile.SoundFile, frames: int = -1) -> np.ndarray:
     return samples
 
 
+def warn_if_short(handle: soundfile.SoundFile, frames_read: int) -> None:
+    """Say so when the file held less audio than its header promised: a truncated recording or copy
+    is used as far as it goes, not silently as if whole.
+
+    soundfile's ``frames`` is libsndfile's count, which for a WAV is cut to what the file holds; the
+    data chunk's own size in the header is what was promised.
+    """
+    promised = max(handle.frames, _wav_data_frames(handle.name) or 0)
+    if frames_read < promised:
+        rate = handle.samplerate
+        log.warning(
+            "%s: truncated: its header promises %.2f s of audio but the file holds %.2f s; the last %.2f s are missing",
+            handle.name,
+            promised / rate,
+            frames_read / rate,
+            (promised - frames_read) / rate,
+        )
+
+
+#: A data chunk of this size or more is a stream's "length unknown", not a promise.
+_UNKNOWN_LENGTH = 0x7FFFFFFF
+
+
+def _wav_data_frames(path: str) -> int | None:
+    """The frames a RIFF WAVE file's data chunk claims, or None for other files and unknown lengths."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:] != b"WAVE":
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        block_align = 0
+        while len(chunk := handle.read(8)) == 8:  # every seek moves forward: ends at the end of the file
+            size = struct.unpack(order + "I", chunk[4:])[0]
+            if chunk[:4] == b"data":
+                return size // block_align if block_align and size < _UNKNOWN_LENGTH else None
+            body = handle.read(size) if chunk[:4] == b"fmt " and size < 1024 else b""
+            if len(body) >= 14:
+                block_align = struct.unpack(order + "H", body[12:14])[0]
+            handle.seek(size - len(body) + (size & 1), 1)
+    return None
+
+
 def _reason(error: Exception) -> str:
     return str(error).split(":")[-1].strip() or "unreadable"
 
@@ -76,6 +121,7 @@ def load_audio(path: str | Path, target_rate: int = 16000, max_seconds: float | 
                 f"`ser-stream run --source {path} --no-realtime --print` classifies each utterance in it"
             )
         samples = read_frames(handle)
+        warn_if_short(handle, len(samples))
         rate = handle.samplerate
     return to_model_rate(samples, rate, target_rate)
 

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 import soxr
 
-from .audio import open_audio, read_frames, to_int16
-from .errors import DeviceError, UserError
+from .audio import open_audio, read_frames, to_int16, warn_if_short
+from .counters import Counters
+from .errors import DeviceError, DeviceLostError, UserError
 
 if TYPE_CHECKING:
     import sounddevice
@@ -38,6 +39,10 @@ LOSS_THRESHOLD_S = 0.25
 LOSS_CHECK_BLOCKS = 10
 #: How fast the loss detector's baseline follows slow changes (latency, the card's clock drift), per check.
 _BASELINE_FOLLOW = 1 / 32
+#: Blocks read at a time while the reader says it is idle (nobody speaking): each read wakes the
+#: capture thread and the main loop, which is what an always-on device pays while nothing happens.
+#: Two halve it; the segmenter may hear a first voiced frame one block later.
+IDLE_BLOCKS = 2
 
 
 class AudioBlock(NamedTuple):
@@ -84,6 +89,7 @@ class Source(Protocol):
     name: str  # device name or file path (the events' "source")
     sample_rate: int  # rate of the blocks
     live: bool  # audio that will not wait: the daemon drops utterances rather than fall behind it
+    idle: bool  # set by the reader: nobody speaks, blocks of IDLE_BLOCKS will do
 
     def start(self) -> None: ...
 
@@ -98,17 +104,9 @@ class Source(Protocol):
 
     def stop(self) -> None: ...
 
-    def reopen(self) -> None:
-        """After DeviceLostError: open the input again, or raise DeviceError if it is still gone."""
+    def counters(self) -> Counters:
+        """Its share: frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
         ...
-
-    def counters(self) -> dict[str, int]:
-        """frames_captured, frames_lost, overflows, queue_drops, queue_depth."""
-        ...
-
-
-class DeviceLostError(DeviceError):
-    """The input stream ended on its own (device unplugged, sound server gone)."""
 
 
 def _block_samples(sample_rate: int, block_ms: int) -> int:
@@ -194,7 +192,7 @@ def resolve_device(device: str | int | None) -> int | None:
 class MicSource:
     """Live capture from a PortAudio input device (sounddevice ``InputStream``).
 
-    A capture thread does blocking reads and only copies each block into a bounded queue.
+    A capture thread does blocking reads and only puts each block it read (a fresh array) into a bounded queue.
     Blocking reads rather than PortAudio's callback: sounddevice builds its callback with cffi,
     which needs memory both writable and executable, and the systemd unit forbids that
     (MemoryDenyWriteExecute=yes).
@@ -219,7 +217,9 @@ class MicSource:
         self._block = _block_samples(self.sample_rate, block_ms)
         self._last_block_at = 0.0
         self.live = True
-        self._queue: queue.Queue[AudioBlock] = queue.Queue(maxsize=queue_blocks)
+        self.idle = False
+        self._queue: queue.SimpleQueue[AudioBlock] = queue.SimpleQueue()  # C: no Python lock per block
+        self._queue_blocks = queue_blocks
         self._stream: sounddevice.InputStream | None = None
         self._thread: threading.Thread | None = None
         self._frames = 0  # frames delivered, for the counters
@@ -258,7 +258,7 @@ class MicSource:
         delivered = 0  # in this stream, lost frames included
         for count in itertools.count():
             try:
-                data, overflowed = stream.read(self._block)
+                data, overflowed = stream.read(self._block * IDLE_BLOCKS if self.idle else self._block)
                 # Every few blocks (each check costs a call into the driver): is the backlog drained?
                 caught_up = count % LOSS_CHECK_BLOCKS == 0 and stream.read_available < self._block
             except (sd.PortAudioError, OSError):
@@ -285,9 +285,9 @@ class MicSource:
             self._next_start += len(data)
             self._frames += len(data)
             self._last_block_at = now
-            try:
-                self._queue.put_nowait(AudioBlock(data[:, 0].copy(), start, now))
-            except queue.Full:
+            if self._queue.qsize() < self._queue_blocks:  # this thread alone adds: the check holds
+                self._queue.put(AudioBlock(data.reshape(-1), start, now))  # a fresh array per read: no copy
+            else:
                 self._queue_drops += 1
         if not stopping.is_set():
             self._lost = True
@@ -347,24 +347,32 @@ class MicSource:
         return False
 
     def stop(self) -> None:
-        """Stop and close the stream; blocks already captured stay readable. Safe to call twice."""
+        """Stop and close the stream; blocks already captured stay readable. Safe to call twice.
+
+        The capture thread is waited for first, up to STALL_S: it is one block away, but a stream's
+        first read can take two seconds (PulseAudio starting the source), and closing the stream
+        under a read crashes the process (PortAudio frees what the read uses).  A thread still in
+        the driver after that is left with its stream; ``reopen`` refuses until it is out.
+        """
         stream, self._stream = self._stream, None
         if stream is None:
             return
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)  # one block away, unless the driver hangs in read
+            self._thread.join(timeout=STALL_S)
+            if self._thread.is_alive():
+                return
         stream.abort(ignore_errors=True)  # abort, not stop: nothing left to drain
         stream.close(ignore_errors=True)
 
-    def counters(self) -> dict[str, int]:
-        return {
-            "frames_captured": self._frames,
-            "frames_lost": self._frames_lost,
-            "overflows": self._overflows,
-            "queue_drops": self._queue_drops,
-            "queue_depth": self._queue.qsize(),
-        }
+    def counters(self) -> Counters:
+        return Counters(
+            frames_captured=self._frames,
+            frames_lost=self._frames_lost,
+            overflows=self._overflows,
+            queue_drops=self._queue_drops,
+            queue_depth=self._queue.qsize(),
+        )
 
 
 class FileSource:
@@ -386,6 +394,7 @@ class FileSource:
         self.sample_rate = sample_rate
         self.realtime = realtime
         self.live = realtime
+        self.idle = False
         self._block = _block_samples(sample_rate, block_ms)
         self._file = open_audio(path)
         rate = self._file.samplerate
@@ -393,12 +402,16 @@ class FileSource:
         self._chunk = max(1, int(rate * self.CHUNK_S))
         self._pending = np.empty(0, dtype=np.int16)  # decoded, resampled, not yet handed out
         self._decoded_all = False
+        self._frames_read = 0  # of the file, at its own rate
         self._position = 0
         self._started_at: float | None = None
 
     def _decode_more(self) -> None:
         samples = read_frames(self._file, self._chunk).mean(axis=1)
+        self._frames_read += samples.size
         last = samples.size < self._chunk or self._file.tell() >= self._file.frames
+        if last:
+            warn_if_short(self._file, self._frames_read)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
         self._pending = np.concatenate((self._pending, to_int16(samples)))
@@ -410,11 +423,12 @@ class FileSource:
     def read(self, timeout: float) -> AudioBlock | None:
         if self._started_at is None:
             raise RuntimeError("FileSource.read() before start()")
-        while self._pending.size < self._block and not self._decoded_all:
+        wanted = self._block * IDLE_BLOCKS if self.idle else self._block
+        while self._pending.size < wanted and not self._decoded_all:
             self._decode_more()
         if self.finished:
             return None
-        size = min(self._block, self._pending.size)
+        size = min(wanted, self._pending.size)
         end = self._position + size
         if self.realtime:
             captured_at = self._started_at + end / self.sample_rate
@@ -438,9 +452,5 @@ class FileSource:
     def stop(self) -> None:
         self._file.close()
 
-    def reopen(self) -> None:
-        """Never needed: a file is not lost mid-stream (read() never raises DeviceLostError)."""
-        raise RuntimeError("a file source cannot be reopened")
-
-    def counters(self) -> dict[str, int]:
-        return {"frames_captured": self._position, "frames_lost": 0, "overflows": 0, "queue_drops": 0, "queue_depth": 0}
+    def counters(self) -> Counters:
+        return Counters(frames_captured=self._position)

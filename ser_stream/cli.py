@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
 
 from . import __version__
-from .config import ProxyConfig, RunConfig, add_flags
-from .errors import UserError
+from .config import add_flags, flag_values
+from .errors import ArgumentParser, DeviceError, UserError
+from .events import TOPICS
 from .logs import error_line
-from .publisher import DEFAULT_ENDPOINT
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """Usage mistakes end in one line on stderr and exit code 2, like every other user error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+from .model import default_model_path
+from .settings import DEFAULT_ENDPOINT, MAX_WAIT_S, ProxySettings, RunSettings
 
 
 def _classify(args: argparse.Namespace) -> int:
+    from .events import prediction_extras
     from .logs import setup_logging
     from .model import classify_files, load_bundle
 
     setup_logging("warning")
     failures = 0
-    for file, outcome in classify_files(load_bundle(args.model), args.files, args.jobs):
+    bundle = load_bundle(args.model)
+    for file, outcome in classify_files(bundle, args.files, args.jobs, adapt=args.adapt):
         if isinstance(outcome, str):
             print(error_line(outcome), file=sys.stderr, flush=True)
             failures += 1
@@ -40,6 +37,11 @@ def _classify(args: argparse.Namespace) -> int:
                 "label": outcome.label,
                 "confidence": outcome.confidence,
                 "probabilities": outcome.probabilities,
+                **prediction_extras(
+                    adapted_on=outcome.adapted_on,
+                    uncertain=outcome.uncertain(bundle.min_confidence),
+                    intensity=outcome.intensity,
+                ),
             }
             print(json.dumps(record), flush=True)
         else:
@@ -53,26 +55,33 @@ def _jobs(text: str) -> int:
     return int(text)
 
 
-def _flags(args: argparse.Namespace, keys: Sequence[str]) -> dict[str, Any]:
-    """The settings given as flags: an unset flag is absent, so the config file's value stands."""
-    return {key: value for key, value in vars(args).items() if key in keys}
-
-
 def _run(args: argparse.Namespace) -> int:
-    from .config import KEYS
     from .service import run_service
 
-    return run_service(args.config, _flags(args, KEYS))
+    return run_service(args.config, flag_values(args, RunSettings), reset_adaptation=args.reset_adaptation)
 
 
 def _subscribe(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
     from .publisher import subscribe
-    from .security import curve_client
+    from .settings import curve_client
 
+    setup_logging("info")
     curve = curve_client(args.curve_server_key, args.curve_secret_key, ("--curve-server-key", "--curve-secret-key"))
-    for _topic, event in subscribe(args.endpoint, args.topic or ["emotion", "status"], curve=curve):
+    topics = args.topic or ["emotion", "status"]
+    for _topic, event in subscribe(args.endpoint, topics, curve=curve, timeout_s=args.timeout):
         print(json.dumps(event), flush=True)
     return 0
+
+
+def _timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_WAIT_S:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be a number of seconds above 0, at most {MAX_WAIT_S:g}")
+    return seconds
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -84,10 +93,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
-    from .config import PROXY_KEYS
     from .proxy import run_proxy
 
-    return run_proxy(args.config, _flags(args, PROXY_KEYS))
+    return run_proxy(args.config, flag_values(args, ProxySettings))
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -95,7 +103,7 @@ def _devices(args: argparse.Namespace) -> int:
 
     devices = list_input_devices()
     if not devices:
-        raise UserError("no audio input devices found; use `ser-stream run --source FILE` to classify a file")
+        raise DeviceError("no audio input devices found; use `ser-stream run --source FILE` to classify a file")
     for device in devices:
         marker = "*" if device["is_default"] else " "
         print(
@@ -106,7 +114,11 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _configured(
-    commands: argparse._SubParsersAction, name: str, settings: type[RunConfig | ProxyConfig], example: str, help: str
+    commands: argparse._SubParsersAction,
+    name: str,
+    settings: type[RunSettings | ProxySettings],
+    example: str,
+    help: str,
 ) -> argparse.ArgumentParser:
     """A command whose every flag is also a key of its TOML config file."""
     key = example.removeprefix("--").replace("-", "_")
@@ -126,8 +138,6 @@ def _configured(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .model import default_model_path
-
     parser = ArgumentParser(prog="ser-stream", description="Real-time speech emotion recognition daemon and tools.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -135,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     classify = commands.add_parser("classify", help="classify audio files offline, each file as one utterance")
     classify.add_argument("files", nargs="+", metavar="FILE", help="wav, flac or ogg; any rate or channels")
     classify.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    classify.add_argument(
+        "--adapt",
+        action="store_true",
+        help="the files are one voice: classify each with feature statistics over all of them (two passes)",
+    )
     classify.add_argument(
         "--model",
         type=Path,
@@ -151,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     classify.set_defaults(handler=_classify)
 
     run = _configured(
-        commands, "run", RunConfig, "--hangover-ms", help="the daemon: audio → utterances → emotion events on ZeroMQ"
+        commands, "run", RunSettings, "--hangover-ms", help="the daemon: audio → utterances → emotion events on ZeroMQ"
+    )
+    run.add_argument(
+        "--reset-adaptation",
+        action="store_true",
+        help="forget what adaptation learned (a new owner, a new room): removes the state file at start",
     )
     run.set_defaults(handler=_run)
 
@@ -160,8 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--topic",
         action="append",
-        choices=("emotion", "status", "proxy"),
+        choices=TOPICS,
         help="topic to print; repeatable (default: emotion and status)",
+    )
+    sub.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        help="exit (status 75) when this long passes without an event, at the start or since the last one",
     )
     sub.add_argument("--curve-server-key", type=Path, metavar="FILE", help="CURVE: the publisher's public key (.key)")
     sub.add_argument("--curve-secret-key", type=Path, metavar="FILE", help="CURVE: this subscriber's .key_secret")
@@ -175,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = _configured(
         commands,
         "proxy",
-        ProxyConfig,
+        ProxySettings,
         "--heartbeat-s",
         help="forward the events of many daemons (run --publish-connect) to one endpoint for subscribers",
     )

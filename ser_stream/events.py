@@ -12,16 +12,22 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from .counters import Counters
+
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
 EMOTION_SCHEMA = "ser-stream.emotion/1"
 STATUS_SCHEMA = "ser-stream.status/1"
 PROXY_SCHEMA = "ser-stream.proxy/1"
-TOPIC_EMOTION = "emotion"
+SPEECH_SCHEMA = "ser-stream.speech/1"
+TOPIC_EMOTION = "emotion"  # final results, one per utterance
 TOPIC_STATUS = "status"
 TOPIC_PROXY = "proxy"
-TOPICS = (TOPIC_EMOTION, TOPIC_STATUS, TOPIC_PROXY)
+TOPIC_SPEECH = "speech"  # an utterance opened (start) and closed (end)
+TOPIC_INTERIM = "interim"  # emotion payloads of an utterance still open
+#: ZeroMQ subscribes by prefix, so no topic starts with another (a test checks).
+TOPICS = (TOPIC_EMOTION, TOPIC_STATUS, TOPIC_PROXY, TOPIC_SPEECH, TOPIC_INTERIM)
 #: libzmq's proxy statistics, in the order its STATISTICS command returns them.
 PROXY_COUNTERS = (
     "frontend_messages_in",
@@ -34,6 +40,7 @@ PROXY_COUNTERS = (
     "backend_bytes_out",
 )
 STATUS_STATES = ("started", "running", "device lost", "device back", "stopping")
+SPEECH_STATES = ("start", "end")
 
 
 def _aware_isoformat(moment: datetime) -> str:
@@ -53,12 +60,20 @@ def emotion_event(
     source: str,
     model: dict,
     device: str,
+    utterance: int | None = None,
+    final: bool | None = None,
+    adapted_on: int | None = None,
+    uncertain: bool | None = None,
+    intensity: float | None = None,
 ) -> dict[str, Any]:
     """The payload of one classified utterance, without `seq` and `latency_ms` (stamped when sent).
 
-    Numbers are converted to Python floats so numpy scalars from the classifier serialise as JSON.
+    ``final`` False: an interim result (topic `interim`) of the utterance numbered ``utterance``,
+    still open; True: its final result (topic `emotion`).  Numbers are converted to Python floats so
+    numpy scalars from the classifier serialise as JSON.  The optional fields of the prediction
+    (`prediction_extras`) are left out when not known.
     """
-    return {
+    event = {
         "schema": EMOTION_SCHEMA,
         "device": device,
         "label": label,
@@ -70,13 +85,69 @@ def emotion_event(
         "timestamp": _aware_isoformat(wall_end),
         "source": source,
         "model": dict(model),
+        **prediction_extras(adapted_on=adapted_on, uncertain=uncertain, intensity=intensity),
     }
+    if utterance is not None:
+        event["utterance"] = utterance
+    if final is not None:
+        event["final"] = final
+    return event
+
+
+def speech_event(
+    *,
+    state: str,
+    utterance: int,
+    start_s: float,
+    wall_time: datetime,
+    source: str,
+    device: str,
+    end_s: float | None = None,
+    cut: bool = False,
+    classified: bool = False,
+) -> dict[str, Any]:
+    """An utterance opened (`start`, at ``start_s``) or closed (`end`, with ``end_s``, whether it was
+    ``cut`` at the maximum length and whether it is ``classified``: a final `emotion` event follows),
+    without `seq` and `latency_ms` (stamped when sent).  ``wall_time``: of ``start_s`` or ``end_s``."""
+    if state not in SPEECH_STATES:
+        raise ValueError(f"unknown speech state {state!r}; expected one of {', '.join(SPEECH_STATES)}")
+    if (state == "end") != (end_s is not None):
+        raise ValueError("end_s is given for, and only for, the end of an utterance")
+    event: dict[str, Any] = {
+        "schema": SPEECH_SCHEMA,
+        "device": device,
+        "state": state,
+        "utterance": utterance,
+        "start_s": float(start_s),
+        "timestamp": _aware_isoformat(wall_time),
+        "source": source,
+    }
+    if end_s is not None:
+        duration_s = float(end_s) - float(start_s)
+        event |= {"end_s": float(end_s), "duration_s": duration_s, "cut": cut, "classified": classified}
+    return event
+
+
+def prediction_extras(
+    *, adapted_on: int | None, uncertain: bool | None, intensity: float | None
+) -> dict[str, int | bool | float]:
+    """The optional fields of a prediction, in emotion events and `classify --json` alike, those known:
+    `adapted_on` (utterances in the adapter's statistics; 0: the prior alone), `uncertain` (below the
+    confidence threshold), `intensity` (the probability that the emotion is expressed strongly)."""
+    extras: dict[str, int | bool | float] = {}
+    if adapted_on is not None:
+        extras["adapted_on"] = int(adapted_on)
+    if uncertain is not None:
+        extras["uncertain"] = bool(uncertain)
+    if intensity is not None:
+        extras["intensity"] = float(intensity)
+    return extras
 
 
 def status_event(
     *,
     state: str,
-    counters: dict,
+    counters: Counters,
     uptime_s: float,
     source: str,
     model: dict,
@@ -96,7 +167,7 @@ def status_event(
         "timestamp": datetime.now(timezone.utc).isoformat(),
         "source": source,
         "model": dict(model),
-        "counters": {**counters, "uptime_s": float(uptime_s)},
+        "counters": {**counters.as_dict(), "uptime_s": float(uptime_s)},
     }
     if message is not None:
         event["message"] = message

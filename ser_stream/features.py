@@ -188,21 +188,37 @@ class FeatureExtractor:
 
     def magnitude(self, samples: np.ndarray) -> np.ndarray:
         """|librosa.stft(samples)| (centred, zero-padded, periodic Hann), (1 + n_fft/2, frames) float32."""
+        padded = np.pad(samples, self.params.n_fft // 2)
+        return self.magnitude_rows(padded).T
+
+    def magnitude_rows(self, padded: np.ndarray) -> np.ndarray:
+        """The STFT magnitude of the frames of ``padded`` (already centred), (frames, 1 + n_fft/2) float32."""
         p = self.params
-        padded = np.pad(samples, p.n_fft // 2)
         frames = np.lib.stride_tricks.sliding_window_view(padded, p.n_fft)[:: p.hop_length]
         magnitude = np.empty((frames.shape[0], p.n_fft // 2 + 1), dtype=np.float32)
         for start in range(0, frames.shape[0], FFT_BLOCK):  # small temporaries: 3x faster than one big FFT
             block = np.fft.rfft(frames[start : start + FFT_BLOCK] * self._window, axis=1)
             magnitude[start : start + FFT_BLOCK] = np.abs(block.astype(np.complex64))  # librosa keeps complex64
-        return magnitude.T
+        return magnitude
+
+    def mel(self, magnitude: np.ndarray) -> np.ndarray:
+        """Mel power per frame, (n_mels, frames) float32, from the magnitude (bins, frames)."""
+        power = magnitude**2
+        mel = np.zeros((self.params.n_mels, power.shape[1]), dtype=np.float32)
+        for bands, bins, weights in self._mel_blocks:
+            np.matmul(weights, power[bins], out=mel[bands])
+        return mel
 
     def tuning(self, magnitude: np.ndarray) -> float:
-        """librosa.estimate_tuning(S=magnitude): the commonest deviation of spectral peaks from equal temperament.
+        """librosa.estimate_tuning(S=magnitude): the commonest deviation of spectral peaks from equal temperament."""
+        return self.tuning_of(*self.spectral_peaks(magnitude))
 
-        piptrack's peaks (local maxima above a tenth of their frame's loudest bin, 150 Hz to 4 kHz) with
-        its parabolic interpolation, computed at the peaks only; the arithmetic is librosa's numba
-        stencil's (sums in float32, the rest in float64), so the estimate is the same to the bit.
+    def spectral_peaks(self, magnitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """piptrack's peaks (local maxima above a tenth of their frame's loudest bin, 150 Hz to 4 kHz) with
+        its parabolic interpolation, computed at the peaks only: (pitches, magnitudes), float32.
+
+        The arithmetic is librosa's numba stencil's (sums in float32, the rest in float64), so the
+        estimate is the same to the bit.  Each frame's peaks are its own.
         """
         p = self.params
         lo, hi = self._pitch_rows.start, self._pitch_rows.stop
@@ -210,17 +226,20 @@ class FeatureExtractor:
         gated = context * (context > PITCH_THRESHOLD * magnitude.max(axis=0))
         centre = gated[1:-1]
         rows, columns = np.nonzero((centre > gated[:-2]) & (centre >= gated[2:]))
-        if rows.size == 0:
-            return 0.0
         below, peak, above = (context[rows + k, columns] for k in range(3))
         a = (above + below).astype(np.float64) - 2 * peak.astype(np.float64)
         b = (above - below).astype(np.float64) / 2
         with np.errstate(divide="ignore", invalid="ignore"):
             shift = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a).astype(np.float32)
         pitches = ((rows + lo + shift) * float(p.sample_rate) / p.n_fft).astype(np.float32)
-        magnitudes = peak + 0.5 * ((above - below) / 2.0) * shift
+        return pitches, peak + 0.5 * ((above - below) / 2.0) * shift
+
+    def tuning_of(self, pitches: np.ndarray, magnitudes: np.ndarray) -> float:
+        """The tuning estimate from the spectral peaks of every frame (0 when there are none)."""
+        if pitches.size == 0:
+            return 0.0
         pitches = pitches[magnitudes >= np.median(magnitudes)]
-        residual = np.mod(p.n_chroma * np.log2(pitches / (440.0 / 16)), 1.0)
+        residual = np.mod(self.params.n_chroma * np.log2(pitches / (440.0 / 16)), 1.0)
         residual[residual >= 0.5] -= 1.0
         counts, edges = np.histogram(residual, np.linspace(-0.5, 0.5, int(np.ceil(1.0 / TUNING_RESOLUTION)) + 1))
         return float(edges[np.argmax(counts)])
@@ -228,22 +247,25 @@ class FeatureExtractor:
     def frames(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-frame MFCC, chroma and mel power, each (bands, frames), from one STFT."""
         magnitude = self.magnitude(samples)
-        power = magnitude**2
-        mel = np.zeros((self.params.n_mels, power.shape[1]), dtype=np.float32)
-        for bands, bins, weights in self._mel_blocks:
-            np.matmul(weights, power[bins], out=mel[bands])
+        return self.combine(magnitude, self.mel(magnitude), self.tuning(magnitude))
+
+    def combine(
+        self, magnitude: np.ndarray, mel: np.ndarray, tuning: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """MFCC, chroma and mel per frame from what spans the whole utterance: the dB scale (relative to
+        its loudest band) and the tuning."""
         mfcc = (self._dct @ power_to_db(mel)).astype(np.float32)  # float32, as scipy's DCT gives the recipe
-        raw_chroma = self._chroma_basis(self.tuning(magnitude)) @ magnitude
+        raw_chroma = self._chroma_basis(tuning) @ magnitude
         peak = np.max(np.abs(raw_chroma), axis=0)
         peak[peak < np.finfo(raw_chroma.dtype).tiny] = 1.0  # silent frames stay zero
         return mfcc, raw_chroma / peak, mel
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Feature vector (``params.n_features`` float64 values) for mono float audio."""
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1 or samples.size == 0:
-            raise ValueError("expected a non-empty mono signal")
-        mfcc, chroma, mel = self.frames(samples)
+        return self.statistics(*self.frames(_mono(samples)))
+
+    def statistics(self, mfcc: np.ndarray, chroma: np.ndarray, mel: np.ndarray) -> np.ndarray:
+        """The feature vector: ``params.statistics`` of the frames over time."""
         stacked = np.concatenate([mfcc, chroma, mel], axis=0)
         mel_rows = slice(mfcc.shape[0] + chroma.shape[0], None)
         parts = []
@@ -256,6 +278,64 @@ class FeatureExtractor:
             else:  # delta_std: how fast the timbre moves
                 parts.append(delta(mfcc).std(axis=1))
         return np.concatenate(parts).astype(np.float64)
+
+
+def _mono(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1 or samples.size == 0:
+        raise ValueError("expected a non-empty mono signal")
+    return samples
+
+
+class GrowingFeatures:
+    """The features of an utterance still being heard, again and again as it grows (interim results).
+
+    Each call gets the utterance so far: the same start, at least as long as the last.  The STFT
+    frames that later audio cannot change (those whose window lies inside what was heard) are kept
+    with their mel bands and spectral peaks, so a call transforms only the new audio and the last
+    few frames; what spans the whole utterance (the tuning, the dB scale, the statistics) is
+    computed again from them.  The result is the extractor's on the same audio.
+    """
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        self._extractor = extractor
+        p = extractor.params
+        self._half, self._hop = p.n_fft // 2, p.hop_length
+        self._heard = 0  # samples of the last call
+        self._kept = 0  # frames kept
+        self._magnitude = np.empty((0, p.n_fft // 2 + 1), dtype=np.float32)  # (frames, bins), grown by doubling
+        self._mel = np.empty((p.n_mels, 0), dtype=np.float32)
+        self._peaks: list[tuple[np.ndarray, np.ndarray]] = []  # per batch of kept frames
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        samples = _mono(samples)
+        if samples.size < self._heard:
+            raise ValueError(f"an utterance only grows: {samples.size} samples after {self._heard}")
+        self._heard = n = samples.size
+        frames = n // self._hop + 1
+        settled = max(0, (n - self._half) // self._hop + 1)  # windows inside the audio: final
+        first = self._kept * self._hop - self._half  # where the first frame not kept begins
+        padded = np.pad(samples[max(first, 0) :], (max(-first, 0), self._half))
+        fresh = self._extractor.magnitude_rows(padded)  # frames kept .. frames
+        self._reserve(frames)
+        self._magnitude[self._kept : frames] = fresh
+        magnitude = self._magnitude[:frames].T
+        self._mel[:, self._kept : frames] = self._extractor.mel(magnitude[:, self._kept :])
+        self._peaks.append(self._extractor.spectral_peaks(magnitude[:, self._kept : settled]))
+        tail = self._extractor.spectral_peaks(magnitude[:, settled:])
+        self._kept = settled
+        pitches, magnitudes = (np.concatenate(parts) for parts in zip(*self._peaks, tail, strict=True))
+        tuning = self._extractor.tuning_of(pitches, magnitudes)
+        return self._extractor.statistics(*self._extractor.combine(magnitude, self._mel[:, :frames], tuning))
+
+    def _reserve(self, frames: int) -> None:
+        if frames > self._magnitude.shape[0]:
+            capacity = max(frames, 2 * self._magnitude.shape[0])
+            magnitude = np.empty((capacity, self._magnitude.shape[1]), dtype=np.float32)
+            magnitude[: self._kept] = self._magnitude[: self._kept]
+            mel = np.empty((self._mel.shape[0], capacity), dtype=np.float32)
+            mel[:, : self._kept] = self._mel[:, : self._kept]
+            self._magnitude, self._mel = magnitude, mel
 
 
 def delta(frames: np.ndarray, max_width: int = 9) -> np.ndarray:

@@ -18,7 +18,6 @@ never puts through a security mechanism.
 from __future__ import annotations
 
 import logging
-import signal
 import struct
 import threading
 import time
@@ -27,13 +26,15 @@ from typing import Any
 
 import zmq
 
-from .config import ProxyConfig, resolve
+from .config import resolve
+from .control import Control
 from .errors import UserError
 from .events import PROXY_COUNTERS, TOPIC_PROXY, proxy_event
 from .logs import setup_logging
 from .notify import Notifier
-from .publisher import Publisher, check_endpoint, endpoint_error
-from .security import Authenticator, CurveServer
+from .publisher import Publisher, attach, check_endpoint
+from .security import Authenticator
+from .settings import CurveServer, ProxySettings
 
 log = logging.getLogger("ser_stream")
 
@@ -49,7 +50,7 @@ class Proxy:
         frontend: str,
         backend: str,
         device_id: str,
-        heartbeat_s: float = 5.0,
+        heartbeat_s: float,
         frontend_curve: CurveServer | None = None,
         backend_curve: CurveServer | None = None,
         notifier: Notifier | None = None,
@@ -69,7 +70,7 @@ class Proxy:
         self._steer = self._context.socket(zmq.REQ)
         self._steer.connect(_CONTROL)
         self._own = Publisher(_OWN_EVENTS, context=self._context, connect=True)
-        self._stop = threading.Event()
+        self.control = Control()  # stop requests, from SIGTERM/SIGINT or request_stop
 
     def _bound(self, kind: int, *endpoints: str, curve: CurveServer | None = None, domain: str = "") -> zmq.Socket:
         sock = self._context.socket(kind)
@@ -78,19 +79,16 @@ class Proxy:
             if curve is not None:
                 self._authenticator.serve(sock, curve, domain)
             for endpoint in endpoints:
-                try:
-                    sock.bind(endpoint)
-                except zmq.ZMQError as error:
-                    raise endpoint_error("bind", endpoint, error) from None
+                attach(sock, endpoint, bind=True)
         except UserError:
             self._authenticator.stop()
             self._context.destroy(linger=0)
             raise
         return sock
 
-    def request_stop(self, *_: object) -> None:
-        """Signal-handler safe: only sets a flag the heartbeat loop polls."""
-        self._stop.set()
+    def request_stop(self) -> None:
+        """From any thread or a signal handler: the heartbeat loop wakes and stops."""
+        self.control.request_stop()
 
     def statistics(self) -> dict[str, int]:
         self._steer.send(b"STATISTICS")
@@ -110,7 +108,7 @@ class Proxy:
         watchdog_s = self.notifier.watchdog_interval_s
         next_heartbeat = started + self.heartbeat_s
         next_ping = started if watchdog_s is not None else float("inf")
-        while not self._stop.wait(max(0.0, min(next_heartbeat, next_ping) - time.monotonic())):
+        while not self.control.wait(min(next_heartbeat, next_ping) - time.monotonic()):
             counters = self.statistics()  # a round trip through the forwarder: it is alive
             now = time.monotonic()
             if watchdog_s is not None and now >= next_ping:
@@ -147,7 +145,7 @@ def _status_line(state: str, counters: dict[str, int]) -> str:
 
 def run_proxy(config_path: Path | None, flags: dict[str, Any]) -> int:
     """`ser-stream proxy`: settings (defaults ← file ← flags) → logging → the proxy, until SIGTERM/SIGINT."""
-    config = resolve(config_path, flags, ProxyConfig)
+    config = resolve(config_path, flags, ProxySettings)
     setup_logging(config.log_level)
     proxy = Proxy(
         config.frontend,
@@ -158,6 +156,8 @@ def run_proxy(config_path: Path | None, flags: dict[str, Any]) -> int:
         backend_curve=config.curve("backend"),
         notifier=Notifier(),
     )
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, proxy.request_stop)
-    return proxy.run()
+    proxy.control.install(reload=False)
+    try:
+        return proxy.run()
+    finally:
+        proxy.control.ignore_signals()

@@ -10,7 +10,6 @@ clients.  Keys are ZeroMQ certificate files, as `ser-stream keygen` writes them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
@@ -18,32 +17,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from .errors import ConfigError
-
-
-@dataclass(frozen=True)
-class CurveServer:
-    secret_key: Path  # the server's NAME.key_secret
-    allowed_clients: Path  # a folder of admitted clients' NAME.key files
-
-
-@dataclass(frozen=True)
-class CurveClient:
-    server_key: Path  # the server's NAME.key (public)
-    secret_key: Path  # our own NAME.key_secret
-
-
-def curve_server(secret_key: Path | None, allowed_clients: Path | None, names: tuple[str, str]) -> CurveServer | None:
-    """A server's two settings go together; ``names`` are how the user wrote them (flags or keys)."""
-    if (secret_key is None) != (allowed_clients is None):
-        raise ConfigError(f"{names[0]} and {names[1]} go together: give both or neither")
-    return None if secret_key is None or allowed_clients is None else CurveServer(secret_key, allowed_clients)
-
-
-def curve_client(server_key: Path | None, secret_key: Path | None, names: tuple[str, str]) -> CurveClient | None:
-    """A client's two settings go together, like a server's."""
-    if (server_key is None) != (secret_key is None):
-        raise ConfigError(f"{names[0]} and {names[1]} go together: give both or neither")
-    return None if server_key is None or secret_key is None else CurveClient(server_key, secret_key)
+from .settings import CurveClient, CurveServer
 
 
 def keygen(directory: Path, name: str) -> tuple[Path, Path]:

@@ -28,22 +28,34 @@ Bounds of an utterance, in stream samples:
   closes, its start moves up to ``pre_roll_ms`` before the first frame within ``gate_db`` of
   that peak, so a breath before the first word does not pull the start early.  ``gate_db=0``
   turns the gate off (plain webrtcvad).
+- Noise gate: webrtcvad calls babble (other voices, a television) speech, and loud steady
+  noise too, so on its own an utterance in such a room never ends.  The segmenter follows the
+  room's noise floor (``noise_floor_dbfs``, minimum statistics) and, while webrtcvad calls the
+  frames at that floor speech, counts a frame as speech only if it is at least ``noise_gate_db``
+  above the floor.  Quiet steady noise webrtcvad already tells from speech (a fan) and clean
+  audio are segmented as without the gate.  ``noise_gate_db=0`` turns it off.  A sound webrtcvad
+  calls speech that never pauses for ``FLOOR_WINDOW_MS`` becomes the floor itself: a babble that
+  is always there is, after a few seconds, the room.
 - ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
   utterances are dropped and counted in ``dropped_short``.
+
+``feed`` returns the utterances; ``feed_events`` also says when the segmenter opens an utterance
+(``SpeechStarted``) and closes it (``SpeechEnded``, with the utterance it emitted, if any), in
+stream order, so a subscriber can hear of speech while it goes on.  Each window of a cut monologue
+is opened and closed like an utterance of its own.  ``so_far`` copies the open utterance as it
+stands, for interim results: at most ``max_utterance_ms``, and only when asked.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import webrtcvad
 
-#: The sample rates and frame lengths webrtcvad accepts.
-VAD_SAMPLE_RATES = (8000, 16000, 32000, 48000)
-VAD_FRAME_MS = (10, 20, 30)
+from .settings import VAD_SAMPLE_RATES, VadSettings, option
 
 #: Length of the window whose voiced fraction must reach ``trigger_ratio`` to start speech:
 #: long enough that a lone click does not trigger, short enough to react within ~0.1 s.
@@ -57,6 +69,28 @@ RELEASE_RATIO = 0.9
 #: (decays, final consonants) that fall below the VAD's threshold.
 TAIL_MS = 100
 
+#: Noise floor: the minimum, over the last ``FLOOR_WINDOW_MS``, of the frame power smoothed with a
+#: time constant of ``FLOOR_SMOOTHING_MS`` (minimum statistics, Martin 2001), over every frame:
+#: webrtcvad calls babble speech, so its non-speech frames alone would never see a babbling room.
+#: Speech pauses every few seconds, so the minimum is the room between words; the smoothing keeps
+#: the minimum of a fluctuating noise from diving to its single quietest frame.
+FLOOR_WINDOW_MS = 3000
+FLOOR_SMOOTHING_MS = 180
+#: The floor is known once this much of a stream has been heard (the minimum so far until a whole
+#: window has): long enough to hold a pause, short enough to catch noise that is there from the start.
+FLOOR_WARMUP_MS = 600
+
+#: webrtcvad adapts to quiet steady noise (a fan) and calls it non-speech, but calls babble speech.  The
+#: noise gate applies while it calls at least ``FOOLED_SHARE`` of the frames at the floor (within
+#: ``FLOOR_NEAR_DB`` of it) speech, a share followed with a time constant of ``FOOLED_MS``; so the
+#: gate never cuts into quiet speech that webrtcvad already tells from the room.
+FLOOR_NEAR_DB = 3.0
+FOOLED_SHARE = 0.5
+FOOLED_MS = 1000
+
+#: What ``noise_floor_dbfs`` says for digital silence (whose logarithm is -inf, which JSON lacks).
+SILENT_DBFS = -120.0
+
 #: Slack when turning a ratio into a frame count, so that e.g. 0.7 * 10 frames needs 7, not 8.
 _RATIO_EPSILON = 1e-9
 
@@ -66,48 +100,23 @@ def _ms_to_samples(ms: int, sample_rate: int) -> int:
     return ms * sample_rate // 1000
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
-class SegmenterConfig:
-    """What the segmenter detects; every field is validated so a bad CLI flag fails at startup."""
+class SegmenterConfig(VadSettings):
+    """The VAD settings at the rate of the audio fed; every field is checked (by VadSettings) when made."""
 
-    sample_rate: int = 16000
-    frame_ms: int = 30
-    aggressiveness: int = 2
-    pre_roll_ms: int = 150
-    hangover_ms: int = 500
-    min_utterance_ms: int = 500
-    max_utterance_ms: int = 10000
+    sample_rate: int = option(16000, "the rate of the audio fed, Hz", choices=VAD_SAMPLE_RATES)
     trigger_ratio: float = 0.6
-    gate_db: float = 35.0
 
     def __post_init__(self) -> None:
-        choices = {"sample_rate": VAD_SAMPLE_RATES, "frame_ms": VAD_FRAME_MS, "aggressiveness": (0, 1, 2, 3)}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if not _is_int(value) or value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))} (webrtcvad), got {value!r}")
-        for name in ("pre_roll_ms", "min_utterance_ms"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise ValueError(f"{name} must be a whole number of milliseconds >= 0, got {value!r}")
-        if not _is_int(self.hangover_ms) or self.hangover_ms <= 0:
-            raise ValueError(f"hangover_ms must be a whole number of milliseconds > 0, got {self.hangover_ms!r}")
-        floor = max(self.min_utterance_ms, self.frame_ms)
-        if not _is_int(self.max_utterance_ms) or self.max_utterance_ms < floor:
-            raise ValueError(
-                f"max_utterance_ms must be a whole number of milliseconds >= min_utterance_ms and >= frame_ms "
-                f"({floor}), got {self.max_utterance_ms!r}"
-            )
-        gate = self.gate_db
-        if not isinstance(gate, (int, float)) or isinstance(gate, bool) or not 0 <= gate <= 120:
-            raise ValueError(f"gate_db must be a number of decibels in [0, 120] (0 turns the gate off), got {gate!r}")
+        super().__post_init__()
         ratio = self.trigger_ratio
         if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 1:
             raise ValueError(f"trigger_ratio must be a number in (0, 1], got {ratio!r}")
+
+    @classmethod
+    def of(cls, vad: VadSettings, sample_rate: int) -> SegmenterConfig:
+        """``vad`` at ``sample_rate``: the rate is the source's, known once it is open."""
+        return cls(sample_rate=sample_rate, **{f.name: getattr(vad, f.name) for f in fields(VadSettings)})
 
     @property
     def frame_samples(self) -> int:
@@ -115,21 +124,12 @@ class SegmenterConfig:
         return _ms_to_samples(self.frame_ms, self.sample_rate)
 
 
-@dataclass(frozen=True, eq=False)
-class Utterance:
-    """One stretch of speech: ``samples`` is exactly ``stream[start:end]`` (read-only int16 mono).
+class _Span:
+    """Stream samples ``[start, end)`` at ``sample_rate``, in seconds."""
 
-    ``closed_at`` (>= ``end``) is the stream position at which the segmenter decided the
-    utterance was over; ``cut`` says it was closed for reaching ``max_utterance_ms`` rather than
-    by the hangover or the end of the stream.  Compared by identity: it holds an array.
-    """
-
-    samples: np.ndarray
     start: int
     end: int
     sample_rate: int
-    closed_at: int
-    cut: bool
 
     @property
     def start_s(self) -> float:
@@ -146,6 +146,73 @@ class Utterance:
     @property
     def duration_s(self) -> float:
         return (self.end - self.start) / self.sample_rate
+
+
+@dataclass(frozen=True, eq=False)
+class Utterance(_Span):
+    """One stretch of speech: ``samples`` is exactly ``stream[start:end]`` (read-only int16 mono).
+
+    ``closed_at`` (>= ``end``) is the stream position at which the segmenter decided the
+    utterance was over; ``cut`` says it was closed for reaching ``max_utterance_ms`` rather than
+    by the hangover or the end of the stream.  Compared by identity: it holds an array.
+    """
+
+    samples: np.ndarray
+    start: int
+    end: int
+    sample_rate: int
+    closed_at: int
+    cut: bool
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The segmenter opened an utterance at stream position ``opened_at``, its speech starting at ``start``.
+
+    ``start`` is provisional: when the utterance closes, the energy gate may move its start later
+    (a breath before the first word), so the emitted utterance starts at or after it.
+    """
+
+    start: int
+    opened_at: int
+    sample_rate: int
+
+    @property
+    def start_s(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def decided_at(self) -> int:
+        return self.opened_at
+
+
+@dataclass(frozen=True, eq=False)
+class SpeechEnded(_Span):
+    """The segmenter closed the utterance it last opened, at stream position ``closed_at``.
+
+    ``utterance`` is what it emitted: None when nothing was (shorter than ``min_utterance_ms``,
+    or only the silence after a cut).  ``cut``: closed for reaching ``max_utterance_ms``, the
+    speech going on in the next window.
+    """
+
+    start: int
+    end: int
+    closed_at: int
+    sample_rate: int
+    cut: bool
+    utterance: Utterance | None
+
+    @property
+    def decided_at(self) -> int:
+        return self.closed_at
+
+
+SpeechEvent = SpeechStarted | SpeechEnded
+
+
+def utterances_of(events: list[SpeechEvent]) -> list[Utterance]:
+    """The utterances the events emitted, in order."""
+    return [event.utterance for event in events if isinstance(event, SpeechEnded) and event.utterance is not None]
 
 
 class _Window:
@@ -168,6 +235,50 @@ class _Window:
     def clear(self) -> None:
         self.labels.clear()
         self.voiced = 0
+
+
+class _NoiseFloor:
+    """The room's noise power per frame, and whether webrtcvad calls that noise speech (babble, a
+    television) or not (a fan: webrtcvad adapts to steady noise itself)."""
+
+    def __init__(self, frame_ms: int) -> None:
+        self._window = FLOOR_WINDOW_MS // frame_ms
+        self._warmup = FLOOR_WARMUP_MS // frame_ms
+        self._keep = math.exp(-frame_ms / FLOOR_SMOOTHING_MS)
+        self._keep_voiced = math.exp(-frame_ms / FOOLED_MS)
+        self._near = 10 ** (FLOOR_NEAR_DB / 10)
+        self._minima: deque[tuple[int, float]] = deque()  # (frame index, smoothed power), increasing powers
+        self.clear()
+
+    def clear(self) -> None:
+        self._minima.clear()
+        self._frames = 0
+        self._smoothed = 0.0
+        self._voiced_share = 0.0  # of the frames at the floor, how many webrtcvad called speech (running)
+
+    def push(self, energy: float, voiced: bool) -> None:
+        smoothed = energy if self._frames == 0 else self._keep * self._smoothed + (1 - self._keep) * energy
+        while self._minima and self._minima[-1][1] >= smoothed:
+            self._minima.pop()
+        self._minima.append((self._frames, smoothed))
+        if self._minima[0][0] <= self._frames - self._window:
+            self._minima.popleft()
+        self._smoothed = smoothed
+        self._frames += 1
+        floor = self.energy
+        if floor is not None and energy <= floor * self._near:
+            self._voiced_share = self._keep_voiced * self._voiced_share + (1 - self._keep_voiced) * voiced
+
+    def masks(self, energy: float, ratio: float) -> bool:
+        """Whether a frame of ``energy`` is the room's noise: webrtcvad takes that noise for speech and
+        the frame is less than ``ratio`` (power) above the floor."""
+        floor = self.energy
+        return floor is not None and self._voiced_share >= FOOLED_SHARE and energy < floor * ratio
+
+    @property
+    def energy(self) -> float | None:
+        """The floor as a frame energy (None during the warm-up)."""
+        return self._minima[0][1] if self._frames >= self._warmup else None
 
 
 class Segmenter:
@@ -196,6 +307,8 @@ class Segmenter:
         self._hangover = _Window(hangover_frames)
         self._recent_energy: deque[float] = deque(maxlen=trigger_frames)  # beside the trigger labels
         self._gate_ratio = 10 ** (-config.gate_db / 10) if config.gate_db > 0 else 0.0
+        self._noise_ratio = 10 ** (config.noise_gate_db / 10) if config.noise_gate_db > 0 else 0.0
+        self._noise = _NoiseFloor(frame_ms)
         # While silent, keep enough past audio for the earliest onset the trigger window can report.
         self._history = self._pre_roll + trigger_frames * self._frame
         # Compacting keeps at most max + history + two frames, so at least half the tape is free
@@ -218,11 +331,28 @@ class Segmenter:
         self._trigger.clear()
         self._recent_energy.clear()
         self._hangover.clear()
+        self._noise.clear()
 
     @property
     def in_speech(self) -> bool:
         """True between the detected onset and the end of an utterance."""
         return self._in_speech
+
+    @property
+    def idle(self) -> bool:
+        """No utterance open and no voiced frame in the trigger window: nothing can open one before the
+        next voiced frame, so the input may deliver audio in coarser blocks meanwhile."""
+        return not self._in_speech and self._trigger.voiced == 0
+
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        """The noise floor of the current stream in dBFS (RMS relative to a full-scale square wave;
+        digital silence reads ``SILENT_DBFS``), or None during the first ``FLOOR_WARMUP_MS``."""
+        energy = self._noise.energy
+        if energy is None:
+            return None
+        mean_square = energy / (self._frame * 32768.0**2)
+        return 10 * math.log10(mean_square) if mean_square > 10 ** (SILENT_DBFS / 10) else SILENT_DBFS
 
     @property
     def position(self) -> int:
@@ -231,10 +361,14 @@ class Segmenter:
 
     def feed(self, samples: np.ndarray) -> list[Utterance]:
         """Consume a block of 1-D int16 samples of any length; return the utterances it completed."""
+        return utterances_of(self.feed_events(samples))
+
+    def feed_events(self, samples: np.ndarray) -> list[SpeechEvent]:
+        """``feed``, returning what happened in stream order: utterances opened and closed."""
         if not isinstance(samples, np.ndarray) or samples.dtype != np.int16 or samples.ndim != 1:
             got = f"{samples.ndim}-D {samples.dtype} array" if isinstance(samples, np.ndarray) else type(samples)
             raise ValueError(f"Segmenter.feed takes a 1-D int16 array, got {got}")
-        done: list[Utterance] = []
+        done: list[SpeechEvent] = []
         taken = 0
         while taken < samples.size:
             used = self._tape_end - self._tape_start
@@ -250,7 +384,7 @@ class Segmenter:
         return done
 
     def reconfigured(self, config: SegmenterConfig) -> Segmenter:
-        """A segmenter with new settings that carries on this stream: same offsets, same counters.
+        """A segmenter with new settings that carries on this stream: same offsets, counters and noise floor.
 
         For a reload between utterances (``in_speech`` False), at the same rate and frame length.
         The new one starts with a fresh VAD and no history, so an utterance that begins within
@@ -263,8 +397,28 @@ class Segmenter:
         successor = Segmenter(config)
         successor.emitted, successor.dropped_short = self.emitted, self.dropped_short
         successor._reset(origin=self._vad_pos)
+        successor._noise = self._noise  # the room has not changed
         successor.feed(self._tape[self._vad_pos - self._tape_start : self._tape_end - self._tape_start].copy())
         return successor
+
+    def so_far(self) -> Utterance | None:
+        """A copy of the open utterance as it stands, for an interim result: None when no utterance is
+        open, or when what was heard so far would be dropped as shorter than ``min_utterance_ms``.
+
+        From the provisional ``start`` (the gate's start trim applies when the utterance closes) to
+        ``TAIL_MS`` after the last voiced frame, as the end would be trimmed if it closed now;
+        ``closed_at`` is the current position.  A window is cut at ``max_utterance_ms``, so neither
+        the copy nor the time it takes grows beyond that.
+        """
+        if not self._in_speech:
+            return None
+        end = min(self._last_voiced_end + self._tail, self._vad_pos)
+        if end - self._start < max(self._min, 1):
+            return None
+        begin = self._start - self._tape_start
+        samples = self._tape[begin : begin + end - self._start].copy()
+        samples.flags.writeable = False
+        return Utterance(samples, self._start, end, self.config.sample_rate, self._vad_pos, cut=False)
 
     def flush(self, resume_at: int = 0) -> list[Utterance]:
         """End of stream: emit the utterance in progress (trimmed as if the hangover expired) and
@@ -273,7 +427,11 @@ class Segmenter:
 
         The partial frame still buffered is audio too: it may be part of the final utterance.
         """
-        done: list[Utterance] = []
+        return utterances_of(self.flush_events(resume_at))
+
+    def flush_events(self, resume_at: int = 0) -> list[SpeechEvent]:
+        """``flush``, returning what happened: the open utterance, if any, closed."""
+        done: list[SpeechEvent] = []
         if self._in_speech:
             end = min(self._last_voiced_end + self._tail, self._tape_end)
             self._cut_windows(done, end, closed_at=self._tape_end)
@@ -288,7 +446,7 @@ class Segmenter:
         self._tape[: end - begin] = self._tape[begin:end]
         self._tape_start = keep
 
-    def _step(self, done: list[Utterance]) -> None:
+    def _step(self, done: list[SpeechEvent]) -> None:
         """Label the next frame and advance the state machine."""
         offset = self._vad_pos - self._tape_start
         samples = self._tape[offset : offset + self._frame]
@@ -297,13 +455,16 @@ class Segmenter:
         energy = float(np.dot(as_float, as_float))
         frame_start = self._vad_pos
         self._vad_pos += self._frame
+        self._noise.push(energy, voiced)
+        if voiced and self._noise.masks(energy, self._noise_ratio):
+            voiced = False  # webrtcvad hears a voice, but it does not stand out of the room's babble
         if not self._in_speech:
             self._trigger.push(voiced)
             self._recent_energy.append(energy)
             if voiced:
                 self._last_voiced_end = self._vad_pos
             if self._trigger.voiced >= self._trigger_needed:
-                self._open()
+                self._open(done)
                 self._cut_windows(done, self._vad_pos, closed_at=self._vad_pos)
             return
         if voiced:
@@ -320,7 +481,7 @@ class Segmenter:
         self._cut_windows(done, end, closed_at=self._vad_pos)
         self._close(done, end, closed_at=self._vad_pos)
 
-    def _open(self) -> None:
+    def _open(self, done: list[SpeechEvent]) -> None:
         """Speech starts: the onset is the first voiced frame of the trigger window."""
         labels, energies = self._trigger.labels, self._recent_energy
         first = labels.index(True)
@@ -334,16 +495,18 @@ class Segmenter:
         self._start = max(onset - self._pre_roll, self._floor)
         self._in_speech = True
         self._hangover.clear()
+        done.append(SpeechStarted(self._start, self._vad_pos, self.config.sample_rate))
 
-    def _cut_windows(self, done: list[Utterance], end: int, closed_at: int) -> None:
+    def _cut_windows(self, done: list[SpeechEvent], end: int, closed_at: int) -> None:
         """Emit full ``max_utterance_ms`` windows while the audio up to ``end`` is longer than one."""
         while end - self._start > self._max:
             self._emit(done, self._start + self._max, closed_at, cut=True)
             self._start += self._max
             self._voiced_frames.clear()  # a window after a cut starts where the last ended: no start trim
+            done.append(SpeechStarted(self._start, closed_at, self.config.sample_rate))
 
-    def _close(self, done: list[Utterance], end: int, closed_at: int) -> None:
-        """Speech ended: emit ``[start, end)`` if long enough, else count it as dropped."""
+    def _close(self, done: list[SpeechEvent], end: int, closed_at: int) -> None:
+        """Speech ended: emit ``[start, end)`` if long enough, else count it as dropped; either way it is closed."""
         self._in_speech = False
         self._trigger.clear()
         self._recent_energy.clear()
@@ -351,18 +514,22 @@ class Segmenter:
         first_loud = next((offset for offset, energy in self._voiced_frames if energy >= loud_enough), None)
         if first_loud is not None:
             self._start = max(self._start, first_loud - self._pre_roll)
-        if self._last_voiced_end <= self._start:
-            return  # the window after a cut held only trailing silence: no utterance at all
-        if end - self._start < self._min:
+        rate = self.config.sample_rate
+        if self._last_voiced_end <= self._start:  # the window after a cut held only trailing silence
+            done.append(SpeechEnded(self._start, max(end, self._start), closed_at, rate, cut=False, utterance=None))
+        elif end - self._start < self._min:
             self.dropped_short += 1
+            done.append(SpeechEnded(self._start, end, closed_at, rate, cut=False, utterance=None))
         else:
             self._emit(done, end, closed_at, cut=False)
 
-    def _emit(self, done: list[Utterance], end: int, closed_at: int, cut: bool) -> None:
+    def _emit(self, done: list[SpeechEvent], end: int, closed_at: int, cut: bool) -> None:
         begin = self._start - self._tape_start
         samples = self._tape[begin : begin + end - self._start].copy()
         samples.flags.writeable = False
-        done.append(Utterance(samples, self._start, end, self.config.sample_rate, closed_at, cut))
+        rate = self.config.sample_rate
+        utterance = Utterance(samples, self._start, end, rate, closed_at, cut)
+        done.append(SpeechEnded(self._start, end, closed_at, rate, cut, utterance))
         self.emitted += 1
         self._floor = end
 

@@ -12,7 +12,6 @@ timers, the watchdog path) shows there, not in the fast run.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tests.conftest import REPO, cli_executable
-from tests.live import RATE, Subscriber, free_endpoint
+from testkit.live import RATE, Subscriber, cli_executable, default_ravdess, free_endpoint, wait_until
 
 #: RSS samples taken before the daemon is ready (imports, model) or in the first share of the
 #: streaming are warm-up (first allocations).
@@ -119,10 +117,11 @@ def soak(
                 rss.append((time.monotonic() - started, sample))
             if ready_s is None and subscriber.of("status"):
                 ready_s = time.monotonic() - started
-            time.sleep(sample_every_s)
+            time.sleep(sample_every_s)  # the sampling period of the RSS curve
         _, stderr = daemon.communicate()
         wall_s = time.monotonic() - started
-        time.sleep(0.5)  # the last messages reach the subscriber
+        if daemon.returncode == 0:  # it said "stopping" last
+            wait_until(subscriber.stopped, 10, "the daemon's last status")
     finally:
         if daemon.poll() is None:
             daemon.kill()
@@ -178,7 +177,7 @@ def main() -> int:
     parser.add_argument(
         "--data",
         type=Path,
-        default=Path(os.environ.get("SER_STREAM_RAVDESS", REPO.parent / "shared/data/ravdess16k")),
+        default=default_ravdess(),
         help="RAVDESS folder (default: $SER_STREAM_RAVDESS or ../shared/data/ravdess16k)",
     )
     args = parser.parse_args()

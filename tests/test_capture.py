@@ -20,19 +20,17 @@ from ser_stream import capture
 from ser_stream.audio import load_audio, to_int16
 from ser_stream.capture import (
     AudioBlock,
-    DeviceLostError,
     FileSource,
     LossDetector,
     MicSource,
     list_input_devices,
     resolve_device,
 )
-from ser_stream.errors import AudioError, DeviceError, UserError
-from tests import pulse
-from tests.conftest import clip_path, speech_like
+from ser_stream.counters import Counters
+from ser_stream.errors import AudioError, DeviceError, DeviceLostError, UserError
+from testkit.live import clip_path
+from tests.conftest import speech_like
 from tests.test_audio import bad_files
-
-virtual_mic = pulse.virtual_mic  # the session fixture, usable here without `-p tests.pulse`
 
 RATE = 16000
 BLOCK = 480  # 30 ms at 16 kHz
@@ -68,13 +66,7 @@ def test_file_blocks_tile_the_file_exactly(tmp_path):
     np.testing.assert_array_equal(np.concatenate([block.samples for block in blocks]), expected)
     assert source.finished
     assert source.read(0.1) is None
-    assert source.counters() == {
-        "frames_captured": 16160,
-        "frames_lost": 0,
-        "overflows": 0,
-        "queue_drops": 0,
-        "queue_depth": 0,
-    }
+    assert source.counters() == Counters(frames_captured=16160)  # frames lost, overflows, queue drops, depth: 0
     source.stop()
 
 
@@ -132,7 +124,7 @@ def test_realtime_file_is_paced_at_wall_clock_rate(tmp_path):
     began = time.monotonic()
     source.start()
     assert source.read(0.0) is None  # the first block is not due for 30 ms
-    assert source.counters()["frames_captured"] == 0
+    assert source.counters().frames_captured == 0
     blocks = read_all(source)
     elapsed = time.monotonic() - began
     assert elapsed >= 0.9
@@ -302,8 +294,8 @@ def test_mic_captures_what_is_played(virtual_mic, ravdess):
     assert stop_took < 2.0
 
     counters = source.counters()
-    assert counters["queue_drops"] == 0 and counters["queue_depth"] == 0 and counters["overflows"] >= 0
-    assert counters["frames_captured"] == sum(block.samples.size for block in blocks)
+    assert counters.queue_drops == 0 and counters.queue_depth == 0 and counters.overflows >= 0
+    assert counters.frames_captured == sum(block.samples.size for block in blocks)
     assert all(block.samples.dtype == np.int16 and block.samples.shape == (BLOCK,) for block in blocks)
     assert [block.start for block in blocks] == [BLOCK * i for i in range(len(blocks))]
     stamps = [block.captured_at for block in blocks]
@@ -374,7 +366,7 @@ def test_lost_device_is_reported_and_can_be_reopened(virtual_mic):
                     source.read(0.5)
         finally:
             virtual_mic.start_server()
-        frames = source.counters()["frames_captured"]
+        frames = source.counters().frames_captured
         source.reopen()
         block = source.read(15.0)
         assert block is not None and block.start > frames  # offsets skip the time the device was away

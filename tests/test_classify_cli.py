@@ -12,8 +12,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from ser_stream.audio import load_audio
 from ser_stream.model import Classifier, classify_files, load_bundle, single_threaded_blas
-from tests.conftest import SHIPPED_MODEL, clip_path, run_cli
-from tests.live import free_endpoint
+from testkit.live import clip_path, free_endpoint
+from tests.conftest import SHIPPED_MODEL, run_cli
 from tests.test_audio import bad_files
 
 SEED_CODES = {2: "calm", 3: "happy", 6: "fearful", 7: "disgust"}

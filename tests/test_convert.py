@@ -12,7 +12,8 @@ import pytest
 
 from ser_stream.features import SEED_PARAMS
 from ser_stream.model import load_bundle, manifest_path, sha256_of
-from tests.conftest import REPO, clip_path, run_cli
+from testkit.live import REPO, clip_path
+from tests.conftest import run_cli
 from tests.test_model import LABELS, fitted
 
 

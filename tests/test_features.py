@@ -20,18 +20,11 @@ from ser_stream.features import (
     hann_window,
     mel_filters,
 )
-from tests.conftest import clip_path, speech_like
+from testkit.live import clip_path
+from testkit.recipe import seed_recipe
+from tests.conftest import speech_like
 
 SHIPPED_PARAMS = FeatureParams(statistics=("mean", "std", "delta_std"), mel_scale="log")
-
-
-def seed_recipe(samples: np.ndarray, rate: int) -> np.ndarray:
-    """DataFlair's extract_feature(mfcc=True, chroma=True, mel=True), verbatim in spirit."""
-    stft = np.abs(librosa.stft(samples))
-    mfccs = np.mean(librosa.feature.mfcc(y=samples, sr=rate, n_mfcc=40).T, axis=0)
-    chroma = np.mean(librosa.feature.chroma_stft(S=stft, sr=rate).T, axis=0)
-    mel = np.mean(librosa.feature.melspectrogram(y=samples, sr=rate).T, axis=0)
-    return np.hstack([mfccs, chroma, mel])
 
 
 def assert_close_to_recipe(samples: np.ndarray) -> None:

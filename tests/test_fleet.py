@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import pytest
 
 from ser_stream.events import validator_for
-from tests.conftest import cli_executable, run_cli
-from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint, start_daemon
+from testkit.live import (
+    STREAM_CLIPS,
+    Subscriber,
+    build_stream,
+    cli_executable,
+    free_endpoint,
+    start_daemon,
+    wait_until,
+)
+from tests.conftest import run_cli
+
+
+def stopped(subscriber: Subscriber, device: str) -> bool:
+    return any(event.get("device") == device and event["state"] == "stopping" for event in subscriber.of("status"))
 
 
 @pytest.mark.slow
@@ -30,7 +41,7 @@ def test_three_daemons_through_one_proxy_reach_one_subscriber(ravdess, tmp_path)
         build_stream(ravdess, streams[device], STREAM_CLIPS[2 * index : 2 * index + 2], gap_s=1.0)
     daemons = []
     try:
-        time.sleep(0.5)  # the subscriber's subscription reaches the proxy
+        wait_until(lambda: subscriber.of("proxy"), 30, "a proxy event: the subscription is at the proxy")
         daemons += [
             start_daemon(
                 *("--source", str(stream), "--no-realtime", "--wait-subscriber", "10"),
@@ -42,10 +53,10 @@ def test_three_daemons_through_one_proxy_reach_one_subscriber(ravdess, tmp_path)
         for daemon in daemons:
             _, stderr = daemon.communicate(timeout=60)
             assert daemon.returncode == 0, stderr
-        time.sleep(1.2)  # the last events, and a proxy heartbeat that counted them
+        wait_until(lambda: all(stopped(subscriber, device) for device in streams), 10, "each device's last event")
         proxy.send_signal(signal.SIGTERM)
         _, proxy_log = proxy.communicate(timeout=10)
-        time.sleep(0.2)
+        wait_until(lambda: subscriber.stopped("proxy"), 10, "the proxy's last event")
     finally:
         for process in (proxy, *daemons):
             if process.poll() is None:

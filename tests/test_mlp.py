@@ -18,7 +18,8 @@ from sklearn.preprocessing import StandardScaler
 
 from ser_stream.features import extract_features
 from ser_stream.model import load_bundle, save_bundle
-from tests.conftest import REPO, SHIPPED_MODEL, clip_path
+from testkit.live import REPO, clip_path
+from tests.conftest import SHIPPED_MODEL
 from train.experiments import quiet_training
 
 #: Modules the serving path must not import: the reason it is fast to start, small, and runs no pickle.
@@ -102,7 +103,7 @@ def test_only_a_scaled_mlp_is_saved(tmp_path, model):
 def test_serving_imports_none_of_the_heavy_libraries():
     code = (
         "import sys\n"
-        "import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture\n"
+        "import ser_stream.cli, ser_stream.service, ser_stream.pipeline, ser_stream.capture\n"
         "from ser_stream.model import Classifier, default_model_path, load_bundle\n"
         "Classifier(load_bundle(default_model_path())).warm_up()\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"

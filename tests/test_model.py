@@ -22,8 +22,8 @@ from ser_stream.features import SEED_PARAMS
 from ser_stream.model import MANIFEST_FORMAT, load_bundle, manifest_path, save_bundle, sha256_of, trim_differences
 from ser_stream.model import bundle as bundle_module
 from ser_stream.segmenter import SegmenterConfig
-from tests.conftest import REPO, SHIPPED_MODEL, clip_path, run_cli
-from tests.live import free_endpoint
+from testkit.live import REPO, clip_path, free_endpoint
+from tests.conftest import SHIPPED_MODEL, run_cli
 from train.experiments import quiet_training
 
 LABELS = ["calm", "happy", "fearful"]
@@ -118,11 +118,18 @@ def test_the_same_model_gives_the_same_bytes_whenever_it_is_saved(model, tmp_pat
 
 
 def test_extra_arrays_and_optional_sections_round_trip(model, tmp_path):
-    extras = {"adaptation_mean": np.arange(3.0), "adaptation_var": np.ones(3), "intensity_coef": np.eye(2)}
+    n = SEED_PARAMS.n_features
+    extras = {
+        "adaptation_mean": np.arange(float(n)),
+        "adaptation_var": np.ones(n),
+        "intensity_coef": np.linspace(-1, 1, n),
+        "intensity_intercept": np.array([0.5]),
+        "anything": np.eye(2),
+    }
     sections = {
-        "adaptation": {"prior_weight": 20},
+        "adaptation": {"prior_weight": 20, "horizon": 100, "var_floor": 0.05},
         "abstention": {"min_confidence": 0.55, "share": 0.25},
-        "intensity": {"labels": ["normal", "strong"], "arrays": ["intensity_coef"]},
+        "intensity": {"method": "logistic", "classes": ["normal", "strong"]},
     }
     path = save_bundle(
         model, {"labels": LABELS, "features": SEED_PARAMS.to_dict(), **sections}, tmp_path, "extra", extras
@@ -135,6 +142,12 @@ def test_extra_arrays_and_optional_sections_round_trip(model, tmp_path):
     for name, section in sections.items():
         assert bundle.section(name) == section
     assert bundle.section("calibration") is None
+
+
+def test_an_object_array_is_never_saved(model, tmp_path):
+    with pytest.raises(ValueError, match="Object arrays cannot be saved"):
+        save_bundle(model, {"labels": LABELS}, tmp_path, "x", {"objects": np.array([{}], dtype=object)})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_adaptation_needs_its_arrays(model, tmp_path):
@@ -224,8 +237,12 @@ def test_an_object_array_is_refused_and_never_unpickled(bundle_path, tmp_path):
 
 def test_an_old_pickle_path_names_the_bundle_beside_it(bundle_path):
     old = bundle_path.with_suffix(".joblib")
+    assert refusal(old) == f"model {old}: no such file (bundles are NAME.npz now; pickles are not read); " + (
+        f"or use {bundle_path}, which is beside it"
+    )
     old.write_bytes(b"not even read")
     message = refusal(old)
+    assert "a pickle, which can run any code" in message
     assert message.endswith(f"or use {bundle_path}, which is beside it")
 
 

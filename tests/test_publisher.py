@@ -10,26 +10,15 @@ from datetime import datetime, timezone
 import pytest
 import zmq
 
-from ser_stream.errors import UserError
+from ser_stream.counters import Counters
+from ser_stream.errors import EndpointError, UserError
 from ser_stream.events import TOPIC_EMOTION, TOPIC_STATUS, emotion_event, status_event, validator_for
-from ser_stream.publisher import EndpointError, Publisher, subscribe
+from ser_stream.publisher import Publisher, subscribe
 
 ANY_PORT = "tcp://127.0.0.1:*"
 MODEL = {"name": "ser-mlp", "sha256": "ab" * 32}
 ATTEMPTS = 100_000
-COUNTERS = dict.fromkeys(
-    (
-        "frames_captured",
-        "overflows",
-        "utterances",
-        "utterances_dropped_short",
-        "events_published",
-        "drops",
-        "queue_drops",
-        "queue_depth",
-    ),
-    0,
-)
+COUNTERS = Counters()
 
 
 def an_emotion() -> dict:
@@ -239,7 +228,7 @@ def test_subscribe_yields_what_was_published(context):
                 publisher.publish(topic, event)
                 if topic == TOPIC_EMOTION:
                     published.append(event)
-            time.sleep(0.005)
+            time.sleep(0.005)  # a steady stream, not a busy loop
 
     thread = threading.Thread(target=keep_publishing, daemon=True)
     thread.start()

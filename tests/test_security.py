@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
-import time
 
 import pytest
 
-from tests.conftest import cli_executable, run_cli
-from tests.live import STREAM_CLIPS, Lines, Subscriber, build_stream, free_endpoint, start_daemon, wait_until
+from ser_stream.events import TOPICS
+from testkit.live import (
+    STREAM_CLIPS,
+    JsonPrinter,
+    Lines,
+    Subscriber,
+    build_stream,
+    cli_executable,
+    free_endpoint,
+    start_daemon,
+    wait_until,
+)
+from tests.conftest import run_cli
 
 
 @pytest.fixture
@@ -28,18 +38,19 @@ def keys(tmp_path):
     return tmp_path
 
 
-def subscriber(endpoint, keys, who=None, topics=("emotion", "status")):
+def subscriber(endpoint, keys, who=None, topics=TOPICS) -> JsonPrinter:
     args = [cli_executable(), "subscribe", endpoint, *(item for topic in topics for item in ("--topic", topic))]
     if who is not None:
         args += ["--curve-server-key", str(keys / "server/server.key")]
         args += ["--curve-secret-key", str(keys / f"{who}/{who}.key_secret")]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    return JsonPrinter(args)
 
 
-def stop(process) -> list[dict]:
-    process.terminate()
-    out, _ = process.communicate(timeout=10)
-    return [json.loads(line) for line in out.splitlines()]
+def heard_from(listener: JsonPrinter, schema: str, device: str | None = None, state: str | None = None) -> bool:
+    return any(
+        event["schema"] == schema and device in (None, event.get("device")) and state in (None, event.get("state"))
+        for event in listener.events()
+    )
 
 
 def proxy_process(frontend, backend, *curve, heartbeat_s="0.5"):
@@ -71,18 +82,17 @@ def test_only_an_admitted_subscriber_receives_the_daemons_events(ravdess, tmp_pa
     build_stream(ravdess, stream, STREAM_CLIPS[:1], gap_s=1.0)
     endpoint = free_endpoint()
     listeners = {who: subscriber(endpoint, keys, who) for who in ("alice", "mallory", None)}
-    try:
-        time.sleep(1.0)  # all three are trying to connect before anything is sent
+    try:  # nothing is sent before alice's subscription arrives; mallory's attempts began with hers
         daemon = start_daemon(
-            *("--source", str(stream), "--realtime", "--wait-subscriber", "10"),
+            *("--source", str(stream), "--realtime", "--wait-subscriber", "30"),
             *("--curve-secret-key", str(keys / "server/server.key_secret")),
             *("--curve-allowed-clients", str(keys / "allowed")),
             endpoint=endpoint,
         )
         out, stderr = daemon.communicate(timeout=60)
-        time.sleep(0.5)
+        wait_until(lambda: heard_from(listeners["alice"], "ser-stream.status/1", state="stopping"), 10, "the end")
     finally:
-        received = {who: stop(process) for who, process in listeners.items()}
+        received = {who: listener.stop() for who, listener in listeners.items()}
     assert daemon.returncode == 0, stderr
     printed = [json.loads(line) for line in out.splitlines()]
     assert [event["seq"] for event in received["alice"]] == [event["seq"] for event in printed]  # everything
@@ -97,8 +107,10 @@ def test_only_an_admitted_subscriber_receives_from_a_curve_proxy(keys):
     curve = ["--backend-curve-secret-key", secret, "--backend-curve-allowed-clients", allowed]
     proxy = proxy_process(frontend, backend, *curve, heartbeat_s="0.3")
     listeners = {who: subscriber(backend, keys, who, topics=("proxy",)) for who in ("alice", "mallory", None)}
-    time.sleep(2.5)
-    received = {who: stop(process) for who, process in listeners.items()}
+    try:  # three heartbeats for alice: the others, started with her, were refused as long
+        wait_until(lambda: len(listeners["alice"].events()) >= 3, 30, "three proxy heartbeats for alice")
+    finally:
+        received = {who: listener.stop() for who, listener in listeners.items()}
     proxy.terminate()
     assert proxy.wait(10) == 0
     assert len(received["alice"]) >= 3 and all(event["schema"] == "ser-stream.proxy/1" for event in received["alice"])
@@ -117,7 +129,7 @@ def test_only_an_admitted_device_gets_its_events_into_a_curve_proxy(ravdess, tmp
         *("--backend-curve-allowed-clients", str(keys / "allowed")),
     ]
     proxy = proxy_process(frontend, backend, *curve)
-    alice = subscriber(backend, keys, "alice", topics=("emotion", "status", "proxy"))
+    alice = subscriber(backend, keys, "alice")
     stream = tmp_path / "stream.wav"
     build_stream(ravdess, stream, STREAM_CLIPS[:2], gap_s=1.0)
     device_keys = {
@@ -127,7 +139,7 @@ def test_only_an_admitted_device_gets_its_events_into_a_curve_proxy(ravdess, tmp
     }
     daemons = {}
     try:
-        time.sleep(1.0)  # alice's subscription reaches the proxy
+        wait_until(lambda: heard_from(alice, "ser-stream.proxy/1"), 30, "a proxy event: alice's subscription is in")
         for device, server_key in device_keys.items():
             own_key = ["--curve-secret-key", str(keys / f"{device}/{device}.key_secret")] if server_key else []
             daemons[device] = start_daemon(
@@ -136,9 +148,9 @@ def test_only_an_admitted_device_gets_its_events_into_a_curve_proxy(ravdess, tmp
                 endpoint=free_endpoint(),
             )
         finished = {device: daemon.communicate(timeout=60) for device, daemon in daemons.items()}
-        time.sleep(1.2)  # the last events, and a proxy heartbeat
+        wait_until(lambda: heard_from(alice, "ser-stream.status/1", "kiosk", "stopping"), 10, "kiosk's last event")
     finally:
-        received = stop(alice)
+        received = alice.stop()
         proxy.terminate()
         _, proxy_log = proxy.communicate(timeout=10)
         for daemon in daemons.values():
@@ -150,7 +162,7 @@ def test_only_an_admitted_device_gets_its_events_into_a_curve_proxy(ravdess, tmp
     printed = [json.loads(line) for line in finished["kiosk"][0].splitlines()]
     from_kiosk = [event for event in received if event.get("device") == "kiosk"]
     assert [event["seq"] for event in from_kiosk] == [event["seq"] for event in printed]  # every event
-    assert sum("label" in event for event in from_kiosk) == 2
+    assert sum(event.get("final", False) for event in from_kiosk) == 2
     assert {event.get("device") for event in received if event["schema"] != "ser-stream.proxy/1"} == {"kiosk"}
     assert any(event["schema"] == "ser-stream.proxy/1" for event in received)  # the proxy's own, over inproc
     assert "no subscriber after" in finished["rogue"][1] and "no subscriber after" in finished["plain"][1]

@@ -12,21 +12,24 @@ import socket
 import statistics
 import struct
 import subprocess
+import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ser_stream.capture import AudioBlock, FileSource
-from ser_stream.daemon import Daemon, DaemonSettings
 from ser_stream.model import Classifier, load_bundle, manifest_path, sha256_of
 from ser_stream.notify import Notifier
+from ser_stream.pipeline import Daemon
 from ser_stream.proxy import Proxy
 from ser_stream.publisher import Publisher
-from tests.conftest import SHIPPED_MODEL, cli_executable, clip_path
-from tests.live import STREAM_CLIPS, Subscriber, build_stream, free_endpoint
+from ser_stream.settings import RunSettings, from_keys
+from testkit.live import STREAM_CLIPS, Subscriber, build_stream, cli_executable, clip_path, free_endpoint, wait_until
+from tests.conftest import SHIPPED_MODEL
 
 _names = itertools.count()
 
@@ -119,8 +122,8 @@ def test_ready_status_watchdog_and_stopping_from_the_real_daemon(ravdess, tmp_pa
         stdin=subprocess.DEVNULL,
     )
     ended = time.monotonic()
-    time.sleep(0.1)
     assert result.returncode == 0, result.stderr
+    notify_socket.wait_for("STOPPING", timeout=10)  # the last datagram, read by the socket's thread
     messages = [fields for _, fields in notify_socket.messages]
     assert messages[0]["READY"] == "1" and messages[0]["STATUS"].startswith(f"listening: {stream} at 16000 Hz")
     assert messages[-1]["STOPPING"] == "1" and messages[-1]["STATUS"].startswith("stopping (end of input)")
@@ -146,11 +149,11 @@ class _WedgingClassifier(Classifier):
         super().warm_up()
         self.armed = True
 
-    def classify(self, samples, sample_rate):
+    def features(self, samples, sample_rate):  # the worker's first step with each utterance
         if self.armed:
             self.wedged.set()
             self.release.wait()
-        return super().classify(samples, sample_rate)
+        return super().features(samples, sample_rate)
 
 
 class _WedgingSource(FileSource):
@@ -175,7 +178,7 @@ def _run_in_thread(daemon: Daemon) -> threading.Thread:
 
 
 @pytest.mark.parametrize("stage", ["worker", "audio loop"])
-def test_a_wedged_stage_stops_the_watchdog_pings(ravdess, tmp_path, notify_socket, stage):
+def test_a_wedged_stage_stops_the_watchdog_pings_and_the_heartbeats(ravdess, tmp_path, notify_socket, stage):
     stream = tmp_path / "stream.wav"
     build_stream(ravdess, stream, STREAM_CLIPS[:1], gap_s=1.0)
     watchdog_s = 0.1
@@ -187,20 +190,30 @@ def test_a_wedged_stage_stops_the_watchdog_pings(ravdess, tmp_path, notify_socke
         classifier, source = Classifier(bundle), _WedgingSource(stream, realtime=True)
         wedge = source
     notifier = Notifier(notify_socket.env(watchdog_usec=int(2 * watchdog_s * 1e6)))
-    with Publisher(free_endpoint()) as publisher:
-        daemon = Daemon(source, classifier, publisher, DaemonSettings(heartbeat_s=0.5), notifier=notifier)
+    endpoint = free_endpoint()
+    subscriber = Subscriber(endpoint)
+    with Publisher(endpoint) as publisher:
+        daemon = Daemon(source, classifier, publisher, from_keys(RunSettings, {"heartbeat_s": 0.2}), notifier=notifier)
         thread = _run_in_thread(daemon)
         try:
             assert wedge.wedged.wait(30)
-            wedged_at = time.monotonic()
-            time.sleep(1.2)
+            wedged_at, wedged_wall = time.monotonic(), datetime.now(timezone.utc)
+            time.sleep(1.2)  # the window in which no ping may come: the silence is what is tested
             before = notify_socket.pings(end=wedged_at)
             assert len(before) >= 3  # it was pinging until then
             assert notify_socket.pings(start=wedged_at + 2 * watchdog_s) == []  # and then it stopped
+            # Nor does it tell subscribers all is well: no `running` heartbeat (with frozen counters).
+            beats = [t for t, fields in notify_socket.messages if fields.get("STATUS", "").startswith("running")]
+            assert len([t for t in beats if t < wedged_at]) >= 2
+            assert [t for t in beats if t > wedged_at + 0.3] == []
+            running = [s for s in subscriber.of("status") if s["state"] == "running"]
+            late = wedged_wall + timedelta(seconds=0.3)
+            assert running and [s for s in running if datetime.fromisoformat(s["timestamp"]) > late] == []
         finally:
             wedge.release.set()
             daemon.request_stop()
             thread.join(30)
+            subscriber.close()
     assert not thread.is_alive()
 
 
@@ -220,27 +233,42 @@ def test_ready_status_watchdog_and_stopping_from_the_real_proxy(notify_socket):
     try:
         notify_socket.wait_for("READY", timeout=30)
         with Publisher(frontend, connect=True) as device:  # one device's five events
-            time.sleep(0.5)  # connected, and the subscription has reached it
+            wait_until(lambda: _probe_arrives(device, subscriber), 30, "the subscription to reach the device")
             for number in range(5):
                 device.publish("status", {"number": number})
-            time.sleep(1.5)
+            wait_until(lambda: len(_numbered(subscriber)) == 5, 30, "the five events through the proxy")
+            wait_until(lambda: len(_proxy_heartbeats(notify_socket)) >= 3, 30, "three proxy heartbeats")
         proxy.send_signal(signal.SIGTERM)
         _, stderr = proxy.communicate(timeout=10)
     finally:
         if proxy.poll() is None:
             proxy.kill()
         subscriber.close()
-    time.sleep(0.1)
     assert proxy.returncode == 0, stderr
+    notify_socket.wait_for("STOPPING", timeout=10)
     messages = [fields for _, fields in notify_socket.messages]
     assert messages[0]["READY"] == "1" and messages[0]["STATUS"].startswith("forwarding: 0 messages in from devices")
     assert messages[-1]["STOPPING"] == "1" and messages[-1]["STATUS"].startswith("stopping: ")
-    heartbeats = [fields["STATUS"] for fields in messages if fields.get("STATUS", "").startswith("forwarding: ")]
-    assert len(heartbeats) >= 3
+    assert len(_proxy_heartbeats(notify_socket)) >= 3
     counted_in = int(messages[-1]["STATUS"].split()[1])
-    assert counted_in >= 5 and len([m for m in subscriber.of("status") if "number" in m]) == 5
+    assert counted_in >= 5 and len(_numbered(subscriber)) == 5
     gaps = np.diff(notify_socket.pings(notify_socket.messages[0][0]))
     assert 0.75 * watchdog_s <= statistics.median(gaps) <= 1.5 * watchdog_s, gaps
+
+
+def _probe_arrives(device: Publisher, subscriber: Subscriber) -> bool:
+    """Publish a probe; True once one got through, which a device's first events may not (slow joiner)."""
+    device.publish("status", {"probe": True})
+    return any("probe" in event for event in subscriber.of("status"))
+
+
+def _numbered(subscriber: Subscriber) -> list[dict]:
+    return [event for event in subscriber.of("status") if "number" in event]
+
+
+def _proxy_heartbeats(notify_socket: NotifySocket) -> list[str]:
+    statuses = [fields.get("STATUS", "") for _, fields in notify_socket.messages]
+    return [status for status in statuses if status.startswith("forwarding: ")]
 
 
 class _WedgingProxy(Proxy):
@@ -273,7 +301,7 @@ def test_a_wedged_forwarder_stops_the_proxy_watchdog_pings(notify_socket):
     try:
         assert proxy.wedged.wait(30)
         wedged_at = time.monotonic()
-        time.sleep(1.0)
+        time.sleep(1.0)  # the window in which no ping may come: the silence is what is tested
         assert len(notify_socket.pings(end=wedged_at)) >= 3  # it was pinging until then
         assert notify_socket.pings(start=wedged_at + 2 * watchdog_s) == []  # and then it stopped
     finally:
@@ -326,6 +354,36 @@ def test_logs_are_plain_when_journal_stream_names_another_stream(ravdess):
     assert result.returncode == 0 and result.stderr.startswith("ser-stream: model ser-mlp")
 
 
+def test_what_c_libraries_write_to_stderr_goes_through_the_log():
+    """PortAudio and ALSA write to fd 2 directly; while relayed, their lines become log lines."""
+    program = """if True:
+        import os, sys
+        from ser_stream.logs import setup_logging
+        from ser_stream.native_log import native_stderr_logged
+        setup_logging("debug")
+        with native_stderr_logged():
+            os.write(2, b"ALSA lib pcm_pulse.c:758:(pulse_prepare) PulseAudio: Unable to create stream\\n\\n")
+            os.write(2, b"Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1812\\n")
+            os.write(2, b"something else\\n")
+            print("python's own line", file=sys.stderr)
+        os.write(2, b"after the relay\\n")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert sorted(lines[:-1]) == sorted(
+        [
+            "ser-stream: sound library: ALSA lib pcm_pulse.c:758:(pulse_prepare) PulseAudio: Unable to create stream",
+            "ser-stream: sound library: Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1812",
+            "ser-stream: warning: from a library: something else",
+            "python's own line",
+        ]
+    )
+    assert lines[-1] == "after the relay"
+
+
 def _install_bundle(source: Path, models: Path) -> Path:
     models.mkdir(exist_ok=True)
     for path in (source, manifest_path(source)):
@@ -348,13 +406,7 @@ def _replace_with_resaved_bundle(npz_path: Path) -> str:
 
 
 def _emotions_after(subscriber: Subscriber, count: int, timeout: float = 30) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = subscriber.of("emotion")
-        if len(events) > count:
-            return events[count:]
-        time.sleep(0.05)
-    raise AssertionError(f"no emotion event after the first {count} within {timeout} s")
+    return wait_until(lambda: subscriber.of("emotion")[count:], timeout, f"an emotion event after the first {count}")
 
 
 @pytest.mark.slow

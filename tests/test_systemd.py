@@ -9,20 +9,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from ser_stream.adapter_state import STATE_FILE, load_state
 from ser_stream.config import ConfigError
-from ser_stream.errors import DeviceError, ModelError, UserError
-from ser_stream.publisher import EndpointError
-from tests import pulse
-from tests.conftest import REPO, cli_executable, clip_path
-from tests.live import Subscriber, free_endpoint, wait_until
+from ser_stream.errors import DeviceError, EndpointError, ModelError, UserError
+from ser_stream.model import load_bundle
+from testkit.live import REPO, Subscriber, cli_executable, clip_path, free_endpoint, wait_for_audio, wait_until
+from testkit.quick_model import tiny_bundle
 from tests.sandbox import unit_settings
-
-virtual_mic = pulse.virtual_mic
 
 UNIT = REPO / "systemd" / "ser-stream.service"
 PROXY_UNIT = REPO / "systemd" / "ser-stream-proxy.service"
@@ -193,6 +190,8 @@ def run_proxy_briefly(command: list[str], backend: str, cwd: Path) -> tuple[int 
         if proxy.poll() is None:
             proxy.send_signal(signal.SIGTERM)
         _, stderr = proxy.communicate(timeout=15)
+        if proxy.returncode == 0:  # it said "stopping" last
+            wait_until(lambda: subscriber.stopped("proxy"), 10, "the proxy's last event")
     finally:
         if proxy.poll() is None:
             proxy.kill()
@@ -241,13 +240,18 @@ def test_the_sandbox_enforces_the_units_system_call_filter():
 
 
 @pytest.mark.slow
-def test_the_daemon_captures_and_classifies_in_the_units_sandbox(virtual_mic, ravdess):
+def test_the_daemon_captures_classifies_and_keeps_its_adaptation_in_the_units_sandbox(virtual_mic, ravdess, tmp_path):
     """MemoryDenyWriteExecute=yes: serving must not JIT (no numba), and capture must not need a cffi
-    callback.  SystemCallFilter=: libzmq's threads, PortAudio and numpy must live with it."""
+    callback.  SystemCallFilter=: libzmq's threads, PortAudio, numpy and the state file's atomic save
+    (fsync, rename) must live with it."""
     assert unit_settings(UNIT)["MemoryDenyWriteExecute"] == ["yes"]
+    assert unit_settings(UNIT)["StateDirectory"] == ["ser-stream"]
+    assert "--state-dir /var/lib/ser-stream" in unit_settings(UNIT)["ExecStart"][0]
+    model = load_bundle(tiny_bundle(tmp_path / "model"))  # one that adapts
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
     command = [cli_executable(), "run", "--device", virtual_mic.device, "--publish", endpoint, "--print"]
+    command += ["--model", str(model.path), "--state-dir", str(tmp_path / "state")]
     daemon = subprocess.Popen(
         sandboxed(UNIT, *command),
         stdout=subprocess.PIPE,
@@ -261,17 +265,18 @@ def test_the_daemon_captures_and_classifies_in_the_units_sandbox(virtual_mic, ra
         if not first and daemon.wait(10) == 3:
             pytest.skip(daemon.stderr.read().strip())
         assert json.loads(first)["state"] == "started", daemon.stderr.read()
-        time.sleep(1.5)  # PulseAudio starts the stream
+        wait_for_audio(subscriber)
         virtual_mic.play(clip_path(ravdess, 3, 1, intensity=2))
-        wait_until(lambda: subscriber.of("emotion"), 15, "an emotion event")
+        wait_until(lambda: subscriber.of("emotion"), 60, "an emotion event")  # generous: a busy 2-core machine
         daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=15)
+        _, stderr = daemon.communicate(timeout=60)
     finally:
         if daemon.poll() is None:
             daemon.kill()
         subscriber.close()
     assert daemon.returncode == 0, stderr
     assert len(subscriber.of("emotion")) == 1 and "Traceback" not in stderr
+    assert load_state(tmp_path / "state" / STATE_FILE, model.prior, model.sha256).heard == 1  # saved at stop
 
 
 @pytest.mark.slow

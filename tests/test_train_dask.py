@@ -11,7 +11,8 @@ import sys
 import pytest
 from dask.distributed import LocalCluster
 
-from tests.conftest import REPO, run_train
+from testkit.live import REPO
+from tests.conftest import run_train
 from train.cluster import SAME_AS_HERE, version_differences
 
 SMALL = ("--actors", "1-3", "--quick", "--repeats", "2", "--jobs", "2")

@@ -9,8 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_stream.cli import ArgumentParser
-from ser_stream.errors import UserError
+from ser_stream.errors import ArgumentParser, UserError
 
 from .adaptation import RECIPES
 from .ravdess import EMOTIONS, SEED_EMOTIONS

@@ -16,8 +16,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from ser_stream.cli import ArgumentParser
-from ser_stream.errors import ModelError, UserError
+from ser_stream.errors import ArgumentParser, ModelError, UserError
 from ser_stream.model import load_bundle, manifest_path, save_bundle, sha256_of
 
 #: The manifest format of the pickle bundles this converts.

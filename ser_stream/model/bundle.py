@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from ..adapter import AdapterPrior
 from ..errors import ModelError
 from ..features import FeatureParams
 from ..segmenter import SegmenterConfig
+from .intensity import IntensityHead
 from .mlp import MLP, array_names
 
 log = logging.getLogger("ser_stream")
@@ -68,6 +70,8 @@ class ModelBundle:
     manifest: dict[str, Any]
     path: Path
     extras: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
+    prior: AdapterPrior | None = field(default=None, repr=False)  # its ``adaptation`` section, if any
+    intensity_head: IntensityHead | None = field(default=None, repr=False)  # its ``intensity`` section, if any
 
     @property
     def labels(self) -> list[str]:
@@ -102,11 +106,22 @@ class ModelBundle:
         """An array saved with ``save_bundle(extra_arrays=...)``, None when the bundle has none of that name."""
         return self.extras.get(name)
 
+    @property
+    def min_confidence(self) -> float | None:
+        """The ``abstention`` section's threshold: a prediction less confident than this is uncertain."""
+        abstention = self.section("abstention")
+        return None if abstention is None else float(abstention["min_confidence"])
+
     def predict_proba(self, features: np.ndarray) -> dict[str, float]:
         """Label → probability for one feature vector, in manifest label order (calibrated if the bundle is)."""
         proba = self.mlp.predict_proba(np.asarray(features, dtype=np.float64).reshape(1, -1))[0]
         by_class = dict(zip(self.mlp.classes, proba, strict=True))
         return {label: float(by_class[label]) for label in self.labels}
+
+    def intensity(self, features: np.ndarray) -> float | None:
+        """The probability that the emotion is expressed strongly, None without an ``intensity`` section."""
+        head = self.intensity_head
+        return None if head is None else head.probability(self.mlp.standardise(features))
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
@@ -150,18 +165,54 @@ def load_bundle(path: str | Path) -> ModelBundle:
         raise ModelError(
             f"model {path}: the network takes {mlp.n_features} features, the manifest's recipe makes {n_features}"
         )
-    bundle = ModelBundle(mlp, manifest, path, {name: arrays[EXTRA_PREFIX + name] for name in extras})
-    if bundle.section("adaptation") is not None:
-        missing = [name for name in ADAPTATION_ARRAYS if bundle.extra(name) is None]
-        if missing:
-            raise ModelError(f"model {path}: its adaptation section needs the arrays {', '.join(missing)}")
+    extra = {name: arrays[EXTRA_PREFIX + name] for name in extras}
+    try:
+        prior, head = _prior(manifest, extra, n_features), _intensity_head(manifest, extra, n_features)
+        _check_abstention(manifest)
+    except ValueError as error:
+        raise ModelError(f"model {path}: {error}") from None
     _warn_if_trained_elsewhere(path, manifest)
-    return bundle
+    return ModelBundle(mlp, manifest, path, extra, prior, head)
+
+
+def _prior(manifest: dict[str, Any], extra: Mapping[str, np.ndarray], n_features: int) -> AdapterPrior | None:
+    """The adaptation prior of the ``adaptation`` section and its arrays; ValueError if they do not make one."""
+    section = manifest.get("adaptation")
+    if section is None:
+        return None
+    missing = [name for name in ADAPTATION_ARRAYS if name not in extra]
+    if missing:
+        raise ValueError(f"its adaptation section needs the arrays {', '.join(missing)}")
+    mean, var = (extra[name] for name in ADAPTATION_ARRAYS)
+    if mean.dtype.kind != "f" or var.dtype.kind != "f":
+        raise ValueError("its adaptation arrays are not floating-point numbers")
+    prior = AdapterPrior.from_section(section, mean, var)
+    if prior.n_features != n_features:
+        raise ValueError(f"its adaptation prior has {prior.n_features} features, the network takes {n_features}")
+    return prior
+
+
+def _intensity_head(manifest: dict[str, Any], extra: Mapping[str, np.ndarray], n_features: int) -> IntensityHead | None:
+    section = manifest.get("intensity")
+    return None if section is None else IntensityHead.from_section(section, extra, n_features)
+
+
+def _check_abstention(manifest: dict[str, Any]) -> None:
+    """An ``abstention`` section's threshold is a probability; ValueError otherwise."""
+    section = manifest.get("abstention")
+    if section is None:
+        return
+    threshold = section.get("min_confidence")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"its abstention min_confidence must be a number from 0 to 1, got {threshold!r}")
 
 
 def _pickle_refusal(path: Path) -> str:
+    """Why a pickle path is refused, and what to use instead: the .npz beside it, or a conversion."""
     beside = path.with_suffix(".npz")
     instead = f"; or use {beside}, which is beside it" if beside.is_file() else ""
+    if not path.exists():
+        return f"model {path}: no such file (bundles are NAME.npz now; pickles are not read){instead}"
     return (
         f"model {path}: a pickle, which can run any code when loaded, so ser-stream does not read it; "
         f"if you trust the file, convert it once with `python -m train.convert {path}` "
@@ -295,7 +346,11 @@ def save_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     npz_path = out_dir / f"{name}.npz"
     staging = npz_path.with_suffix(".npz.tmp")
-    _write_npz(staging, arrays)
+    try:
+        _write_npz(staging, arrays)
+    except BaseException:  # an object array: nothing half-written is left behind
+        staging.unlink(missing_ok=True)
+        raise
     manifest = {
         "format": MANIFEST_FORMAT,
         "name": name,
@@ -312,7 +367,8 @@ def save_bundle(
 
 
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """``np.savez`` with fixed entry timestamps and order, and no pickles."""
+    """What ``np.savez`` writes, with the entries' order and date fixed here rather than left to numpy's
+    internals (the same arrays, the same bytes), and an object array refused rather than pickled."""
     with zipfile.ZipFile(path, "w") as archive:
         for key in sorted(arrays):
             buffer = io.BytesIO()

@@ -1,7 +1,12 @@
-"""An utterance at any sample rate → features → model bundle → prediction: shared by `classify` and the daemon."""
+"""An utterance at any sample rate → features → model bundle → prediction: shared by `classify` and the daemon.
+
+Audio → features (`Classifier.features`) and features → prediction (`Classifier.predict`) are apart,
+so that a voice adapter can standardise the features in between (`ser_stream.adapter`).
+"""
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -9,11 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..adapter import VoiceAdapter
 from ..audio import load_audio, to_int16, to_model_rate
-from ..errors import UserError
-from ..features import extractor_for
+from ..errors import NotClassifiable, UserError
+from ..features import GrowingFeatures, extractor_for
 from ..segmenter import VAD_SAMPLE_RATES, SegmenterConfig, speech_bounds
 from .bundle import ModelBundle
+
+log = logging.getLogger("ser_stream")
 
 #: A recording shorter than this is refused: an STFT frame alone is 128 ms.
 MIN_RECORDING_S = 0.1
@@ -22,15 +30,17 @@ MIN_RECORDING_S = 0.1
 MAX_RECORDING_S = 600.0
 
 
-class NotClassifiable(UserError):
-    """A readable recording with nothing in it to classify."""
-
-
 @dataclass(frozen=True)
 class Prediction:
-    label: str
+    label: str  # the most probable, whatever its confidence
     confidence: float
     probabilities: dict[str, float]
+    intensity: float | None = None  # P(strong), from a bundle with an intensity head
+    adapted_on: int | None = None  # utterances in the adapter's statistics (0: the prior alone); None: no adapter
+
+    def uncertain(self, min_confidence: float | None) -> bool | None:
+        """Whether the confidence is below ``min_confidence``; None (not known) without a threshold."""
+        return None if min_confidence is None else self.confidence < min_confidence
 
 
 def single_threaded_blas() -> None:
@@ -52,6 +62,7 @@ class Classifier:
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
         self._extract = extractor_for(bundle.feature_params)
+        self._prior_alone = None if bundle.prior is None else VoiceAdapter(bundle.prior)  # never updated
 
     @property
     def sample_rate(self) -> int:
@@ -64,7 +75,12 @@ class Classifier:
         self.classify(noise, self.sample_rate)
 
     def classify_recording(self, samples: np.ndarray, sample_rate: int) -> Prediction:
-        """A whole recording as one utterance, cut to its speech span as the model was trained.
+        """A whole recording as one utterance, cut to its speech span as the model was trained
+        (NotClassifiable: see `recording_features`)."""
+        return self.predict(self.recording_features(samples, sample_rate))
+
+    def recording_features(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The features of a whole recording as one utterance, cut to its speech span as the model was trained.
 
         NotClassifiable when there is nothing to classify: under MIN_RECORDING_S of audio, or not
         one frame the VAD calls speech (silence, hum), where any label would be noise.
@@ -86,22 +102,72 @@ class Classifier:
             raise NotClassifiable("no speech found (silence or noise only)")
         if trim is not None:
             samples = samples[bounds[0] : bounds[1]]
-        return self._predict(samples)
+        return self._extract(samples)
 
     def classify(self, samples: np.ndarray, sample_rate: int) -> Prediction:
         """One utterance as the segmenter hands it over: mono float samples at ``sample_rate``."""
-        return self._predict(to_model_rate(samples, sample_rate, self.sample_rate))
+        return self.predict(self.features(samples, sample_rate))
 
-    def _predict(self, samples: np.ndarray) -> Prediction:
-        probabilities = self.bundle.predict_proba(self._extract(samples))
+    def features(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The feature vector of one utterance (mono float samples at ``sample_rate``), as training computed it."""
+        return self._extract(to_model_rate(samples, sample_rate, self.sample_rate))
+
+    def growing(self) -> GrowingUtterance:
+        """A classifier for one utterance still open, asked again and again as it grows."""
+        return GrowingUtterance(self)
+
+    def predict(self, features: np.ndarray, adapter: VoiceAdapter | None = None) -> Prediction:
+        """The prediction for one utterance's feature vector.  A bundle that adapts was trained on
+        features standardised per voice: ``adapter`` holds the statistics of the voice(s) heard (by
+        default the bundle's prior alone, as at a cold start); it is read, never updated, here."""
+        adapted_on = None
+        adapter = adapter if adapter is not None else self._prior_alone
+        if adapter is not None:
+            if adapter.prior is not self.bundle.prior:
+                raise ValueError("the adapter's prior is not this model's")
+            features, adapted_on = adapter.normalise(features), adapter.heard
+        probabilities = self.bundle.predict_proba(features)
         label = max(probabilities, key=probabilities.__getitem__)
-        return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities)
+        return Prediction(
+            label=label,
+            confidence=probabilities[label],
+            probabilities=probabilities,
+            intensity=self.bundle.intensity(features),
+            adapted_on=adapted_on,
+        )
 
 
-def _outcome(classifier: Classifier, file: str) -> Prediction | str:
+class GrowingUtterance:
+    """Interim results of one utterance: each call classifies all of it so far (the same start, longer
+    each time) as ``Classifier.classify`` would, reusing the spectrum of the audio already classified
+    (``GrowingFeatures``), so a call costs the new audio, not the whole utterance again.  Audio at
+    another rate than the model's is resampled whole each time, and classified from scratch: the end
+    of a resampled prefix differs from the same stretch resampled longer."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self._classifier = classifier
+        self._features = GrowingFeatures(extractor_for(classifier.bundle.feature_params))
+
+    def features(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The features of all of it so far (an interim result must not be learned from: it is the same
+        audio again, cut short)."""
+        if sample_rate != self._classifier.sample_rate:
+            return self._classifier.features(samples, sample_rate)
+        return self._features(samples)
+
+    def classify(self, samples: np.ndarray, sample_rate: int, adapter: VoiceAdapter | None = None) -> Prediction:
+        """All of it so far, with ``adapter``'s statistics as `Classifier.predict` takes them."""
+        return self._classifier.predict(self.features(samples, sample_rate), adapter)
+
+
+#: What a file gives: its features, or the one-line reason it has none.
+Outcome = np.ndarray | str
+
+
+def _features_of(classifier: Classifier, file: str) -> Outcome:
     try:
         rate = classifier.sample_rate  # read at the model's rate: one resampling, in the reader
-        return classifier.classify_recording(load_audio(file, rate, MAX_RECORDING_S), rate)
+        return classifier.recording_features(load_audio(file, rate, MAX_RECORDING_S), rate)
     except NotClassifiable as error:
         return f"{file}: {error}"
     except UserError as error:
@@ -119,28 +185,50 @@ def _start_worker(bundle: ModelBundle) -> None:
     _worker = Classifier(bundle)
 
 
-def _worker_outcome(file: str) -> Prediction | str:
+def _worker_features(file: str) -> Outcome:
     assert _worker is not None, "_start_worker runs first in every worker"
-    return _outcome(_worker, file)
+    return _features_of(_worker, file)
 
 
-def classify_files(bundle: ModelBundle, files: Sequence[str], jobs: int) -> Iterator[tuple[str, Prediction | str]]:
-    """Each file as one recording, in the order given: its prediction, or the one-line reason it failed.
-
-    ``jobs`` > 1 spreads the files over that many worker processes (a process uses about one core:
-    the GIL, and BLAS in one thread), each with its own classifier for ``bundle``.
-    """
+def _features_in_order(classifier: Classifier, files: Sequence[str], jobs: int) -> Iterator[tuple[str, Outcome]]:
+    """Each file's features (or why it has none), in the order given, from ``jobs`` processes."""
     jobs = max(1, min(jobs, len(files)))
     if jobs == 1:
-        single_threaded_blas()
-        classifier = Classifier(bundle)
         for file in files:
-            yield file, _outcome(classifier, file)
+            yield file, _features_of(classifier, file)
         return
-    with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(bundle,)) as pool:
+    with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(classifier.bundle,)) as pool:
         try:
             chunk = max(1, min(16, len(files) // (4 * jobs)))  # few round trips, yet every worker busy to the end
-            yield from zip(files, pool.map(_worker_outcome, files, chunksize=chunk), strict=True)
+            yield from zip(files, pool.map(_worker_features, files, chunksize=chunk), strict=True)
         except BaseException:  # interrupted, or the caller stopped reading: drop the files not started
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def classify_files(
+    bundle: ModelBundle, files: Sequence[str], jobs: int, adapt: bool = False
+) -> Iterator[tuple[str, Prediction | str]]:
+    """Each file as one recording, in the order given: its prediction, or the one-line reason it failed.
+
+    ``jobs`` > 1 computes the features in that many worker processes (a process uses about one core:
+    the GIL, and BLAS in one thread); the network runs here.  With ``adapt`` the files are one voice:
+    a first pass takes the features of all of them into one adapter (in the order given), a second
+    classifies each with those statistics.  Without it, each file alone: with the bundle's prior, if
+    it adapts.
+    """
+    single_threaded_blas()
+    classifier = Classifier(bundle)
+    outcomes = _features_in_order(classifier, files, jobs)
+    adapter = None
+    if adapt and bundle.prior is None:
+        log.warning("model %s has no adaptation prior: --adapt is ignored, each file is classified alone", bundle.name)
+    elif adapt:
+        gathered = list(outcomes)  # the first pass, whole
+        adapter = VoiceAdapter(bundle.prior)
+        for _, outcome in gathered:
+            if not isinstance(outcome, str):
+                adapter.update(outcome)
+        outcomes = iter(gathered)
+    for file, outcome in outcomes:
+        yield file, outcome if isinstance(outcome, str) else classifier.predict(outcome, adapter)

@@ -90,11 +90,16 @@ class MLP:
     def n_features(self) -> int:
         return self.mean.shape[0]
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """(samples, classes) probabilities, columns in ``classes`` order."""
-        x = np.array(features, dtype=np.float64, ndmin=2)  # a copy: scaled in place
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        """(samples, features) as the network's first layer takes them: the scaler applied, to a copy."""
+        x = np.array(features, dtype=np.float64, ndmin=2)
         x -= self.mean
         x /= self.scale
+        return x
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """(samples, classes) probabilities, columns in ``classes`` order."""
+        x = self.standardise(features)
         last = len(self.coefs) - 1
         for layer, (coef, intercept) in enumerate(zip(self.coefs, self.intercepts, strict=True)):
             x = x @ coef
