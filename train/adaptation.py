@@ -10,8 +10,8 @@ what a device hands it. Two ways, measured against each other under protocol (c)
   utterances' rough statistics.
 
 A speed-perturbed copy of an actor is a voice of its own (its pitch and tempo differ). Test clips
-are standardised by all of their actor's clips (a device that has heard the voice a while; the
-offline `classify --adapt` case), so protocols (a) and (b) score the adapted models in that state.
+are standardised by all of their actor's clips (a device that has heard the voice a while), so
+protocols (a) and (b) score the adapted models in that state.
 
 Protocol (c) plays each held-out actor's clips in random orders through a fresh adapter: each clip
 is classified with the statistics of what was heard before it (or, measured too, including it),

@@ -180,8 +180,8 @@ scored. **{MOODS}**: the balanced clips in runs of one emotion, the emotions in 
 statistics lean towards the mood of the moment). **{AFTER_ANOTHER}**: a change of voice: the
 balanced stream of another actor of the same fold first (heard, not scored), then this actor's;
 "n heard" counts this actor's clips.
-"all heard": every clip classified with the whole stream's statistics (two passes, as
-`classify --adapt`); "current included": each clip classified after adding it.
+"all heard": every clip classified with the whole stream's statistics (two passes over the
+stream); "current included": each clip classified after adding it.
 Test clips under (a) and (b) are standardised by all of their actor's clips.
 
 {stream_table(streams)}
