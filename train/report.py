@@ -54,21 +54,38 @@ def plot_confusion(score: Score, labels: list[str], title: str, path: Path) -> N
 
 
 def plot_streams(streams: dict[str, dict[str, Any]], path: Path) -> None:
-    """Protocol (c): accuracy of the n-th utterance against the utterances heard before it, per mix."""
+    """Protocol (c): accuracy against the utterances heard before the one classified, one panel per mix."""
     mixes = sorted({mix for stream in streams.values() for mix in stream}, key=MIXES.index)
-    figure, axes = plt.subplots(1, len(mixes), figsize=(6 * len(mixes), 4), sharey=True, squeeze=False)
-    for axis, mix in zip(axes[0], mixes, strict=True):
+    columns = min(2, len(mixes))
+    rows = -(-len(mixes) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, 4 * rows), sharey=True, squeeze=False)
+    for axis, mix in zip(axes.flat, mixes, strict=False):
         for name, stream in streams.items():
-            curve = stream[mix]["curve"]
-            heard = [n for n, value in enumerate(curve) if value is not None]
-            axis.plot(heard, [100 * curve[n] for n in heard], marker=".", label=name)
-        axis.set(xlabel="utterances heard before the one classified", title=f"(c) {mix} streams", xscale="symlog")
+            heard, accuracy = windows(stream[mix]["curve"])
+            axis.plot(heard, [100 * a for a in accuracy], marker="o", label=name)
+        axis.set(xlabel="utterances heard before the one classified", title=f"(c) {mix}", xscale="symlog")
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (%)")
+        axis.set_ylabel("accuracy (%)")
+    for axis in axes.flat[len(mixes) :]:
+        axis.set_visible(False)
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def windows(curve: list[float | None]) -> tuple[list[float], list[float]]:
+    """The curve averaged over windows 0, 1, 2–3, 4–7, 8–15, …, at their middles: one position's
+    accuracy rests on a few hundred clips, too few to read a trend from."""
+    middles, means, start = [], [], 0
+    while start < len(curve):
+        end = max(1, 2 * start)
+        values = [v for v in curve[start:end] if v is not None]
+        if values:
+            middles.append((start + min(end, len(curve)) - 1) / 2)
+            means.append(sum(values) / len(values))
+        start = end
+    return middles, means
 
 
 def percent(value: float | None) -> str:
