@@ -1,7 +1,7 @@
 """Run the benchmarks: ``.venv/bin/python -m bench [BENCH ...]`` (default: all of BENCHES, below).
 
 From the checkout, after ``scripts/setup --dev``; RAVDESS clips from ``--data`` or
-``$SER_STREAM_RAVDESS`` (default ../shared/data/ravdess16k). Takes about 4 minutes on 2 cores.
+``$SER_STREAM_RAVDESS`` (default ../shared/data/ravdess16k). Takes about 10 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ HEAVY = (
 LOADS = """
 import sys, time
 started = time.perf_counter()
-import ser_stream.cli, ser_stream.service, ser_stream.daemon, ser_stream.capture
+import ser_stream.cli, ser_stream.service, ser_stream.pipeline, ser_stream.capture
 from ser_stream.model import Classifier, default_model_path, load_bundle
 imported = time.perf_counter()
 classifier = Classifier(load_bundle(default_model_path()))

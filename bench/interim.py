@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import soundfile
 import zmq
 
 from bench.common import DEFAULT_DATA, line, median, percentile, section, verdict
+from bench.device import proc_figures
 from ser_stream.audio import from_int16
 from ser_stream.capture import FileSource
 from ser_stream.model import Classifier, default_model_path, load_bundle, single_threaded_blas
@@ -258,18 +258,16 @@ def interim_cpu(path: Path, repeats: int = 5) -> None:
     line("interim result from scratch", f"mean {sum(from_scratch) / len(from_scratch):.2f} ms (what growing saves)")
 
 
-def thread_figures(pid: int) -> tuple[float, int]:
-    """(user + system CPU seconds, context switches) summed over a live process's threads, from /proc."""
-    cpu, switches = 0.0, 0
+def switches(pid: int) -> int:
+    """Context switches so far, summed over a live process's threads (each thread's are its own), from /proc."""
+    total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             status = (task / "status").read_text()
         except FileNotFoundError:  # a thread that just ended
             continue
-        cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        switches += sum(int(row.split()[1]) for row in status.splitlines() if "ctxt_switches" in row)
-    return cpu, switches
+        total += sum(int(row.split()[1]) for row in status.splitlines() if "ctxt_switches" in row)
+    return total
 
 
 def idle_once(mic: VirtualMic, command: list[str], seconds: float) -> tuple[float, float]:
@@ -280,10 +278,10 @@ def idle_once(mic: VirtualMic, command: list[str], seconds: float) -> tuple[floa
         if not process.stdout.readline():
             raise SystemExit(f"bench: {command[-1]} did not start on the virtual microphone")
         time.sleep(2.0)  # past start-up work
-        cpu_before, switches_before = thread_figures(process.pid)
+        (cpu_before, _), switches_before = proc_figures(process.pid), switches(process.pid)
         started = time.monotonic()
         time.sleep(seconds)
-        cpu_after, switches_after = thread_figures(process.pid)
+        (cpu_after, _), switches_after = proc_figures(process.pid), switches(process.pid)
         wall = time.monotonic() - started
     finally:
         process.send_signal(signal.SIGTERM)

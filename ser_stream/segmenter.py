@@ -124,21 +124,12 @@ class SegmenterConfig(VadSettings):
         return _ms_to_samples(self.frame_ms, self.sample_rate)
 
 
-@dataclass(frozen=True, eq=False)
-class Utterance:
-    """One stretch of speech: ``samples`` is exactly ``stream[start:end]`` (read-only int16 mono).
+class _Span:
+    """Stream samples ``[start, end)`` at ``sample_rate``, in seconds."""
 
-    ``closed_at`` (>= ``end``) is the stream position at which the segmenter decided the
-    utterance was over; ``cut`` says it was closed for reaching ``max_utterance_ms`` rather than
-    by the hangover or the end of the stream.  Compared by identity: it holds an array.
-    """
-
-    samples: np.ndarray
     start: int
     end: int
     sample_rate: int
-    closed_at: int
-    cut: bool
 
     @property
     def start_s(self) -> float:
@@ -155,6 +146,23 @@ class Utterance:
     @property
     def duration_s(self) -> float:
         return (self.end - self.start) / self.sample_rate
+
+
+@dataclass(frozen=True, eq=False)
+class Utterance(_Span):
+    """One stretch of speech: ``samples`` is exactly ``stream[start:end]`` (read-only int16 mono).
+
+    ``closed_at`` (>= ``end``) is the stream position at which the segmenter decided the
+    utterance was over; ``cut`` says it was closed for reaching ``max_utterance_ms`` rather than
+    by the hangover or the end of the stream.  Compared by identity: it holds an array.
+    """
+
+    samples: np.ndarray
+    start: int
+    end: int
+    sample_rate: int
+    closed_at: int
+    cut: bool
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,7 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True, eq=False)
-class SpeechEnded:
+class SpeechEnded(_Span):
     """The segmenter closed the utterance it last opened, at stream position ``closed_at``.
 
     ``utterance`` is what it emitted: None when nothing was (shorter than ``min_utterance_ms``,
@@ -193,14 +201,6 @@ class SpeechEnded:
     sample_rate: int
     cut: bool
     utterance: Utterance | None
-
-    @property
-    def start_s(self) -> float:
-        return self.start / self.sample_rate
-
-    @property
-    def end_s(self) -> float:
-        return self.end / self.sample_rate
 
     @property
     def decided_at(self) -> int:

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import signal
-import subprocess
 import time
 from itertools import groupby
 
@@ -24,7 +23,7 @@ from ser_stream.publisher import Publisher
 from ser_stream.settings import RunSettings, from_keys
 from testkit.live import (
     MONOLOGUE_CODES,
-    Lines,
+    JsonPrinter,
     Subscriber,
     build_monologues,
     cli_executable,
@@ -54,37 +53,24 @@ def stream_through_daemon(path, *flags: str, cli_topics: tuple[str, ...] = ()) -
     endpoint = free_endpoint()
     if cli_topics:
         topics = [word for topic in cli_topics for word in ("--topic", topic)]
-        cli = subprocess.Popen(
-            [cli_executable(), "subscribe", endpoint, *topics],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        lines = Lines(cli.stdout)
+        subscriber = JsonPrinter([cli_executable(), "subscribe", endpoint, *topics])
     else:
         subscriber = Subscriber(endpoint)
     try:
         daemon = start_daemon(
-            "--source", str(path), "--no-realtime", "--wait-subscriber", "20", *flags, endpoint=endpoint
+            *("--source", str(path), "--no-realtime", "--wait-subscriber", "20"), *flags, endpoint=endpoint
         )
         stdout, stderr = daemon.communicate(timeout=120)
         assert daemon.returncode == 0 and "Traceback" not in stderr, stderr
         printed = [json.loads(line) for line in stdout.splitlines()]
         if cli_topics:
             wanted = sum(_topic(event) in cli_topics for event in printed)
-            wait_until(lambda: len(lines.lines) >= wanted, 10, f"{wanted} events at `subscribe`")
+            wait_until(lambda: len(subscriber.events()) >= wanted, 10, f"{wanted} events at `subscribe`")
         else:
-            wait_until(
-                lambda: subscriber.of("status") and subscriber.of("status")[-1]["state"] == "stopping", 10, "the end"
-            )
+            wait_until(lambda: any(e["state"] == "stopping" for e in subscriber.of("status")), 10, "the last status")
     finally:
-        if cli_topics:
-            cli.send_signal(signal.SIGINT)
-            cli.communicate(timeout=10)
-        else:
-            subscriber.close()
-    return ([json.loads(line) for line in lines.lines] if cli_topics else subscriber.messages), printed
+        received = subscriber.stop(signal.SIGINT) if cli_topics else subscriber.close()
+    return (received if cli_topics else subscriber.messages), printed
 
 
 def _topic(event: dict) -> str:
@@ -163,7 +149,7 @@ class _SlowClassifier(Classifier):
     """Every classification (final or interim) takes 0.2 s: a worker far slower than the audio."""
 
     def predict(self, features, adapter=None):  # the worker's last step with each utterance, final or interim
-        time.sleep(0.2)
+        time.sleep(0.2)  # the slowness under test
         return super().predict(features, adapter)
 
 
