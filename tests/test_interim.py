@@ -32,10 +32,7 @@ from testkit.live import (
     start_daemon,
     wait_until,
 )
-from tests import pulse
 from tests.conftest import SHIPPED_MODEL
-
-virtual_mic = pulse.virtual_mic  # the session fixture: a PulseAudio virtual microphone
 
 #: An interim result is taken at the first block at or after each interim_ms of the utterance: a VAD
 #: frame late at most.  Its end is trimmed like a final's, to 100 ms after the last voiced frame,
