@@ -267,7 +267,14 @@ def test_the_daemon_captures_classifies_and_keeps_its_adaptation_in_the_units_sa
         assert json.loads(first)["state"] == "started", daemon.stderr.read()
         wait_for_audio(subscriber)
         virtual_mic.play(clip_path(ravdess, 3, 1, intensity=2))
-        wait_until(lambda: subscriber.of("emotion"), 60, "an emotion event")  # generous: a busy 2-core machine
+        try:
+            wait_until(lambda: subscriber.of("emotion"), 60, "an emotion event")  # generous: a busy 2-core machine
+        except AssertionError as timeout:
+            daemon.kill()
+            raise AssertionError(
+                f"{timeout}; topics seen {[t for t, _ in subscriber.messages]}; "
+                f"the daemon's log: {daemon.communicate(timeout=15)[1]}"
+            ) from None
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=60)
     finally:
