@@ -1,0 +1,81 @@
+"""What a trained bundle carries beside its network: a calibration, an abstention threshold and an
+intensity head, with the manifest sections and arrays that hold them and the figures for the report.
+
+All three come from the shipped recipe's protocol (b): its out-of-fold probabilities (each held-out
+actor's clips standardised by that actor's statistics, as the recipe's (b) scores them) and its
+folds of rows; the intensity head's final fit takes every training row, standardised by the
+bundle's adapter and scaler as serving does (`ser_stream.model.ModelBundle.intensity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ser_stream.model import MLP
+
+from . import calibration as cal
+from .experiments import Design, Score
+from .ravdess import Clip
+
+#: Where the calibration and the threshold come from, for the manifest and the report.
+FITTED_ON = (
+    "out-of-fold probabilities of the shipped recipe under protocol (b) (GroupKFold by actor): each "
+    "held-out actor's clips, standardised by that actor's statistics when the recipe adapts"
+)
+#: How the intensity head treats neutral, which RAVDESS records at normal intensity only.
+NEUTRAL = (
+    "neutral clips (recorded at normal intensity only) are trained on as normal: speech without emotion is not strong"
+)
+
+
+@dataclass(frozen=True)
+class Heads:
+    sections: dict[str, dict[str, Any]]  # manifest: calibration, abstention, intensity
+    arrays: dict[str, np.ndarray]  # the intensity head's extra arrays
+    metrics: dict[str, Any]  # metrics.json's "calibration" and "intensity"
+
+
+def strong_of(clips: list[Clip]) -> np.ndarray:
+    """Per clip, whether RAVDESS recorded it at strong intensity."""
+    return np.array([clip.intensity == cal.STRONG for clip in clips])
+
+
+def fit_heads(oof: Score, design: Design, strong: np.ndarray, final: Any, X: np.ndarray, clip: np.ndarray) -> Heads:
+    """``oof``: the shipped recipe's protocol (b) score (with its probabilities); ``design``: its (b)
+    design; ``strong``: per clip; ``final``, ``X``, ``clip``: the bundle's fitted estimator, the rows it
+    was fitted on and their clips."""
+    proba, truth = cal.pooled_oof(oof.proba, oof.y_true, oof.classes)
+    calibration = cal.calibrate(proba, truth)
+    intensity = cal.intensity_folds(design.X, strong[design.clip], design.splits)
+    coef, intercept = cal.fit_intensity(MLP.from_estimator(final).standardise(X), strong[clip])
+    sections = {
+        "calibration": {
+            "method": "temperature",
+            "temperature": calibration.temperature,
+            "fitted_on": FITTED_ON,
+            "predictions": calibration.n,
+            "ece_bins": cal.ECE_BINS,
+            "ece_before": calibration.before["ece"],
+            "ece_after": calibration.after["ece"],
+        },
+        "abstention": {
+            **calibration.abstention,
+            "chosen_as": "the calibrated out-of-fold confidence below which this share of predictions falls",
+        },
+        "intensity": {
+            "method": "logistic",
+            "input": "the first layer's input: features standardised by the adapter (if any), then the scaler",
+            "trained_on": "every training row (speed copies included), label: RAVDESS intensity strong",
+            "neutral": NEUTRAL,
+            "protocol_b": {key: intensity[key]["mean"] for key in ("accuracy", "roc_auc")},
+        },
+    }
+    arrays = {"intensity_coef": coef, "intensity_intercept": intercept}
+    metrics = {
+        "calibration": {"fitted_on": FITTED_ON, **calibration.to_dict()},
+        "intensity": {"neutral": NEUTRAL, "protocol_b": intensity},
+    }
+    return Heads(sections, arrays, metrics)
