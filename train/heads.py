@@ -67,6 +67,7 @@ def fit_heads(oof: Score, design: Design, strong: np.ndarray, final: Any, X: np.
         },
         "intensity": {
             "method": "logistic",
+            "classes": ["normal", "strong"],
             "input": "the first layer's input: features standardised by the adapter (if any), then the scaler",
             "trained_on": "every training row (speed copies included), label: RAVDESS intensity strong",
             "neutral": NEUTRAL,
