@@ -91,6 +91,9 @@ class Recorder:
         self.seen.append(np.array(X))
         return np.array(["a"] * len(X))
 
+    def predict_proba(self, X):
+        return np.tile([1.0, 0.0, 0.0, 0.0], (len(X), 1))  # 'a' for sure
+
 
 def test_a_stream_is_classified_with_what_was_heard_before_each_clip():
     data = voices_dataset(copies=0)

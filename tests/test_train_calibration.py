@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from ser_stream.model import MLP, load_bundle
 from tests.conftest import run_cli, run_train
 from tests.test_experiments import make, synthetic
+from train import adaptation as ad
 from train import calibration as cal
 from train import experiments as ex
 from train.heads import fit_heads
@@ -89,11 +91,13 @@ def test_coverage_keeps_the_most_confident_first():
 def test_the_heads_come_from_the_out_of_fold_probabilities_and_the_bundles_standardised_rows():
     data = synthetic()
     design = ex.actor_design(data)
-    (oof,) = ex.score_all([ex.Experiment(lambda s: make({}), design, [0] * len(design.splits))], 1)
+    streams = ad.fold_streams(data, None, ["a", "b", "c"], 0)
+    then = [partial(ad.play_all, fold, None) for fold in streams]  # protocol (c) without an adapter
+    (oof,) = ex.score_all([ex.Experiment(lambda s: make({}), design, [0] * len(design.splits), then)], 1)
     assert [len(p) for p in oof.proba] == [len(test) for _, test in design.splits] and oof.classes == ["a", "b", "c"]
     strong = data.X[data.original][:, 0] > np.median(data.X[data.original][:, 0])  # a learnable "intensity"
     final = ex.fit(make({}), data.X, data.y)
-    heads = fit_heads(oof, design, strong, final, data.X, data.clip)
+    heads = fit_heads(oof, None, design, strong, final, data.X, data.clip)
 
     proba, truth = cal.pooled_oof(oof.proba, oof.y_true, oof.classes)
     assert heads.sections["calibration"]["temperature"] == pytest.approx(cal.fit_temperature(proba, truth))
@@ -103,6 +107,11 @@ def test_the_heads_come_from_the_out_of_fold_probabilities_and_the_bundles_stand
     assert coef.shape == (data.X.shape[1],) and intercept.shape == (1,)
     z = MLP.from_estimator(final).standardise(data.X) @ coef + intercept[0]
     assert np.mean((z > 0) == strong[data.clip]) > 0.9  # fitted on the network's standardised input
+    streamed = heads.metrics["calibration"]["streamed"]["balanced"]  # what a device publishes, checked under (c)
+    summary = ad.summarise([p for fold in oof.then for p in fold], None)["balanced"]
+    assert streamed["accuracy_all"] == pytest.approx(summary["overall"])
+    assert streamed["predictions"] == len(data.groups) * ad.STREAM_ORDERS
+    assert heads.sections["calibration"]["ece_streamed"]["balanced"]["after"] == streamed["after"]
     intensity = heads.metrics["intensity"]["protocol_b"]
     assert len(intensity["roc_auc"]["scores"]) == len(design.splits) and intensity["roc_auc"]["mean"] > 0.8
 

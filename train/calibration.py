@@ -68,7 +68,11 @@ def fit_temperature(proba: np.ndarray, truth: np.ndarray) -> float:
 def ece(proba: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error of the top label: |accuracy − confidence| per equal-width confidence
     bin, weighted by the bin's share of predictions."""
-    confidence, right = top_label(proba, truth)
+    return ece_of(*top_label(proba, truth), bins)
+
+
+def ece_of(confidence: np.ndarray, right: np.ndarray, bins: int = ECE_BINS) -> float:
+    """`ece` from each prediction's top confidence and whether it was right (1 or 0)."""
     which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)  # (0, 1/bins] is bin 0
     gap = 0.0
     for b in np.unique(which):

@@ -17,6 +17,7 @@ import numpy as np
 from ser_stream.model import MLP
 
 from . import calibration as cal
+from .adaptation import MIXES, Played
 from .experiments import Design, Score
 from .ravdess import Clip
 
@@ -43,12 +44,17 @@ def strong_of(clips: list[Clip]) -> np.ndarray:
     return np.array([clip.intensity == cal.STRONG for clip in clips])
 
 
-def fit_heads(oof: Score, design: Design, strong: np.ndarray, final: Any, X: np.ndarray, clip: np.ndarray) -> Heads:
-    """``oof``: the shipped recipe's protocol (b) score (with its probabilities); ``design``: its (b)
-    design; ``strong``: per clip; ``final``, ``X``, ``clip``: the bundle's fitted estimator, the rows it
-    was fitted on and their clips."""
+def fit_heads(
+    oof: Score, horizon: float | None, design: Design, strong: np.ndarray, final: Any, X: np.ndarray, clip: np.ndarray
+) -> Heads:
+    """``oof``: the shipped recipe's protocol (b) score (with its probabilities, and protocol (c)'s
+    streams played by its fits, at the adapter's ``horizon``); ``design``: its (b) design; ``strong``:
+    per clip; ``final``, ``X``, ``clip``: the bundle's fitted estimator, the rows it was fitted on and
+    their clips."""
     proba, truth = cal.pooled_oof(oof.proba, oof.y_true, oof.classes)
     calibration = cal.calibrate(proba, truth)
+    played = [p for fold in oof.then if fold for p in fold if p.horizon == horizon]
+    streamed = stream_check(played, calibration.temperature, calibration.abstention["min_confidence"])
     intensity = cal.intensity_folds(design.X, strong[design.clip], design.splits)
     coef, intercept = cal.fit_intensity(MLP.from_estimator(final).standardise(X), strong[clip])
     sections = {
@@ -60,6 +66,7 @@ def fit_heads(oof: Score, design: Design, strong: np.ndarray, final: Any, X: np.
             "ece_bins": cal.ECE_BINS,
             "ece_before": calibration.before["ece"],
             "ece_after": calibration.after["ece"],
+            "ece_streamed": {mix: {k: v[k] for k in ("before", "after")} for mix, v in streamed.items()},
         },
         "abstention": {
             **calibration.abstention,
@@ -76,7 +83,32 @@ def fit_heads(oof: Score, design: Design, strong: np.ndarray, final: Any, X: np.
     }
     arrays = {"intensity_coef": coef, "intensity_intercept": intercept}
     metrics = {
-        "calibration": {"fitted_on": FITTED_ON, **calibration.to_dict()},
+        "calibration": {"fitted_on": FITTED_ON, **calibration.to_dict(), "streamed": streamed},
         "intensity": {"neutral": NEUTRAL, "protocol_b": intensity},
     }
     return Heads(sections, arrays, metrics)
+
+
+def stream_check(played: list[Played], temperature: float, min_confidence: float) -> dict[str, dict[str, float]]:
+    """The calibration and the threshold as a device meets them: protocol (c)'s predictions (each
+    utterance with the statistics heard before it), per mix: ECE before and after the temperature,
+    the share below ``min_confidence`` and the accuracy of all and of the rest."""
+    checks = {}
+    for mix in MIXES:
+        runs = [p for p in played if p.mix == mix]
+        if not runs:
+            continue
+        right = np.concatenate([p.excluding.ravel() for p in runs])
+        proba = np.concatenate([p.proba.reshape(-1, p.proba.shape[-1]) for p in runs])[~np.isnan(right)]
+        right = right[~np.isnan(right)]
+        before = proba.max(axis=1)
+        after = cal.apply_temperature(proba, temperature).max(axis=1)
+        checks[mix] = {
+            "before": cal.ece_of(before, right),
+            "after": cal.ece_of(after, right),
+            "predictions": int(right.size),
+            "abstained": float(np.mean(after < min_confidence)),
+            "accuracy_all": float(right.mean()),
+            "accuracy_kept": float(right[after >= min_confidence].mean()),
+        }
+    return checks

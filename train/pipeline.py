@@ -160,7 +160,8 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     X, prior = ad.training_matrix(ours, chosen, ADAPTATION, seed)
     final = ex.fit(ex.mlp(ours_search.best_params, seed, scaled=True), X, ours.y)
     shipped_b = recipes[chosen][-1].design if chosen != "none" else ex.actor_design(ours)  # its (b) folds
-    heads = fit_heads(results[chosen].actor, shipped_b, strong_of(clips), final, X, ours.clip)
+    horizon = None if chosen == "none" else ADAPTATION["horizon"]
+    heads = fit_heads(results[chosen].actor, horizon, shipped_b, strong_of(clips), final, X, ours.clip)
     plot_calibration(heads.metrics["calibration"], report_dir)
     model_metrics = {
         row: {"params": jsonable(params[row]), **{p: s.to_dict() for p, s in by_protocol.items()}}

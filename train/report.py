@@ -191,6 +191,11 @@ def confidence_text(metrics: dict[str, Any]) -> str:
         f"| {name} | {s['ece']:.3f} | {s['nll']:.3f} | {percent(s['mean_confidence'])} | {percent(s['accuracy'])} |"
         for name, s in (("before (T = 1)", before), (f"after (T = {c['temperature']:.3f})", after))
     )
+    streamed = "\n".join(
+        f"| {mix} | {m['before']:.3f} → {m['after']:.3f} | {percent(m['abstained'])} "
+        f"| {percent(m['accuracy_all'])} → {percent(m['accuracy_kept'])} |"
+        for mix, m in c["streamed"].items()
+    )
     a, auc = intensity["accuracy"], intensity["roc_auc"]
     return f"""## Calibration, abstention and intensity
 
@@ -203,6 +208,13 @@ Expected calibration error (ECE): top label, {c["ece_bins"]} equal-width confide
 {figures}
 
 ![reliability before and after](reliability.png)
+
+The check as a device meets them: protocol (c)'s predictions of the same fits (each utterance
+classified with the statistics of those heard before it, whole streams), per mix:
+
+| mix | ECE before → after | below `min_confidence` | accuracy: all → kept |
+|---|---|---|---|
+{streamed}
 
 **Abstention**: `min_confidence` {abstention["min_confidence"]:.3f}, the calibrated confidence below which
 {100 * abstention["share"]:.0f} % of these predictions fall ({percent(abstention["abstained"])} of them
