@@ -138,6 +138,10 @@ def test_an_eight_emotion_run_writes_ser_mlp_8_calibrated_with_a_threshold_and_a
     assert bundle.mlp.temperature != 1.0
     assert calibration["n_predictions"] == 3 * 60  # every clip of the 3 actors, once, out of fold
     assert calibration["after"]["nll"] <= calibration["before"]["nll"]
+    streamed = calibration["streamed"]
+    assert {"balanced", "neutral-heavy"} <= set(streamed)  # checked under (c) too
+    assert streamed["neutral-heavy"]["predictions"] == 3 * 24 * 20  # 12 neutral or calm + 12 others, all scored
+    assert not any("unlabelled_abstained" in mix for mix in streamed.values())  # neutral is a label here
     abstention = calibration["abstention"]
     assert bundle.min_confidence == abstention["min_confidence"] and bundle.section("abstention")["share"] == 0.25
     assert abs(abstention["abstained"] - 0.25) <= 1 / calibration["n_predictions"]

@@ -99,16 +99,19 @@ def stream_check(played: list[Played], temperature: float, min_confidence: float
         if not runs:
             continue
         right = np.concatenate([p.excluding.ravel() for p in runs])
-        proba = np.concatenate([p.proba.reshape(-1, p.proba.shape[-1]) for p in runs])[~np.isnan(right)]
-        right = right[~np.isnan(right)]
-        before = proba.max(axis=1)
+        proba = np.concatenate([p.proba.reshape(-1, p.proba.shape[-1]) for p in runs])
+        scored = ~np.isnan(right)
+        before = proba.max(axis=1)[scored]
         after = cal.apply_temperature(proba, temperature).max(axis=1)
+        confidence, right = after[scored], right[scored]
         checks[mix] = {
             "before": cal.ece_of(before, right),
-            "after": cal.ece_of(after, right),
+            "after": cal.ece_of(confidence, right),
             "predictions": int(right.size),
-            "abstained": float(np.mean(after < min_confidence)),
+            "abstained": float(np.mean(confidence < min_confidence)),
             "accuracy_all": float(right.mean()),
-            "accuracy_kept": float(right[after >= min_confidence].mean()),
+            "accuracy_kept": float(right[confidence >= min_confidence].mean()),
         }
+        if not scored.all():  # speech of an emotion the model has no label for (neutral for the seed's four)
+            checks[mix]["unlabelled_abstained"] = float(np.mean(after[~scored] < min_confidence))
     return checks

@@ -193,7 +193,7 @@ def confidence_text(metrics: dict[str, Any]) -> str:
     )
     streamed = "\n".join(
         f"| {mix} | {m['before']:.3f} → {m['after']:.3f} | {percent(m['abstained'])} "
-        f"| {percent(m['accuracy_all'])} → {percent(m['accuracy_kept'])} |"
+        f"| {percent(m['accuracy_all'])} → {percent(m['accuracy_kept'])} | {percent(m.get('unlabelled_abstained'))} |"
         for mix, m in c["streamed"].items()
     )
     a, auc = intensity["accuracy"], intensity["roc_auc"]
@@ -210,10 +210,12 @@ Expected calibration error (ECE): top label, {c["ece_bins"]} equal-width confide
 ![reliability before and after](reliability.png)
 
 The check as a device meets them: protocol (c)'s predictions of the same fits (each utterance
-classified with the statistics of those heard before it, whole streams), per mix:
+classified with the statistics of those heard before it, whole streams), per mix; the last column:
+the share of clips of an emotion the model has no label for (neutral, for the seed's four) that
+fall below the threshold, i.e. come out uncertain:
 
-| mix | ECE before → after | below `min_confidence` | accuracy: all → kept |
-|---|---|---|---|
+| mix | ECE before → after | below `min_confidence` | accuracy: all → kept | unlabelled speech below it |
+|---|---|---|---|---|
 {streamed}
 
 **Abstention**: `min_confidence` {abstention["min_confidence"]:.3f}, the calibrated confidence below which
