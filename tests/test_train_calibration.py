@@ -114,6 +114,7 @@ def test_the_heads_come_from_the_out_of_fold_probabilities_and_the_bundles_stand
     assert heads.sections["calibration"]["ece_streamed"]["balanced"]["after"] == streamed["after"]
     intensity = heads.metrics["intensity"]["protocol_b"]
     assert len(intensity["roc_auc"]["scores"]) == len(design.splits) and intensity["roc_auc"]["mean"] > 0.8
+    assert "roc_auc_without_neutral" not in intensity  # no neutral here
 
 
 def test_default_names():
@@ -145,7 +146,8 @@ def test_an_eight_emotion_run_writes_ser_mlp_8_calibrated_with_a_threshold_and_a
     abstention = calibration["abstention"]
     assert bundle.min_confidence == abstention["min_confidence"] and bundle.section("abstention")["share"] == 0.25
     assert abs(abstention["abstained"] - 0.25) <= 1 / calibration["n_predictions"]
-    assert len(metrics["intensity"]["protocol_b"]["roc_auc"]["scores"]) == 3  # one fold per held-out actor
+    for key in ("roc_auc", "roc_auc_without_neutral"):  # one fold per held-out actor
+        assert len(metrics["intensity"]["protocol_b"][key]["scores"]) == 3
     assert bundle.intensity_head is not None and bundle.section("intensity")["method"] == "logistic"
     for name in ("reliability.png", "coverage.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0

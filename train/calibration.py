@@ -193,19 +193,26 @@ def fit_intensity(standardised: np.ndarray, strong: np.ndarray) -> tuple[np.ndar
 
 
 def intensity_folds(
-    X: np.ndarray, strong: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]]
+    X: np.ndarray, strong: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]], neutral: np.ndarray
 ) -> dict[str, Any]:
     """The head under protocol (b): per fold, a scaler and the head fitted on the training rows (the
-    scaler is the one the fold's network would have), accuracy and ROC AUC on the held-out actors."""
-    accuracy, auc = [], []
+    scaler is the one the fold's network would have), accuracy and ROC AUC on the held-out actors;
+    with ``neutral`` rows (always normal, so easy), the AUC without them too."""
+    scores: dict[str, list[float]] = {"accuracy": [], "roc_auc": [], "roc_auc_without_neutral": []}
     for train, test in splits:
         scaler = StandardScaler().fit(X[train])
         head = intensity_head().fit(scaler.transform(X[train]), strong[train])
         p = head.predict_proba(scaler.transform(X[test]))[:, 1]
-        accuracy.append(float(np.mean((p > 0.5) == strong[test])))
-        auc.append(float(roc_auc_score(strong[test], p)))
+        scores["accuracy"].append(float(np.mean((p > 0.5) == strong[test])))
+        scores["roc_auc"].append(float(roc_auc_score(strong[test], p)))
+        if neutral[test].any():
+            emotional = ~neutral[test]
+            scores["roc_auc_without_neutral"].append(float(roc_auc_score(strong[test][emotional], p[emotional])))
     return {
-        "accuracy": {"mean": float(np.mean(accuracy)), "sd": float(np.std(accuracy)), "scores": accuracy},
-        "roc_auc": {"mean": float(np.mean(auc)), "sd": float(np.std(auc)), "scores": auc},
+        **{
+            key: {"mean": float(np.mean(values)), "sd": float(np.std(values)), "scores": values}
+            for key, values in scores.items()
+            if values
+        },
         "strong_share": float(np.mean(strong)),
     }

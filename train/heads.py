@@ -28,7 +28,8 @@ FITTED_ON = (
 )
 #: How the intensity head treats neutral, which RAVDESS records at normal intensity only.
 NEUTRAL = (
-    "neutral clips (recorded at normal intensity only) are trained on as normal: speech without emotion is not strong"
+    "neutral, when it is a label (RAVDESS records it at normal intensity only), is trained on as normal: "
+    "speech without emotion is not strong"
 )
 
 
@@ -55,7 +56,8 @@ def fit_heads(
     calibration = cal.calibrate(proba, truth)
     played = [p for fold in oof.then if fold for p in fold if p.horizon == horizon]
     streamed = stream_check(played, calibration.temperature, calibration.abstention["min_confidence"])
-    intensity = cal.intensity_folds(design.X, strong[design.clip], design.splits)
+    neutral = design.y == "neutral"
+    intensity = cal.intensity_folds(design.X, strong[design.clip], design.splits, neutral)
     coef, intercept = cal.fit_intensity(MLP.from_estimator(final).standardise(X), strong[clip])
     sections = {
         "calibration": {
@@ -78,7 +80,7 @@ def fit_heads(
             "input": "the first layer's input: features standardised by the adapter (if any), then the scaler",
             "trained_on": "every training row (speed copies included), label: RAVDESS intensity strong",
             "neutral": NEUTRAL,
-            "protocol_b": {key: intensity[key]["mean"] for key in ("accuracy", "roc_auc")},
+            "protocol_b": {key: value["mean"] for key, value in intensity.items() if isinstance(value, dict)},
         },
     }
     arrays = {"intensity_coef": coef, "intensity_intercept": intercept}

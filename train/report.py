@@ -197,6 +197,8 @@ def confidence_text(metrics: dict[str, Any]) -> str:
         for mix, m in c["streamed"].items()
     )
     a, auc = intensity["accuracy"], intensity["roc_auc"]
+    emotional = intensity.get("roc_auc_without_neutral")
+    without_neutral = f", {emotional['mean']:.3f} ± {emotional['sd']:.3f} without neutral" if emotional else ""
     return f"""## Calibration, abstention and intensity
 
 Fitted on the {c["n_predictions"]} {c["fitted_on"]}. Temperature scaling: the output logits divided
@@ -231,7 +233,8 @@ them {percent(abstention["accuracy_all"])}.
 
 **Intensity head** (P(strong), logistic regression on the network's standardised input), protocol (b),
 per fold mean ± sd: accuracy {100 * a["mean"]:.1f} ± {100 * a["sd"]:.1f} %, ROC AUC {auc["mean"]:.3f} ±
-{auc["sd"]:.3f} ({percent(intensity["strong_share"])} of the rows are strong); {metrics["intensity"]["neutral"]}.
+{auc["sd"]:.3f}{without_neutral} ({percent(intensity["strong_share"])} of the rows are strong);
+{metrics["intensity"]["neutral"]}.
 """
 
 
