@@ -14,6 +14,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from .adaptation import AFTER_ANOTHER, MIXES, MOODS, QUIET
 from .experiments import Score
+from .room_report import room_section
 
 PROTOCOLS = {
     "split": "(a) random stratified 75/25 split",
@@ -215,6 +216,7 @@ Per held-out actor, whole streams:
 
 {actor_tables}
 
+{room_section(metrics)}
 ## Loss curves
 
 ![loss curves](loss_curves.png)
@@ -224,7 +226,8 @@ Per held-out actor, whole streams:
 ![split](confusion_split.png) ![actor](confusion_actor.png)
 
 Total {metrics["timings"]["total_s"]:.0f} s with {metrics["jobs"]} jobs{where(metrics.get("dask"))}: feature
-extraction {t["features_s"]:.1f} s, grid search on the seed features {t["seed_search_s"]:.0f} s, successive
+extraction {t["features_s"]:.1f} s, protocol (d)'s streams {t["room_streams_s"]:.1f} s, grid search on the seed
+features {t["seed_search_s"]:.0f} s, successive
 halving for ours {t["shipped_search_s"]:.0f} s, the protocols' other fits {t["protocols_s"]:.0f} s, plots and
 the final model {t["final_s"]:.0f} s (wall clock; load average {t["load_average"]:.1f} at the end).
 """
