@@ -31,6 +31,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import ClassifierMixin
 
+from ser_stream import segmenter
 from ser_stream.adapter import AdapterPrior, VoiceAdapter
 from ser_stream.audio import from_int16, to_int16
 from ser_stream.features import IMPLEMENTATION, FeatureParams, extractor_for
@@ -152,6 +153,7 @@ def streams_key(params: FeatureParams, config: SegmenterConfig, seed: int) -> st
         "rooms": [asdict(room) for room in PROTOCOL_ROOMS],
         "pool": POOL_CLIPS,
         "features": IMPLEMENTATION,
+        "segmenter_code": hashlib.sha256(Path(segmenter.__file__).read_bytes()).hexdigest(),  # it changes
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
