@@ -106,9 +106,8 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         timings["seed_search_s"] = lap()
         log("successive halving for the shipped model …")
         streams = ad.fold_streams(ours, unlabelled, labels, seed)
-        plain = [
-            partial(ad.play_all, f, None, rooms=r) for f, r in zip(streams, rooms, strict=True)
-        ]  # its (b), (c), (d)
+        # the search's best fits are the plain recipe's (b); they play its (c) and (d)
+        plain = [partial(ad.play_all, fold, None, rooms=r) for fold, r in zip(streams, rooms, strict=True)]
         ours_search = ex.halving_search(
             lambda p: ex.mlp(p, seed, scaled=True), ex.actor_design(ours), grids, jobs, plain
         )

@@ -178,7 +178,8 @@ protocol {PROTOCOLS["actor"]}; protocol {PROTOCOLS["stream"]}.
 segmenter hands over, speed-perturbed training copies ({", ".join(map(str, metrics["augmentation_speeds"]))}); the
 same hyperparameters, searched without adaptation, in every variant.
 **Shipped: {metrics["shipped"]}.** Hyperparameters were selected by protocol (b); the recipe by
-protocol (c): whole streams, the mean over its mixes. Search:
+protocols (c) and (d) together: the mean of (c)'s whole streams over its mixes and (d)'s accuracy over
+its rooms. Search:
 
 {search_lines}
 
