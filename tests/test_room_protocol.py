@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ser_stream.adapter import AdapterPrior, VoiceAdapter
 from ser_stream.segmenter import SegmenterConfig
 from train import experiments as ex
 from train import room_protocol as rp
@@ -96,6 +97,25 @@ def test_a_clip_is_scored_by_the_utterance_overlapping_its_speech_most():
     summary = rp.summarise([played])["babble 15 dB"]
     assert summary["accuracy"] == pytest.approx(2 / 3) and summary["missed"] == pytest.approx(1 / 3)
     assert summary["cut_share"] == pytest.approx(1 / 4)
+
+
+def test_the_adapter_hears_every_utterance_in_stream_order_before_classifying_the_next():
+    rng = np.random.default_rng(0)
+    X = rng.normal(3.0, 2.0, size=(5, 2))
+    clip, overlap, cut = np.array([0, -1, 1, 2, 3]), np.full(5, 10), np.zeros(5, bool)
+    stream = rp.RoomStream(1, "clean", X, clip, overlap, cut, np.array(["a"] * 4))
+    prior = AdapterPrior(np.zeros(2), np.ones(2), weight=4.0, horizon=50.0)
+    recorder = Recorder().fit(X, ["a"])
+    seen = []
+    recorder.predict = lambda features: seen.append(np.array(features)) or np.array(["a"] * len(features))
+    played = rp.play_room(recorder, stream, prior)
+    online, after_all = seen
+    adapter = VoiceAdapter(prior)
+    for row, shown in zip(X, online, strict=True):  # the spurious utterance (-1) too
+        np.testing.assert_allclose(shown, adapter.normalise(row), rtol=1e-5)
+        adapter.update(row)
+    np.testing.assert_allclose(after_all, adapter.normalise(X), rtol=1e-5)
+    assert played.right.tolist() == played.right_all_heard.tolist() == [1.0] * 4
 
 
 def test_protocol_d_finds_about_one_utterance_per_clip_in_babble(ravdess, tmp_path):
