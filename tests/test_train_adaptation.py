@@ -91,6 +91,9 @@ class Recorder:
         self.seen.append(np.array(X))
         return np.array(["a"] * len(X))
 
+    def predict_proba(self, X):
+        return np.tile([1.0, 0.0, 0.0, 0.0], (len(X), 1))  # 'a' for sure
+
 
 def test_a_stream_is_classified_with_what_was_heard_before_each_clip():
     data = voices_dataset(copies=0)
@@ -175,3 +178,13 @@ def test_a_change_of_voice_plays_another_actor_first_and_scores_the_new_one_from
     sweep = ad.horizon_sweep(played)
     assert set(sweep) == {"25", "50", "100", "200"}
     assert set(sweep["100"]) == set(ad.MIXES)
+
+
+def test_when_neutral_is_a_label_the_neutral_heavy_mix_scores_its_neutral_clips():
+    data = voices_dataset(per_actor=16, copies=0)
+    labels = np.array(["neutral", "a", "b", "c"] * (len(data.y) // 4))
+    data = Dataset(data.X, labels, data.clip, data.original, data.groups, data.digests)
+    streams = ad.streams_for(data, None, np.flatnonzero(data.groups == 1), ["neutral", "a", "b", "c"], seed=0)
+    heavy = next(s for s in streams if s.mix == "neutral-heavy")
+    assert np.sum(heavy.y == "neutral") == len(heavy.y) // 2 == 4  # the actor's 4 neutral clips and 4 others
+    assert heavy.scored.all()

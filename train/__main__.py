@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated emotions or 'all' (default: %(default)s)",
     )
     parser.add_argument("--out", type=Path, default=Path("models"), help="bundle folder (default: models/)")
-    parser.add_argument("--name", help="bundle name (default: ser-mlp, or ser-mlp-<n>emo for other emotion sets)")
+    parser.add_argument(
+        "--name",
+        help="bundle name (default: ser-mlp for the seed's four emotions, ser-mlp-8 for all, else ser-mlp-<emotions>)",
+    )
     parser.add_argument("--report", type=Path, help="report folder (default: reports/<name>/)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel jobs (default: all cores)")
     parser.add_argument("--seed", type=int, default=0, help="first random seed (default: 0)")

@@ -121,12 +121,14 @@ class Played:
     excluding: np.ndarray  # (orders, clips): classified with the statistics of the clips before it
     including: np.ndarray  # (orders, clips): ... of those and itself
     after_all: np.ndarray  # (orders, clips): every clip classified with the whole stream's statistics
+    proba: np.ndarray  # (orders, clips, classes), float32: the probabilities of ``excluding``'s predictions
 
 
 def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> Played:
     """``stream`` through a fresh adapter per order (or, without ``prior``, the raw features)."""
     keys = ("excluding", "including", "after_all")
     results: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    proba = []  # what a device publishes, for the calibration's check under (c)
     for order in stream.orders:
         rows = stream.X[order]
         if prior is None:  # nothing to learn: every way of playing is the same
@@ -146,8 +148,10 @@ def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> 
             right = (predicted[id(features)] == stream.y[order]).astype(float)
             right[~stream.scored[order]] = np.nan
             results[key].append(right)
+        proba.append(model.predict_proba(seen["excluding"].astype(TRAINING_DTYPE)).astype(np.float32))
     horizon = prior.horizon if prior else None
-    return Played(stream.actor, stream.mix, stream.lead_in, horizon, *(np.array(results[key]) for key in keys))
+    played = (np.array(results[key]) for key in keys)
+    return Played(stream.actor, stream.mix, stream.lead_in, horizon, *played, np.array(proba))
 
 
 def play_all(

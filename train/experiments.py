@@ -85,6 +85,9 @@ class Score:
     y_pred: list[str] = field(default_factory=list, repr=False)
     curves: list[list[float]] = field(default_factory=list, repr=False)  # each fit's training loss per epoch
     then: list[Any] = field(default_factory=list, repr=False)  # what an Experiment's ``then`` made of each fit
+    #: per fit, its test rows' probabilities (rows, classes), columns in the order of ``classes``
+    proba: list[np.ndarray] = field(default_factory=list, repr=False)
+    classes: list[str] = field(default_factory=list, repr=False)
 
     @property
     def mean(self) -> float:
@@ -155,23 +158,28 @@ def _fit_predict(
     test: np.ndarray,
     then: Callable[[ClassifierMixin], Any] | None,
 ):
-    """One fit, its test predictions, and what ``then`` makes of the fitted model; X and y are arrays,
-    not the Dataset, so joblib's dask backend recognises them as large and sends them to the workers
-    once per call, not once per task."""
+    """One fit, its test predictions, what ``then`` makes of the fitted model, and the test
+    probabilities with their classes (calibration is fitted on them); X and y are arrays, not the
+    Dataset, so joblib's dask backend recognises them as large and sends them to the workers once
+    per call, not once per task."""
     with quiet_training():
         model.fit(X[train], y[train])
     curve = list(getattr(final_step(model), "loss_curve_", []))
-    return y[test], model.predict(X[test]), curve, then(model) if then else None
+    predicted = model.predict(X[test])
+    proba = (model.predict_proba(X[test]), [str(c) for c in model.classes_])
+    return y[test], predicted, curve, then(model) if then else None, proba
 
 
 def _pooled(results) -> Score:
-    scores = [float(np.mean(t == p)) for t, p, _, _ in results]
+    scores = [float(np.mean(t == p)) for t, p, *_ in results]
     return Score(
         scores,
-        [str(v) for t, _, _, _ in results for v in t],
-        [str(v) for _, p, _, _ in results for v in p],
-        [curve for _, _, curve, _ in results],
-        [after for _, _, _, after in results],
+        [str(v) for t, *_ in results for v in t],
+        [str(v) for _, p, *_ in results for v in p],
+        [curve for _, _, curve, *_ in results],
+        [after for _, _, _, after, _ in results],
+        [proba for *_, (proba, _) in results],
+        results[0][-1][1] if results else [],
     )
 
 

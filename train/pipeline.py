@@ -31,8 +31,9 @@ from . import experiments as ex
 from .augment import SPEEDS
 from .cluster import Cluster, connect, fits_on
 from .dataset import fingerprint, load_dataset
-from .ravdess import SEED_EMOTIONS, scan
-from .report import plot_confusion, plot_loss_curves, plot_streams, table, write_report
+from .heads import fit_heads, strong_of
+from .ravdess import EMOTIONS, SEED_EMOTIONS, scan
+from .report import plot_calibration, plot_confusion, plot_loss_curves, plot_streams, table, write_report
 from .room_augment import with_room_copies
 from .room_protocol import fold_rooms
 from .room_report import plot_rooms, rooms_metrics
@@ -49,7 +50,10 @@ RECIPE_ROWS = {mode: f"ours: {what}" for mode, what in ad.RECIPES.items()}
 
 
 def default_name(emotions: tuple[str, ...]) -> str:
-    return "ser-mlp" if set(emotions) == set(SEED_EMOTIONS) else f"ser-mlp-{len(emotions)}emo"
+    """``ser-mlp`` for the seed's four emotions, ``ser-mlp-8`` for all eight, else the emotions' names."""
+    if set(emotions) == set(SEED_EMOTIONS):
+        return "ser-mlp"
+    return f"ser-mlp-{len(EMOTIONS)}" if set(emotions) == set(EMOTIONS.values()) else "ser-mlp-" + "-".join(emotions)
 
 
 def log(message: str) -> None:
@@ -163,6 +167,10 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
 
     X, prior = ad.training_matrix(ours, chosen, ADAPTATION, seed)
     final = ex.fit(ex.mlp(ours_search.best_params, seed, scaled=True), X, ours.y)
+    shipped_b = recipes[chosen][-1].design if chosen != "none" else ex.actor_design(ours)  # its (b) folds
+    horizon = None if chosen == "none" else ADAPTATION["horizon"]
+    heads = fit_heads(results[chosen].actor, horizon, shipped_b, strong_of(clips), final, X, ours.clip)
+    plot_calibration(heads.metrics["calibration"], report_dir)
     model_metrics = {
         row: {"params": jsonable(params[row]), **{p: s.to_dict() for p, s in by_protocol.items()}}
         for row, by_protocol in scores.items()
@@ -187,6 +195,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             "random_state": seed,
         },
         **({"adaptation": adaptation_section(prior, chosen)} if prior else {}),
+        **heads.sections,
         "versions": {
             "ser_stream": __version__,
             "scikit_learn": sklearn.__version__,
@@ -212,8 +221,8 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             for row, m in model_metrics.items()
         },
     }
-    arrays = {"adaptation_mean": prior.mean, "adaptation_var": prior.var} if prior else None
-    bundle_path = save_bundle(final, manifest, args.out, name, extra_arrays=arrays)
+    arrays = {"adaptation_mean": prior.mean, "adaptation_var": prior.var} if prior else {}
+    bundle_path = save_bundle(final, manifest, args.out, name, extra_arrays={**arrays, **heads.arrays})
 
     metrics = {
         "name": name,
@@ -232,6 +241,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         "shipped": shipped,
         "adaptation": {**ADAPTATION, "recipes": ad.RECIPES, "best": best, "chosen": chosen, "orders": ad.STREAM_ORDERS},
         "grid_search": searches,
+        **heads.metrics,
         "bundle_sha256": sha256_of(bundle_path),
         "timings": {
             **timings,

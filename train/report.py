@@ -75,6 +75,44 @@ def plot_streams(streams: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
+def plot_calibration(calibration: dict[str, Any], folder: Path) -> None:
+    """reliability.png (accuracy against confidence per bin, before and after the temperature) and
+    coverage.png (accuracy of the most confident predictions against the share kept)."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    for axis, key in zip(axes, ("before", "after"), strict=True):
+        summary = calibration[key]
+        bins = summary["reliability"]
+        lows, accuracies = [b["low"] for b in bins], [b["accuracy"] for b in bins]
+        width = bins[0]["high"] - bins[0]["low"]
+        axis.bar(lows, accuracies, width=width, align="edge", edgecolor="black", alpha=0.7, label="accuracy per bin")
+        axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        axis.plot([b["confidence"] for b in bins], accuracies, "o", color="C3", label="at the bin's mean confidence")
+        title = "before (T = 1)" if key == "before" else f"after (T = {calibration['temperature']:.2f})"
+        axis.set(xlabel="confidence (top label)", title=f"{title}: ECE {summary['ece']:.3f}", xlim=(0, 1), ylim=(0, 1))
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(folder / "reliability.png", dpi=100)
+    plt.close(figure)
+
+    rows = calibration["coverage"]
+    abstention = calibration["abstention"]
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    axis.plot([100 * r["coverage"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o")
+    axis.axvline(100 * (1 - abstention["share"]), color="grey", linestyle="--", label="default threshold")
+    axis.set(
+        xlabel="coverage: most confident predictions kept (%)",
+        ylabel="accuracy (%)",
+        title="accuracy against coverage, (b) out of fold",
+    )
+    axis.invert_xaxis()
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "coverage.png", dpi=100)
+    plt.close(figure)
+
+
 def windows(curve: list[float | None]) -> tuple[list[float], list[float]]:
     """The curve averaged over windows 0, 1, 2–3, 4–7, 8–15, …, at their middles: one position's
     accuracy rests on a few hundred clips, too few to read a trend from."""
@@ -141,6 +179,64 @@ def per_actor_table(streams: dict[str, dict[str, Any]], mix: str) -> str:
     lines = ["| actor | " + " | ".join(n for n in names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {a} | " + " | ".join(percent(streams[n][mix]["per_actor"][a]) for n in names) + " |" for a in actors]
     return "\n".join(lines)
+
+
+def confidence_text(metrics: dict[str, Any]) -> str:
+    """report.md's section on the calibration, the abstention threshold and the intensity head."""
+    c, intensity = metrics["calibration"], metrics["intensity"]["protocol_b"]
+    before, after, abstention = c["before"], c["after"], c["abstention"]
+    rows = "\n".join(
+        f"| {100 * r['coverage']:.0f} % | {percent(r['accuracy'])} | {r['min_confidence']:.3f} |" for r in c["coverage"]
+    )
+    figures = "\n".join(
+        f"| {name} | {s['ece']:.3f} | {s['nll']:.3f} | {percent(s['mean_confidence'])} | {percent(s['accuracy'])} |"
+        for name, s in (("before (T = 1)", before), (f"after (T = {c['temperature']:.3f})", after))
+    )
+    streamed = "\n".join(
+        f"| {mix} | {m['before']:.3f} → {m['after']:.3f} | {percent(m['abstained'])} "
+        f"| {percent(m['accuracy_all'])} → {percent(m['accuracy_kept'])} | {percent(m.get('unlabelled_abstained'))} |"
+        for mix, m in c["streamed"].items()
+    )
+    a, auc = intensity["accuracy"], intensity["roc_auc"]
+    emotional = intensity.get("roc_auc_without_neutral")
+    without_neutral = f", {emotional['mean']:.3f} ± {emotional['sd']:.3f} without neutral" if emotional else ""
+    return f"""## Calibration, abstention and intensity
+
+Fitted on the {c["n_predictions"]} {c["fitted_on"]}. Temperature scaling: the output logits divided
+by one T, fitted by minimising the negative log-likelihood over log T; the top label never changes.
+Expected calibration error (ECE): top label, {c["ece_bins"]} equal-width confidence bins.
+
+| probabilities | ECE | NLL | mean confidence | accuracy |
+|---|---|---|---|---|
+{figures}
+
+![reliability before and after](reliability.png)
+
+The check as a device meets them: protocol (c)'s predictions of the same fits (each utterance
+classified with the statistics of those heard before it, whole streams), per mix; the last column:
+the share of clips of an emotion the model has no label for (neutral, for the seed's four) that
+fall below the threshold, i.e. come out uncertain:
+
+| mix | ECE before → after | below `min_confidence` | accuracy: all → kept | unlabelled speech below it |
+|---|---|---|---|---|
+{streamed}
+
+**Abstention**: `min_confidence` {abstention["min_confidence"]:.3f}, the calibrated confidence below which
+{100 * abstention["share"]:.0f} % of these predictions fall ({percent(abstention["abstained"])} of them
+abstain). The kept predictions are right {percent(abstention["accuracy_kept"])} of the time, all of
+them {percent(abstention["accuracy_all"])}.
+
+| coverage (most confident kept) | accuracy | lowest confidence kept |
+|---|---|---|
+{rows}
+
+![accuracy against coverage](coverage.png)
+
+**Intensity head** (P(strong), logistic regression on the network's standardised input), protocol (b),
+per fold mean ± sd: accuracy {100 * a["mean"]:.1f} ± {100 * a["sd"]:.1f} %, ROC AUC {auc["mean"]:.3f} ±
+{auc["sd"]:.3f}{without_neutral} ({percent(intensity["strong_share"])} of the rows are strong);
+{metrics["intensity"]["neutral"]}.
+"""
 
 
 def where(dask: dict[str, Any] | None) -> str:
@@ -218,6 +314,8 @@ Per held-out actor, whole streams:
 {actor_tables}
 
 {room_section(metrics)}
+
+{confidence_text(metrics)}
 ## Loss curves
 
 ![loss curves](loss_curves.png)
