@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.common import DEFAULT_DATA, line, section, verdict
 from ser_stream.audio import to_int16
-from ser_stream.segmenter import Segmenter, SegmenterConfig, Utterance
+from ser_stream.segmenter import STEADY_GATE_DB, Segmenter, SegmenterConfig, Utterance
 from testkit.noisy import RATE, babble_pool, overlapping, voice_stream
 from train.rooms import PROTOCOL_ROOMS, Room
 
@@ -128,7 +128,8 @@ def run(data: Path = DEFAULT_DATA) -> None:
     clips = next(iter(scores.values())).clips
     section(
         f"segmentation: {len(VOICES)} voices x {clips // len(VOICES)} clips, one stream per voice, "
-        f"noise through the whole stream; before = noise_gate_db 0, after = {after.noise_gate_db:g} dB"
+        f"noise through the whole stream; before = noise_gate_db 0, after = {after.noise_gate_db:g} dB "
+        f"({min(after.noise_gate_db, STEADY_GATE_DB):g} dB in steady noise)"
     )
     line("condition", "        found missed split merged ev/clip spurious |dstart| |dend| cut")
     line("", "         once                              ms      ms")

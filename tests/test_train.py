@@ -17,6 +17,8 @@ from train.augment import SPEEDS
 from train.dataset import load_dataset
 from train.pipeline import SHIPPED_FEATURES, SHIPPED_TRIM
 from train.ravdess import SEED_EMOTIONS, scan
+from train.room_augment import ROOM_COPIES
+from train.rooms import PROTOCOL_ROOMS
 
 SEED_CODES = (2, 3, 6, 7)
 
@@ -61,7 +63,7 @@ def test_retraining_twice_gives_identical_metrics_and_model(original_layout, tmp
     cache = tmp_path / "cache"
     first = train(original_layout, tmp_path / "one", cache)
     cached = sorted(cache.rglob("*.npy"))
-    assert len(cached) == 2 * 96  # seed and shipped features per clip
+    assert len(cached) == 3 * 96  # seed and shipped features per clip, and its room copies
     mtimes = [p.stat().st_mtime_ns for p in cached]
     second = train(original_layout, tmp_path / "two", cache)
     assert [p.stat().st_mtime_ns for p in cached] == mtimes  # the second run read the cache
@@ -116,8 +118,18 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
     assert metrics["adaptation"]["chosen"] == "online"
     streams = {row: m["stream"] for row, m in metrics["models"].items() if "stream" in m}
     assert len(streams) == len(RECIPES)
-    best = max(streams, key=lambda row: np.mean([mix["overall"] for mix in streams[row].values()]))
-    assert best == f"ours: {RECIPES[metrics['adaptation']['best']]}"  # what auto would have shipped
+    rooms = {row: m["rooms"] for row, m in metrics["models"].items() if "rooms" in m}
+    assert set(rooms) == set(streams)
+    for by_room in rooms.values():
+        assert list(by_room) == [room.name for room in PROTOCOL_ROOMS]
+        assert all(r["clips"] == 3 * 32 and 0 <= r["accuracy"] <= 1 for r in by_room.values())
+
+    def chosen_by(row: str) -> float:  # protocols (c) and (d), equally weighted
+        c = np.mean([mix["overall"] for mix in streams[row].values()])
+        return np.mean([c, np.mean([r["accuracy"] for r in rooms[row].values()])])
+
+    assert max(streams, key=chosen_by) == f"ours: {RECIPES[metrics['adaptation']['best']]}"  # what auto would ship
+    assert bundle.manifest["training_data"]["augmentation"]["rooms"]["copies_per_clip"] == ROOM_COPIES
     for stream in streams.values():
         assert set(stream) == {"balanced", "neutral-heavy", "moods"}  # one actor per fold: no change of voice
         balanced, heavy = stream["balanced"], stream["neutral-heavy"]
@@ -126,7 +138,8 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
         assert set(balanced["per_actor"]) == {"1", "2", "3"}
         assert 0 <= balanced["overall"] <= 1 and 0 <= heavy["all"] <= 1
     report = tmp_path / "report"
-    assert (report / "streams.png").stat().st_size > 0
+    assert (report / "streams.png").stat().st_size > 0 and (report / "rooms.png").stat().st_size > 0
+    assert "## Protocol (d): the room" in (report / "report.md").read_text()
     assert "## Protocol (c): a device hearing one voice" in (report / "report.md").read_text()
 
 
@@ -138,6 +151,7 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
         (["--data", "EMPTY", "--emotions", "calm,joy"], "--emotions"),
         (["--data", "EMPTY", "--actors", "0-30"], "--actors"),
         (["--data", "EMPTY", "--adaptation", "always"], "--adaptation"),
+        (["--data", "EMPTY", "--rooms", "-1"], "--rooms"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, args, message):

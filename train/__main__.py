@@ -13,6 +13,7 @@ from ser_stream.errors import ArgumentParser, UserError
 
 from .adaptation import RECIPES
 from .ravdess import EMOTIONS, SEED_EMOTIONS
+from .room_augment import ROOM_COPIES
 
 #: Modules of the `train` extra in pyproject.toml.
 TRAIN_EXTRA = ("tqdm", "matplotlib")
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         "without the voice adapter; 'full' or 'online' one trained on voice-standardised features",
     )
     parser.add_argument(
+        "--rooms",
+        type=int,
+        default=ROOM_COPIES,
+        metavar="N",
+        help="training copies per clip heard in a random room (noise, babble, reverberation; default: %(default)s, "
+        "0: none)",
+    )
+    parser.add_argument(
         "--dask",
         metavar="SCHEDULER_ADDRESS",
         help="run the grid searches and repeated-seed evaluations on this Dask cluster, e.g. tcp://host:8786 "
@@ -99,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     args = build_parser().parse_args(argv)
-    if args.jobs < 1 or args.repeats < 2:
-        print("python -m train: --jobs must be ≥ 1 and --repeats ≥ 2", file=sys.stderr)
+    if args.jobs < 1 or args.repeats < 2 or args.rooms < 0:
+        print("python -m train: --jobs must be ≥ 1, --repeats ≥ 2 and --rooms ≥ 0", file=sys.stderr)
         return 2
     missing = missing_modules(DASK_EXTRA) if args.dask else []
     if missing:

@@ -36,6 +36,7 @@ from sklearn.base import ClassifierMixin
 from ser_stream.adapter import AdapterPrior, VoiceAdapter
 
 from . import experiments as ex
+from . import room_protocol as rp
 from .dataset import TRAINING_DTYPE, Dataset
 
 #: The shipped recipe's variants: without adaptation, and with each way of standardising training rows.
@@ -153,11 +154,13 @@ def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> 
     return Played(stream.actor, stream.mix, stream.lead_in, horizon, *played, np.array(proba))
 
 
-def play_all(streams: list[Stream], prior: AdapterPrior | None, model: ClassifierMixin) -> list[Played]:
+def play_all(
+    streams: list[Stream], prior: AdapterPrior | None, model: ClassifierMixin, rooms: Sequence[rp.RoomStream] = ()
+) -> list[Played | rp.RoomPlayed]:
     """Every stream of a fold through its fitted model (`experiments.Experiment`'s ``then``), with the
-    prior's horizon and, for the report, with each of HORIZONS."""
+    prior's horizon and, for the report, with each of HORIZONS; then protocol (d)'s ``rooms``."""
     priors = [prior] + [replace(prior, horizon=h) for h in HORIZONS if prior and h != prior.horizon]
-    return [play(model, stream, p) for p in priors for stream in streams]
+    return [play(model, stream, p) for p in priors for stream in streams] + rp.play_rooms(rooms, prior, model)
 
 
 def streams_for(
@@ -288,11 +291,18 @@ class Recipe:
     actor: ex.Score
     stream: dict[str, Any]  # summarise()
     horizons: dict[str, dict[str, float | None]]  # horizon_sweep()
+    rooms: dict[str, dict[str, Any]]  # protocol (d): room_protocol.summarise()
 
     @property
     def stream_accuracy(self) -> float:
-        """What the shipped recipe is chosen by: protocol (c), whole streams, the mean over the mixes."""
+        """Protocol (c), whole streams, the mean over the mixes."""
         return float(np.mean([mix["overall"] for mix in self.stream.values()]))
+
+    @property
+    def selection_accuracy(self) -> float:
+        """What the shipped recipe is chosen by: protocol (c) and, when measured, protocol (d) (the
+        mean over its rooms), equally weighted."""
+        return float(np.mean([self.stream_accuracy] + ([rp.mean_accuracy(self.rooms)] if self.rooms else [])))
 
 
 def fold_streams(data: Dataset, unlabelled: Dataset | None, labels: Sequence[str], seed: int) -> list[list[Stream]]:
@@ -306,21 +316,25 @@ def recipe_experiments(
     streams: list[list[Stream]],
     seeds: Sequence[int],
     settings: dict[str, float],
+    rooms: list[list[rp.RoomStream]] | None = None,
 ) -> dict[str, list[ex.Experiment]]:
-    """Per recipe: protocol (a); for the adapted ones also protocol (b), whose fits play (c)'s streams.
-    The plain recipe's (b) fits are the successive halving's own (the same fits, streams played)."""
+    """Per recipe: protocol (a); for the adapted ones also protocol (b), whose fits play (c)'s streams
+    and (d)'s ``rooms`` (per fold). The plain recipe's (b) fits are the successive halving's own (the
+    same fits, streams played)."""
     seed = seeds[0]
     folds = ex.actor_folds(data)
     experiments = {"none": [ex.split_experiment(make, data, seeds)]}
+    rooms = rooms or [[] for _ in folds]
     for mode in [mode for mode in RECIPES if mode != "none"]:
         split, _ = adapted_design(data, [ex.split_clips(data, s) for s in seeds], settings, mode, seed)
         actor, priors = adapted_design(data, folds, settings, mode, seed)
-        then = [partial(play_all, fold, prior) for fold, prior in zip(streams, priors, strict=True)]
+        then = [partial(play_all, fold, prior, rooms=r) for fold, prior, r in zip(streams, priors, rooms, strict=True)]
         experiments[mode] = [ex.Experiment(make, split, seeds), ex.Experiment(make, actor, [seed] * len(folds), then)]
     return experiments
 
 
 def recipe(mode: str, split: ex.Score, actor: ex.Score, settings: dict[str, float]) -> Recipe:
-    played = [p for fold in actor.then for p in fold]
+    played = [p for fold in actor.then for p in fold if isinstance(p, Played)]
+    rooms = [p for fold in actor.then for p in fold if isinstance(p, rp.RoomPlayed)]
     horizon = None if mode == "none" else settings["horizon"]
-    return Recipe(mode, split, actor, summarise(played, horizon), horizon_sweep(played))
+    return Recipe(mode, split, actor, summarise(played, horizon), horizon_sweep(played), rp.summarise(rooms))

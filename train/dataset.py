@@ -55,8 +55,7 @@ def _features_of(
     cached = folder / f"{digest}.npy"
     if cached.exists():
         return digest, np.load(cached)
-    samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    samples = to_model_rate(samples, rate, params.sample_rate)
+    samples = decode(data, params.sample_rate)
     if trim is not None:
         start, end = speech_span(to_int16(samples), trim)
         samples = samples[start:end]
@@ -68,6 +67,12 @@ def _features_of(
         np.save(handle, rows)
     partial.replace(cached)
     return digest, rows
+
+
+def decode(data: bytes, rate: int) -> np.ndarray:
+    """An audio file's bytes as mono float32 at ``rate``."""
+    samples, file_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return to_model_rate(samples, file_rate, rate)
 
 
 #: Our models' feature matrices: scikit-learn's MLP trains in the input's precision, and float32 fits

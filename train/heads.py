@@ -54,7 +54,7 @@ def fit_heads(
     their clips."""
     proba, truth = cal.pooled_oof(oof.proba, oof.y_true, oof.classes)
     calibration = cal.calibrate(proba, truth)
-    played = [p for fold in oof.then if fold for p in fold if p.horizon == horizon]
+    played = [p for fold in oof.then if fold for p in fold if isinstance(p, Played) and p.horizon == horizon]
     streamed = stream_check(played, calibration.temperature, calibration.abstention["min_confidence"])
     neutral = design.y == "neutral"
     intensity = cal.intensity_folds(design.X, strong[design.clip], design.splits, neutral)
@@ -78,7 +78,7 @@ def fit_heads(
             "method": "logistic",
             "classes": ["normal", "strong"],
             "input": "the first layer's input: features standardised by the adapter (if any), then the scaler",
-            "trained_on": "every training row (speed copies included), label: RAVDESS intensity strong",
+            "trained_on": "every training row (speed and room copies included), label: RAVDESS intensity strong",
             "neutral": NEUTRAL,
             "protocol_b": {key: value["mean"] for key, value in intensity.items() if isinstance(value, dict)},
         },

@@ -34,6 +34,9 @@ from .dataset import fingerprint, load_dataset
 from .heads import fit_heads, strong_of
 from .ravdess import EMOTIONS, SEED_EMOTIONS, scan
 from .report import plot_calibration, plot_confusion, plot_loss_curves, plot_streams, table, write_report
+from .room_augment import with_room_copies
+from .room_protocol import fold_rooms
+from .room_report import plot_rooms, rooms_metrics
 
 #: The shipped model's features: the seed's means, plus std and MFCC-delta spread, mel in log10.
 SHIPPED_FEATURES = FeatureParams(statistics=("mean", "std", "delta_std"), mel_scale="log")
@@ -81,12 +84,15 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     lap = stopwatch()
     seed_data = load_dataset(clips, SEED_PARAMS, args.cache, args.jobs, dtype=np.float64)  # as the seed ran
     ours = load_dataset(clips, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM)
+    ours = with_room_copies(ours, clips, SHIPPED_FEATURES, args.cache, args.jobs, args.rooms, args.seed, SHIPPED_TRIM)
     everyday = [c for c in scan(args.data, ad.QUIET, args.actors).clips if c.emotion not in args.emotions]
     unlabelled = (
         load_dataset(everyday, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM) if everyday else None
     )
     timings = {"features_s": lap()}
     log(f"features: {timings['features_s']:.1f} s")
+    rooms = fold_rooms(ours, clips, SHIPPED_FEATURES, args.cache, args.jobs, args.seed)  # protocol (d)'s streams
+    timings["room_streams_s"] = lap()
     labels = [emotion for emotion in args.emotions if emotion in set(seed_data.labels)]
     if len(labels) < 2 or len(set(seed_data.groups)) < 2:
         raise UserError(f"{args.data}: need clips of at least two emotions and two actors")
@@ -104,7 +110,8 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         timings["seed_search_s"] = lap()
         log("successive halving for the shipped model …")
         streams = ad.fold_streams(ours, unlabelled, labels, seed)
-        plain = [partial(ad.play_all, fold, None) for fold in streams]  # its best fits are the plain recipe's (b), (c)
+        # the search's best fits are the plain recipe's (b); they play its (c) and (d)
+        plain = [partial(ad.play_all, fold, None, rooms=r) for fold, r in zip(streams, rooms, strict=True)]
         ours_search = ex.halving_search(
             lambda p: ex.mlp(p, seed, scaled=True), ex.actor_design(ours), grids, jobs, plain
         )
@@ -116,7 +123,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             ARTICLE: (seed_model(ex.ARTICLE_TUNED_PARAMS), ex.ARTICLE_TUNED_PARAMS),
         }
         recipes = ad.recipe_experiments(
-            lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours, streams, seeds, ADAPTATION
+            lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours, streams, seeds, ADAPTATION, rooms
         )
         # protocol (b) of a seed model the search fitted on the same folds is the search's own score
         searched = {row: seed_search.score_of(make(seed)) for row, (make, _) in seed_rows.items()}
@@ -139,13 +146,13 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         scores[row], params[row] = {"split": next(done)}, row_params
     for row in seed_rows:
         scores[row]["actor"] = searched[row] or next(done)
-    best = max(results, key=lambda mode: results[mode].stream_accuracy)  # ties: the simpler recipe
+    best = max(results, key=lambda mode: results[mode].selection_accuracy)  # ties: the simpler recipe
     chosen = best if args.adaptation == "auto" else args.adaptation
     for mode, result in results.items():
         scores[RECIPE_ROWS[mode]] = {"split": result.split, "actor": result.actor}
         params[RECIPE_ROWS[mode]] = ours_search.best_params
     shipped = RECIPE_ROWS[chosen]
-    log(f"shipped recipe: {ad.RECIPES[chosen]} (protocol (c): {100 * results[chosen].stream_accuracy:.1f} %)")
+    log(f"shipped recipe: {ad.RECIPES[chosen]} (protocols (c), (d): {100 * results[chosen].selection_accuracy:.1f} %)")
 
     # protocol (a)'s first fit of each is seed 0's split: its loss curve is the one plotted
     curves = {
@@ -156,6 +163,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     for protocol, title in (("split", "(a) random split, pooled over seeds"), ("actor", "(b) by actor, pooled")):
         plot_confusion(scores[shipped][protocol], labels, f"shipped, {title}", report_dir / f"confusion_{protocol}.png")
     plot_streams({RECIPE_ROWS[mode]: r.stream for mode, r in results.items()}, report_dir / "streams.png")
+    plot_rooms({RECIPE_ROWS[mode]: r.rooms for mode, r in results.items()}, report_dir / "rooms.png")
 
     X, prior = ad.training_matrix(ours, chosen, ADAPTATION, seed)
     final = ex.fit(ex.mlp(ours_search.best_params, seed, scaled=True), X, ours.y)
@@ -171,6 +179,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         model_metrics[RECIPE_ROWS[mode]]["stream"] = result.stream
         if result.horizons:
             model_metrics[RECIPE_ROWS[mode]]["horizons"] = result.horizons
+        model_metrics[RECIPE_ROWS[mode]]["rooms"] = result.rooms
     searches = {
         "seed features, unscaled": search_dict(seed_search),
         "shipped features, scaled": search_dict(ours_search),
@@ -200,13 +209,14 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             "licence": "CC BY-NC-SA 4.0",
             "clips": len(clips),
             "actors": sorted({clip.actor for clip in clips}),
-            "augmentation": {"speed_perturbation": list(SPEEDS)},
+            "augmentation": {"speed_perturbation": list(SPEEDS), "rooms": rooms_metrics(args.rooms)},
             "fingerprint_sha256": fingerprint(clips, seed_data.digests, Path(args.data)),
         },
         "metrics": {
             row: {
                 **{p: {"mean": m[p]["mean"], "sd": m[p]["sd"]} for p in ("split", "actor")},
                 **({"stream": {mix: s["overall"] for mix, s in m["stream"].items()}} if "stream" in m else {}),
+                **({"room": {room: r["accuracy"] for room, r in m["rooms"].items()}} if m.get("rooms") else {}),
             }
             for row, m in model_metrics.items()
         },
@@ -220,6 +230,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         "n_clips": len(clips),
         "n_actors": len(set(seed_data.groups)),
         "augmentation_speeds": list(SPEEDS),
+        "rooms": rooms_metrics(args.rooms),
         "seeds": seeds,
         "jobs": jobs,
         **({"dask": cluster.to_dict()} if cluster else {}),

@@ -14,6 +14,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from .adaptation import AFTER_ANOTHER, MIXES, MOODS, QUIET
 from .experiments import Score
+from .room_report import room_section
 
 PROTOCOLS = {
     "split": "(a) random stratified 75/25 split",
@@ -273,7 +274,8 @@ protocol {PROTOCOLS["actor"]}; protocol {PROTOCOLS["stream"]}.
 segmenter hands over, speed-perturbed training copies ({", ".join(map(str, metrics["augmentation_speeds"]))}); the
 same hyperparameters, searched without adaptation, in every variant.
 **Shipped: {metrics["shipped"]}.** Hyperparameters were selected by protocol (b); the recipe by
-protocol (c): whole streams, the mean over its mixes. Search:
+protocols (c) and (d) together: the mean of (c)'s whole streams over its mixes and (d)'s accuracy over
+its rooms. Search:
 
 {search_lines}
 
@@ -311,6 +313,8 @@ Per held-out actor, whole streams:
 
 {actor_tables}
 
+{room_section(metrics)}
+
 {confidence_text(metrics)}
 ## Loss curves
 
@@ -321,7 +325,8 @@ Per held-out actor, whole streams:
 ![split](confusion_split.png) ![actor](confusion_actor.png)
 
 Total {metrics["timings"]["total_s"]:.0f} s with {metrics["jobs"]} jobs{where(metrics.get("dask"))}: feature
-extraction {t["features_s"]:.1f} s, grid search on the seed features {t["seed_search_s"]:.0f} s, successive
+extraction {t["features_s"]:.1f} s, protocol (d)'s streams {t["room_streams_s"]:.1f} s, grid search on the seed
+features {t["seed_search_s"]:.0f} s, successive
 halving for ours {t["shipped_search_s"]:.0f} s, the protocols' other fits {t["protocols_s"]:.0f} s, plots and
 the final model {t["final_s"]:.0f} s (wall clock; load average {t["load_average"]:.1f} at the end).
 """

@@ -13,8 +13,8 @@ only (numpy and scipy); serving never imports this.
   RT60 0.5 s here and the response it built for ``rt60=0.5`` measured 0.68 s (Schroeder), while this
   model is exact by construction (``decay_time`` measures it) and takes microseconds. What it lacks
   is the early reflections' geometry, which utterance-level spectral means barely see.
-- ``Room`` names one condition; ``PROTOCOL_ROOMS`` are protocol (d)'s; ``augment_room`` draws a
-  random one for a training copy.
+- ``Room`` names one condition; ``PROTOCOL_ROOMS`` are protocol (d)'s; ``random_room`` draws one for
+  training copies (``augment_room``: a copy in one).
 """
 
 from __future__ import annotations
@@ -167,17 +167,24 @@ AUGMENT_SNR_DB = (5.0, 25.0)
 AUGMENT_RT60_S = (0.2, 0.9)
 
 
-def augment_room(
-    speech: np.ndarray, rate: int, rng: np.random.Generator, babble_pool: Sequence[np.ndarray]
-) -> np.ndarray:
-    """A training copy of ``speech`` in a random room: pink noise, babble (from ``babble_pool``: other
-    training speakers only), reverberation, or reverberation and noise, each as likely."""
+def random_room(rng: np.random.Generator, babble: bool = True) -> Room:
+    """A random training room: pink noise, babble, reverberation, or reverberation and noise, each as
+    likely; without ``babble`` (no other training speakers to make it from), pink noise instead."""
     kind = int(rng.integers(4))
     snr = float(rng.uniform(*AUGMENT_SNR_DB))
     rt60 = float(rng.uniform(*AUGMENT_RT60_S)) if kind >= 2 else None
     noise = ("pink", "babble", None, str(rng.choice(["pink", "babble"])))[kind]
-    room = Room("augment", noise=noise, snr_db=snr if noise else None, rt60_s=rt60)
-    return room.apply(speech, rate, rng, babble_pool)
+    if noise == "babble" and not babble:
+        noise = "pink"
+    return Room("augment", noise=noise, snr_db=snr if noise else None, rt60_s=rt60)
+
+
+def augment_room(
+    speech: np.ndarray, rate: int, rng: np.random.Generator, babble_pool: Sequence[np.ndarray]
+) -> np.ndarray:
+    """A training copy of ``speech`` in a random room (``random_room``), babble from ``babble_pool``
+    (other training speakers only; none: no babble)."""
+    return random_room(rng, babble=len(babble_pool) >= BABBLE_VOICES).apply(speech, rate, rng, babble_pool)
 
 
 def _unit_rms(x: np.ndarray) -> np.ndarray:
