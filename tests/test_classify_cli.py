@@ -28,13 +28,16 @@ def test_json_lines_match_the_in_process_classifier(ravdess):
     single_threaded_blas()  # as classify runs it: BLAS's thread count moves the last bits
     classifier = Classifier(load_bundle(SHIPPED_MODEL))
     for record, path in zip(records, files, strict=True):
-        assert set(record) == {"file", "label", "confidence", "probabilities"}
+        expected = classifier.classify_recording(load_audio(path), 16000)
+        assert set(record) == {"file", "label", "confidence", "probabilities", "adapted_on", "uncertain", "intensity"}
         assert list(record["probabilities"]) == classifier.bundle.labels
         assert sum(record["probabilities"].values()) == pytest.approx(1.0)
         assert record["confidence"] == max(record["probabilities"].values())
-        expected = classifier.classify_recording(load_audio(path), 16000)
         assert record["label"] == expected.label
         assert record["confidence"] == pytest.approx(expected.confidence, abs=1e-12)
+        assert record["adapted_on"] == 0  # each file alone: the prior's statistics
+        assert record["uncertain"] == expected.uncertain(classifier.bundle.min_confidence)
+        assert record["intensity"] == pytest.approx(expected.intensity, abs=1e-12)
 
 
 def test_the_classifier_takes_an_utterance_at_any_rate_and_resamples_it_itself(ravdess):

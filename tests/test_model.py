@@ -25,6 +25,7 @@ from ser_stream.segmenter import SegmenterConfig
 from testkit.live import REPO, clip_path, free_endpoint
 from tests.conftest import SHIPPED_MODEL, run_cli
 from train.experiments import quiet_training
+from train.adaptation import RECIPES
 
 LABELS = ["calm", "happy", "fearful"]
 
@@ -349,9 +350,12 @@ def test_shipped_bundle_is_complete():
     assert {"scikit_learn", "librosa"} <= set(manifest["versions"])
     for row in ("dummy (stratified)", "DataFlair MLP", "article's tuned MLP (logistic, (250, 150))"):
         assert set(manifest["metrics"][row]) == {"split", "actor"}
-    shipped = next(m for name, m in manifest["metrics"].items() if name.startswith("shipped"))
+    recipe = manifest["adaptation"]["training"]["mode"] if bundle.prior else "none"
+    shipped = manifest["metrics"][f"ours: {RECIPES[recipe]}"]
     assert shipped["split"]["mean"] > manifest["metrics"]["DataFlair MLP"]["split"]["mean"]
     assert shipped["actor"]["mean"] > manifest["metrics"]["DataFlair MLP"]["actor"]["mean"]
+    assert bundle.prior is not None and bundle.intensity_head is not None  # the shipped recipe adapts
+    assert bundle.min_confidence is not None and bundle.section("calibration")["temperature"] > 0
     assert "CC BY-NC-SA 4.0" in (SHIPPED_MODEL.parent / "README.md").read_text()
 
 
