@@ -24,8 +24,8 @@ from ser_stream.model import bundle as bundle_module
 from ser_stream.segmenter import SegmenterConfig
 from testkit.live import REPO, clip_path, free_endpoint
 from tests.conftest import SHIPPED_MODEL, run_cli
-from train.experiments import quiet_training
 from train.adaptation import RECIPES
+from train.experiments import quiet_training
 
 LABELS = ["calm", "happy", "fearful"]
 
