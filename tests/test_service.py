@@ -398,7 +398,7 @@ def _replace_with_resaved_bundle(npz_path: Path) -> str:
         arrays = {**npz, "extra.spare": np.zeros(1)}
     staging = npz_path.with_suffix(".new.npz")
     np.savez(staging, **arrays)
-    manifest["extra_arrays"] = ["spare"]
+    manifest["extra_arrays"] = [*manifest.get("extra_arrays", []), "spare"]
     manifest["sha256"] = sha256_of(staging)
     manifest_path(npz_path).write_text(json.dumps(manifest))
     os.replace(staging, npz_path)

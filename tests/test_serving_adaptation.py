@@ -287,21 +287,22 @@ def test_classify_adapt_takes_the_files_as_one_voice(models, ravdess):
     assert classified(quick, files, "--adapt", "--jobs", "1") == adapted
 
 
-def test_classify_adapt_with_a_model_without_a_prior_says_so_and_classifies_each_file(ravdess):
+def test_classify_adapt_with_a_model_without_a_prior_says_so_and_classifies_each_file(ravdess, models):
+    plain = quick_bundle(ravdess, models[0].parent, "plain", adapt=False, clips=clip_features(ravdess, (1, 2)))
     files = [str(clip_path(ravdess, 2, 13)), str(clip_path(ravdess, 3, 13))]
-    result = run_cli("classify", "--json", "--adapt", *files)
+    result = run_cli("classify", "--json", "--adapt", "--model", str(plain), *files)
     assert result.returncode == 0
     assert result.stderr.splitlines() == [
-        "ser-stream: warning: model ser-mlp has no adaptation prior: --adapt is ignored, each file is classified alone"
+        "ser-stream: warning: model plain has no adaptation prior: --adapt is ignored, each file is classified alone"
     ]
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
-        json.loads(line) for line in run_cli("classify", "--json", *files).stdout.splitlines()
+        json.loads(line) for line in run_cli("classify", "--json", "--model", str(plain), *files).stdout.splitlines()
     ]
     assert "adapted_on" not in result.stdout
 
 
 def test_status_events_say_the_noise_floor_once_it_is_known(tmp_path, ravdess):
-    """The shipped model adapts nothing: no `adapted_on` anywhere; the room's floor is in the counters."""
+    """The room's floor is in the counters once the segmenter heard it; the shipped model adapts to what it hears."""
     level_dbfs = -45.0
     rng = np.random.default_rng(3)
     speech, _ = soundfile.read(clip_path(ravdess, 3, 14), dtype="float32")
@@ -316,6 +317,8 @@ def test_status_events_say_the_noise_floor_once_it_is_known(tmp_path, ravdess):
     assert statuses[0]["state"] == "started" and "noise_floor_dbfs" not in statuses[0]["counters"]  # nothing heard
     floors = [s["counters"]["noise_floor_dbfs"] for s in statuses if s["state"] == "running"]  # every second
     assert len(floors) >= 5 and all(level_dbfs - 4 <= floor <= level_dbfs for floor in floors), floors
-    assert not any("adapted_on" in e or "adapted_on" in e.get("counters", {}) for e in events)
+    finals = [e for e in events if topic_of(e) == TOPIC_EMOTION]
+    assert [e["adapted_on"] for e in finals] == [0]  # the one utterance, classified with the prior alone
+    assert statuses[-1]["counters"]["adapted_on"] == 1  # then learned from
     for event in events:
         validator_for(topic_of(event)).validate(event)
