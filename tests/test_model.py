@@ -26,6 +26,7 @@ from testkit.live import REPO, clip_path, free_endpoint
 from tests.conftest import SHIPPED_MODEL, run_cli
 from train.adaptation import RECIPES
 from train.experiments import quiet_training
+from train.ravdess import EMOTIONS
 
 LABELS = ["calm", "happy", "fearful"]
 
@@ -339,11 +340,19 @@ def test_missing_files(bundle_path, tmp_path):
     assert "manifest tiny.json is missing" in refusal(bundle_path)
 
 
-def test_shipped_bundle_is_complete():
-    bundle = load_bundle(SHIPPED_MODEL)
+@pytest.mark.parametrize(
+    "path,labels",
+    [
+        (SHIPPED_MODEL, ["calm", "happy", "fearful", "disgust"]),
+        (SHIPPED_MODEL.with_name("ser-mlp-8.npz"), list(EMOTIONS.values())),
+    ],
+    ids=["ser-mlp", "ser-mlp-8"],
+)
+def test_shipped_bundles_are_complete(path, labels):
+    bundle = load_bundle(path)
     manifest = bundle.manifest
-    assert SHIPPED_MODEL.suffix == ".npz" and not list(SHIPPED_MODEL.parent.glob("*.joblib"))
-    assert bundle.labels == ["calm", "happy", "fearful", "disgust"]
+    assert path.suffix == ".npz" and not list(path.parent.glob("*.joblib"))
+    assert bundle.labels == labels
     assert bundle.sample_rate == 16000 and bundle.trim == SegmenterConfig()
     assert manifest["training_data"]["licence"] == "CC BY-NC-SA 4.0"
     assert len(manifest["training_data"]["fingerprint_sha256"]) == 64
@@ -356,7 +365,7 @@ def test_shipped_bundle_is_complete():
     assert shipped["actor"]["mean"] > manifest["metrics"]["DataFlair MLP"]["actor"]["mean"]
     assert bundle.prior is not None and bundle.intensity_head is not None  # the shipped recipe adapts
     assert bundle.min_confidence is not None and bundle.section("calibration")["temperature"] > 0
-    assert "CC BY-NC-SA 4.0" in (SHIPPED_MODEL.parent / "README.md").read_text()
+    assert "CC BY-NC-SA 4.0" in (path.parent / "README.md").read_text()
 
 
 def test_a_model_trained_with_another_scikit_learn_loads_with_a_warning(bundle_path, caplog):
