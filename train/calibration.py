@@ -49,8 +49,7 @@ def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
 
 def nll(proba: np.ndarray, truth: np.ndarray) -> float:
     """Mean negative log-likelihood of the true classes (``truth``: column indices)."""
-    picked = np.asarray(proba, dtype=np.float64)[np.arange(len(truth)), truth]
-    return float(-np.mean(np.log(np.clip(picked, SMALLEST, None))))
+    return float(-np.mean(logits_of(proba)[np.arange(len(truth)), truth]))
 
 
 def fit_temperature(proba: np.ndarray, truth: np.ndarray) -> float:
@@ -73,7 +72,7 @@ def ece(proba: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
 
 def ece_of(confidence: np.ndarray, right: np.ndarray, bins: int = ECE_BINS) -> float:
     """`ece` from each prediction's top confidence and whether it was right (1 or 0)."""
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)  # (0, 1/bins] is bin 0
+    which = bin_of(confidence, bins)
     gap = 0.0
     for b in np.unique(which):
         inside = which == b
@@ -81,10 +80,15 @@ def ece_of(confidence: np.ndarray, right: np.ndarray, bins: int = ECE_BINS) -> f
     return float(gap)
 
 
+def bin_of(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Each confidence's equal-width bin: (0, 1/bins] is bin 0, 1.0 the last."""
+    return np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+
+
 def reliability(proba: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> list[dict[str, float]]:
     """Per non-empty bin: its bounds, mean confidence, accuracy and count (the reliability diagram)."""
     confidence, right = top_label(proba, truth)
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    which = bin_of(confidence, bins)
     return [
         {
             "low": b / bins,
