@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import GridSearchCV
 
 from train import experiments as ex
 from train.dataset import Dataset
@@ -35,29 +34,31 @@ def make(params):
     return ex.mlp({**FAST, **params}, 0, scaled=True)
 
 
-def test_an_exhaustive_search_picks_what_gridsearchcv_picks():
-    data = synthetic()
-    grids = ({"hidden_layer_sizes": [(4,), (8,), (16,)]}, {"alpha": [0.01, 1.0, 30.0]})
-    result = ex.grid_search(make, ex.actor_design(data), grids, 1, "mlp__")
-    best = {}
-    for grid in grids:
-        search = GridSearchCV(make(best), {f"mlp__{k}": v for k, v in grid.items()}, cv=ex.actor_design(data).splits)
-        with ex.quiet_training():
-            search.fit(data.X, data.y)
-        best.update({k.removeprefix("mlp__"): v for k, v in search.best_params_.items()})
-    assert result.best_params == best
-    assert [len(stage) for stage in result.stages] == [3, 3]
-
-
 def test_a_searched_model_is_scored_from_the_search_exactly_as_a_fresh_fit():
     data = synthetic()
-    result = ex.grid_search(make, ex.actor_design(data), ({"alpha": [0.01, 3.0]},), 1, "mlp__")
-    searched = result.score_of(make({"alpha": 3.0}))
+    result = ex.halving_search(make, ex.actor_design(data), ({"alpha": [0.01, 3.0]},), 1)
+    winner = make(result.best_params)
+    searched = result.score_of(winner)
     assert searched is not None
-    (fresh,) = ex.score_all([ex.actor_experiment(lambda s: make({"alpha": 3.0}), data, 0)], 1)
-    assert searched.scores == fresh.scores
+    (fresh,) = ex.score_all([ex.actor_experiment(lambda s: winner, data, 0)], 1)
+    assert searched.scores == fresh.scores == result.best_fits.scores
+    loser = {"alpha": 0.01 if result.best_params["alpha"] == 3.0 else 3.0}
+    assert result.score_of(make(loser)) is None  # fitted with a third of the epochs only
     assert result.score_of(make({"alpha": 0.3})) is None  # not among the candidates
-    assert result.score_of(ex.mlp({**FAST, "alpha": 3.0}, 1, scaled=True)) is None  # another seed
+    assert result.score_of(ex.mlp({**FAST, **result.best_params}, 1, scaled=True)) is None  # another seed
+
+
+def test_a_candidate_that_stopped_early_is_scored_from_the_search_too():
+    data = synthetic()
+    converges = {**FAST, "tol": 1e3, "max_iter": 90}  # stops after ~12 epochs, before the first rung's 30
+
+    def quick(params):
+        return ex.mlp({**converges, **params}, 0, scaled=True)
+
+    result = ex.halving_search(quick, ex.actor_design(data), ({"alpha": [0.01, 3.0]},), 1)
+    for alpha in (0.01, 3.0):
+        (fresh,) = ex.score_all([ex.actor_experiment(lambda s, a=alpha: quick({"alpha": a}), data, 0)], 1)
+        assert result.score_of(quick({"alpha": alpha})).scores == fresh.scores
 
 
 def test_successive_halving_trains_a_third_for_three_times_as_many_epochs_and_reuses_what_it_fitted(monkeypatch):

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", type=Path, help="report folder (default: reports/<name>/)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel jobs (default: all cores)")
     parser.add_argument("--seed", type=int, default=0, help="first random seed (default: 0)")
-    parser.add_argument("--repeats", type=int, default=5, help="seeds for protocol (a) (default: 5, minimum 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="seeds for protocol (a) (default: 3, minimum 2)")
     parser.add_argument("--actors", type=parse_actors, help="only these actors, e.g. 1-6 (default: all)")
     parser.add_argument("--cache", type=Path, default=default_cache_dir(), help="feature cache (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny grids, for tests and smoke runs")

@@ -1,6 +1,6 @@
 """`--dask ADDRESS`: the experiments' model fits on a Dask cluster, through joblib's dask backend.
 
-Only the joblib calls of the experiments (GridSearchCV and the repeated-seed evaluations) go to
+Only the joblib calls of the experiments (the searches and the repeated-seed evaluations) go to
 the cluster; feature extraction reads the audio files and stays on this machine, as do the few
 single fits (loss curves, the final model). Every estimator and split is seeded explicitly, so
 the order in which workers finish does not matter and the results equal a local run's.

@@ -22,7 +22,7 @@ from joblib import Parallel, delayed
 from sklearn.base import ClassifierMixin, clone
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import GridSearchCV, GroupKFold, ParameterGrid, train_test_split
+from sklearn.model_selection import GroupKFold, ParameterGrid, train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -223,9 +223,9 @@ class SearchResult:
     best_params: dict[str, Any]
     best_score: float
     stages: list[list[dict[str, Any]]]  # per stage: params and mean accuracy of every candidate (per rung)
-    #: every fitted candidate's accuracy per split, by its estimator's parameters (exhaustive search)
+    #: per split, the accuracy of every candidate fitted with the full budget, by its estimator's parameters
     split_scores: list[tuple[dict[str, Any], list[float]]] = field(default_factory=list, repr=False)
-    #: the best candidate's fits, with what ``then`` made of them (successive halving)
+    #: the best candidate's fits, with what ``then`` made of them
     best_fits: Score | None = field(default=None, repr=False)
 
     def score_of(self, model: ClassifierMixin) -> Score | None:
@@ -241,47 +241,11 @@ def estimator_params(model: ClassifierMixin) -> dict[str, dict[str, Any]]:
     return {name: {"class": type(step).__name__, **step.get_params(deep=False)} for name, step in steps}
 
 
-def _stage_grid(grid: dict[str, list[Any]], best: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
-    """A stage's candidates (unprefixed), in grid order; learning_rate only where it schedules sgd."""
+def _stage_grid(grid: dict[str, list[Any]], best: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stage's candidates, in grid order; learning_rate only where it schedules sgd."""
     if best.get("solver", "adam") != "sgd":
         grid = {k: v for k, v in grid.items() if k != "learning_rate"}
-    return [{k.removeprefix(prefix): v for k, v in c.items()} for c in ParameterGrid(grid)]
-
-
-def grid_search(
-    make: Callable[[dict[str, Any]], ClassifierMixin],
-    design: Design,
-    grids: tuple[dict[str, list[Any]], ...],
-    jobs: int,
-    prefix: str = "",
-) -> SearchResult:
-    """The seed's staged GridSearchCV under ``design``'s splits; each stage starts from the previous best."""
-    best: dict[str, Any] = {}
-    stages, best_score, split_scores = [], float("nan"), []
-    for grid in grids:
-        candidates = _stage_grid(grid, best, prefix)
-        search = GridSearchCV(
-            make(best),
-            [{prefix + k: [v] for k, v in c.items()} for c in candidates],
-            cv=design.splits,
-            n_jobs=jobs,
-            error_score="raise",
-            refit=False,  # only the scores are used: no extra fit on all rows
-        )
-        with quiet_training():
-            search.fit(design.X, design.y)
-        results = search.cv_results_
-        per_split = np.column_stack([results[f"split{i}_test_score"] for i in range(len(design.splits))])
-        split_scores += [
-            (estimator_params(make({**best, **c})), list(map(float, s)))
-            for c, s in zip(candidates, per_split, strict=True)
-        ]
-        best.update(candidates[search.best_index_])
-        best_score = float(search.best_score_)
-        stages.append(
-            [{"params": c, "accuracy": float(m)} for c, m in zip(candidates, results["mean_test_score"], strict=True)]
-        )
-    return SearchResult(best, best_score, stages, split_scores)
+    return list(ParameterGrid(grid))
 
 
 def halving_search(
@@ -305,9 +269,10 @@ def halving_search(
     then = then or [None] * len(design.splits)
     fits: dict[tuple[str, int], list[tuple[int, tuple]]] = {}  # (params, split) → (budget, result)
     best: dict[str, Any] = {}
-    stages, best_score, winner = [], float("nan"), None
+    stages, best_score, winner, split_scores = [], float("nan"), None, []
     for grid in grids:
-        candidates = _stage_grid(grid, best, "")
+        candidates = _stage_grid(grid, best)
+        models = [make({**best, **c}) for c in candidates]
         full = final_step(make(best)).max_iter
         rungs = _rungs(len(candidates))
         records = []
@@ -340,9 +305,13 @@ def halving_search(
             ranked = sorted(range(len(candidates)), key=lambda i: -means[i])  # stable: ties keep grid order
             kept = ranked[: ceil(len(candidates) / HALVING_FACTOR)]
             candidates, best_score, winner = [candidates[i] for i in kept], means[ranked[0]], scored[ranked[0]]
+        for model in models:  # fits that hold at the full budget: protocol (b) of that model costs no fit
+            done = [_reusable(fits[(_fit_key(model), split)], full) for split in range(len(design.splits))]
+            if all(done):
+                split_scores.append((estimator_params(model), _pooled(done).scores))
         best.update(candidates[0])
         stages.append(records)
-    return SearchResult(best, best_score, stages, best_fits=winner)
+    return SearchResult(best, best_score, stages, split_scores, winner)
 
 
 def _rungs(candidates: int) -> int:

@@ -105,8 +105,8 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         return lambda s: ex.mlp(params, s, scaled=False)
 
     with fits_on(cluster):
-        log("grid search on the seed features …")
-        seed_search = ex.grid_search(lambda p: seed_model(p)(seed), ex.actor_design(seed_data), grids, jobs)
+        log("successive halving on the seed features …")
+        seed_search = ex.halving_search(lambda p: seed_model(p)(seed), ex.actor_design(seed_data), grids, jobs)
         timings["seed_search_s"] = lap()
         log("successive halving for the shipped model …")
         streams = ad.fold_streams(ours, unlabelled, labels, seed)

@@ -275,7 +275,8 @@ segmenter hands over, speed-perturbed training copies ({", ".join(map(str, metri
 same hyperparameters, searched without adaptation, in every variant.
 **Shipped: {metrics["shipped"]}.** Hyperparameters were selected by protocol (b); the recipe by
 protocols (c) and (d) together: the mean of (c)'s whole streams over its mixes and (d)'s accuracy over
-its rooms. Search:
+its rooms. Both searches are staged successive halving over training epochs under protocol (b)'s folds
+(architecture, then training settings; a third of the candidates go on with three times the epochs):
 
 {search_lines}
 
@@ -325,9 +326,9 @@ Per held-out actor, whole streams:
 ![split](confusion_split.png) ![actor](confusion_actor.png)
 
 Total {metrics["timings"]["total_s"]:.0f} s with {metrics["jobs"]} jobs{where(metrics.get("dask"))}: feature
-extraction {t["features_s"]:.1f} s, protocol (d)'s streams {t["room_streams_s"]:.1f} s, grid search on the seed
-features {t["seed_search_s"]:.0f} s, successive
-halving for ours {t["shipped_search_s"]:.0f} s, the protocols' other fits {t["protocols_s"]:.0f} s, plots and
+extraction {t["features_s"]:.1f} s, protocol (d)'s streams {t["room_streams_s"]:.1f} s, the search on the seed
+features {t["seed_search_s"]:.0f} s, the search
+for ours {t["shipped_search_s"]:.0f} s, the protocols' other fits {t["protocols_s"]:.0f} s, plots and
 the final model {t["final_s"]:.0f} s (wall clock; load average {t["load_average"]:.1f} at the end).
 """
     (folder / "report.md").write_text(text)
