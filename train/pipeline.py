@@ -6,9 +6,9 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import joblib
 import librosa
 import numpy as np
 import sklearn
+from sklearn.base import ClassifierMixin
 
 from ser_stream import __version__
 from ser_stream.adapter import DEFAULT_HORIZON, DEFAULT_PRIOR_WEIGHT, DEFAULT_VAR_FLOOR, AdapterPrior
@@ -30,12 +31,12 @@ from . import adaptation as ad
 from . import experiments as ex
 from .augment import SPEEDS
 from .cluster import Cluster, connect, fits_on
-from .dataset import fingerprint, load_dataset
-from .heads import fit_heads, strong_of
-from .ravdess import EMOTIONS, SEED_EMOTIONS, scan
+from .dataset import Dataset, fingerprint, load_dataset
+from .heads import Heads, fit_heads, strong_of
+from .ravdess import EMOTIONS, SEED_EMOTIONS, Clip, scan
 from .report import plot_calibration, plot_confusion, plot_loss_curves, plot_streams, table, write_report
 from .room_augment import with_room_copies
-from .room_protocol import fold_rooms
+from .room_protocol import RoomStream, fold_rooms
 from .room_report import plot_rooms, rooms_metrics
 
 #: The shipped model's features: the seed's means, plus std and MFCC-delta spread, mel in log10.
@@ -72,16 +73,84 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     report_dir = args.report or Path("reports") / name
     report_dir.mkdir(parents=True, exist_ok=True)
 
+    clips = scan_clips(args)
+    lap = stopwatch()
+    data = load_features(args, clips)
+    timings = {"features_s": lap()}
+    log(f"features: {timings['features_s']:.1f} s")
+    rooms = fold_rooms(data.ours, clips, SHIPPED_FEATURES, args.cache, args.jobs, args.seed)  # protocol (d)'s streams
+    timings["room_streams_s"] = lap()
+    labels = labels_of(args, data.seed)
+
+    seeds = list(range(args.seed, args.seed + args.repeats))
+    grids = ex.QUICK_GRIDS if args.quick else (ex.ARCHITECTURE_GRID, ex.TRAINING_GRID)
+    with fits_on(cluster):
+        seed_search = search_seed(data, grids, args.seed, args.jobs)
+        timings["seed_search_s"] = lap()
+        streams, ours_search = search_shipped(data, labels, rooms, grids, args.seed, args.jobs)
+        timings["shipped_search_s"] = lap()
+        protocols = plan_protocols(data, seed_search, ours_search, streams, rooms, seeds)
+        done = protocols.score(args.jobs)
+        timings["protocols_s"] = lap()
+    outcome = collect(protocols, done, ours_search, args.adaptation)
+    plot_scores(outcome, labels, report_dir)
+
+    final = fit_final(data, outcome, protocols, ours_search.best_params, args.seed)
+    plot_calibration(final.heads.metrics["calibration"], report_dir)
+    model_metrics = models_metrics(outcome)
+    manifest = build_manifest(args, data, labels, ours_search.best_params, final, outcome.chosen, model_metrics)
+    bundle_path = save_bundle(final.model, manifest, args.out, name, extra_arrays=final.arrays)
+    bundle_sha256 = sha256_of(bundle_path)
+    timings |= {
+        "final_s": lap(),
+        "total_s": time.perf_counter() - started,
+        "load_average": os.getloadavg()[0],  # the machine may be shared: these are wall-clock seconds
+    }
+
+    metrics = run_metrics(
+        args,
+        cluster,
+        name=name,
+        data=data,
+        labels=labels,
+        seeds=seeds,
+        searches=(seed_search, ours_search),
+        outcome=outcome,
+        model_metrics=model_metrics,
+        heads=final.heads,
+        bundle_sha256=bundle_sha256,
+        timings=timings,
+    )
+    write_report(report_dir, metrics)
+    print(table(model_metrics))
+    log(f"wrote {bundle_path} and {report_dir}/report.md in {metrics['timings']['total_s']:.0f} s")
+    return metrics
+
+
+@dataclass(frozen=True)
+class Features:
+    """The clips and their feature rows, which every later phase reads."""
+
+    clips: list[Clip]
+    seed: Dataset  # the seed's features, in float64 as the seed ran
+    ours: Dataset  # the shipped features of VAD-trimmed clips, with speed and room copies
+    unlabelled: Dataset | None  # everyday clips of the quiet emotions not trained on, heard in protocol (c)'s streams
+
+
+def scan_clips(args: argparse.Namespace) -> list[Clip]:
+    """The RAVDESS clips of the run's emotions and actors; a warning names the files that are not RAVDESS's."""
     found = scan(args.data, args.emotions, args.actors)
     if found.skipped:
         log(
             f"warning: skipped {len(found.skipped)} files whose names are not RAVDESS audio-only speech "
             f"(first: {found.skipped[0]})"
         )
-    clips = found.clips
-    log(f"{len(clips)} clips, {len({c.actor for c in clips})} actors")
+    log(f"{len(found.clips)} clips, {len({c.actor for c in found.clips})} actors")
+    return found.clips
 
-    lap = stopwatch()
+
+def load_features(args: argparse.Namespace, clips: list[Clip]) -> Features:
+    """Every feature set the run trains and tests on, from the cache where computed before."""
     seed_data = load_dataset(clips, SEED_PARAMS, args.cache, args.jobs, dtype=np.float64)  # as the seed ran
     ours = load_dataset(clips, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM)
     ours = with_room_copies(ours, clips, SHIPPED_FEATURES, args.cache, args.jobs, args.rooms, args.seed, SHIPPED_TRIM)
@@ -89,71 +158,126 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     unlabelled = (
         load_dataset(everyday, SHIPPED_FEATURES, args.cache, args.jobs, SPEEDS, SHIPPED_TRIM) if everyday else None
     )
-    timings = {"features_s": lap()}
-    log(f"features: {timings['features_s']:.1f} s")
-    rooms = fold_rooms(ours, clips, SHIPPED_FEATURES, args.cache, args.jobs, args.seed)  # protocol (d)'s streams
-    timings["room_streams_s"] = lap()
+    return Features(clips, seed_data, ours, unlabelled)
+
+
+def labels_of(args: argparse.Namespace, seed_data: Dataset) -> list[str]:
+    """The run's emotions the clips have, in the order asked: at least two, of at least two actors."""
     labels = [emotion for emotion in args.emotions if emotion in set(seed_data.labels)]
     if len(labels) < 2 or len(set(seed_data.groups)) < 2:
         raise UserError(f"{args.data}: need clips of at least two emotions and two actors")
+    return labels
 
-    seeds = list(range(args.seed, args.seed + args.repeats))
-    grids = ex.QUICK_GRIDS if args.quick else (ex.ARCHITECTURE_GRID, ex.TRAINING_GRID)
-    jobs, seed = args.jobs, args.seed
 
-    def seed_model(params: dict[str, Any]):
-        return lambda s: ex.mlp(params, s, scaled=False)
+def seed_model(params: dict[str, Any]) -> Callable[[int], ClassifierMixin]:
+    """The seed's MLP (on unscaled features) with ``params``, by random seed."""
+    return lambda s: ex.mlp(params, s, scaled=False)
 
-    with fits_on(cluster):
-        log("successive halving on the seed features …")
-        seed_search = ex.halving_search(lambda p: seed_model(p)(seed), ex.actor_design(seed_data), grids, jobs)
-        timings["seed_search_s"] = lap()
-        log("successive halving for the shipped model …")
-        streams = ad.fold_streams(ours, unlabelled, labels, seed)
-        # the search's best fits are the plain recipe's (b); they play its (c) and (d)
-        plain = [partial(ad.play_all, fold, None, rooms=r) for fold, r in zip(streams, rooms, strict=True)]
-        ours_search = ex.halving_search(
-            lambda p: ex.mlp(p, seed, scaled=True), ex.actor_design(ours), grids, jobs, plain
-        )
-        timings["shipped_search_s"] = lap()
-        seed_rows = {
-            "dummy (stratified)": (ex.dummy, {"strategy": "stratified"}),
-            "DataFlair MLP": (seed_model({}), ex.DATAFLAIR_PARAMS),
-            "grid-searched MLP, seed features": (seed_model(seed_search.best_params), seed_search.best_params),
-            ARTICLE: (seed_model(ex.ARTICLE_TUNED_PARAMS), ex.ARTICLE_TUNED_PARAMS),
-        }
-        recipes = ad.recipe_experiments(
-            lambda s: ex.mlp(ours_search.best_params, s, scaled=True), ours, streams, seeds, ADAPTATION, rooms
-        )
-        # protocol (b) of a seed model the search fitted on the same folds is the search's own score
-        searched = {row: seed_search.score_of(make(seed)) for row, (make, _) in seed_rows.items()}
-        batch = [e for experiments in recipes.values() for e in experiments]  # the longest fits first
-        batch += [ex.split_experiment(make, seed_data, seeds) for make, _ in seed_rows.values()]
-        batch += [
-            ex.actor_experiment(make, seed_data, seed) for row, (make, _) in seed_rows.items() if not searched[row]
-        ]
-        log(f"protocols (a), (b) and (c): {sum(len(e.design.splits) for e in batch)} fits …")
-        done = iter(ex.score_all(batch, jobs))
-        timings["protocols_s"] = lap()
 
+def search_seed(data: Features, grids: tuple[dict[str, list[Any]], ...], seed: int, jobs: int) -> ex.SearchResult:
+    """The seed's MLP searched on its own features, under protocol (b)'s folds."""
+    log("successive halving on the seed features …")
+    return ex.halving_search(lambda p: seed_model(p)(seed), ex.actor_design(data.seed), grids, jobs)
+
+
+def search_shipped(
+    data: Features,
+    labels: list[str],
+    rooms: list[list[RoomStream]],
+    grids: tuple[dict[str, list[Any]], ...],
+    seed: int,
+    jobs: int,
+) -> tuple[list[list[ad.Stream]], ex.SearchResult]:
+    """Protocol (c)'s streams of each fold of (b), and the shipped model's search, whose best fits play them."""
+    log("successive halving for the shipped model …")
+    streams = ad.fold_streams(data.ours, data.unlabelled, labels, seed)
+    # the search's best fits are the plain recipe's (b); they play its (c) and (d)
+    plain = [partial(ad.play_all, fold, None, rooms=r) for fold, r in zip(streams, rooms, strict=True)]
+    search = ex.halving_search(lambda p: ex.mlp(p, seed, scaled=True), ex.actor_design(data.ours), grids, jobs, plain)
+    return streams, search
+
+
+@dataclass(frozen=True)
+class Protocols:
+    """Every row's protocol experiments, as one batch (``collect`` reads its scores back in the batch's order)."""
+
+    seed_rows: dict[str, tuple[Callable[[int], ClassifierMixin], dict[str, Any]]]  # row: its model by seed, params
+    recipes: dict[str, list[ex.Experiment]]  # per recipe: (a), and (b) for the adapted ones
+    searched: dict[str, ex.Score | None]  # per seed row: its (b), when the seed's search fitted it on the same folds
+    batch: list[ex.Experiment]
+
+    def score(self, jobs: int) -> Iterator[ex.Score]:
+        """The batch's scores, in its order."""
+        log(f"protocols (a), (b) and (c): {sum(len(e.design.splits) for e in self.batch)} fits …")
+        return iter(ex.score_all(self.batch, jobs))
+
+
+def plan_protocols(
+    data: Features,
+    seed_search: ex.SearchResult,
+    ours_search: ex.SearchResult,
+    streams: list[list[ad.Stream]],
+    rooms: list[list[RoomStream]],
+    seeds: list[int],
+) -> Protocols:
+    """The seed's models under protocols (a) and (b), the shipped recipe's variants under (a) to (d)."""
+    seed = seeds[0]
+    seed_rows = {
+        "dummy (stratified)": (ex.dummy, {"strategy": "stratified"}),
+        "DataFlair MLP": (seed_model({}), ex.DATAFLAIR_PARAMS),
+        "grid-searched MLP, seed features": (seed_model(seed_search.best_params), seed_search.best_params),
+        ARTICLE: (seed_model(ex.ARTICLE_TUNED_PARAMS), ex.ARTICLE_TUNED_PARAMS),
+    }
+    recipes = ad.recipe_experiments(
+        lambda s: ex.mlp(ours_search.best_params, s, scaled=True), data.ours, streams, seeds, ADAPTATION, rooms
+    )
+    # protocol (b) of a seed model the search fitted on the same folds is the search's own score
+    searched = {row: seed_search.score_of(make(seed)) for row, (make, _) in seed_rows.items()}
+    batch = [e for experiments in recipes.values() for e in experiments]  # the longest fits first
+    batch += [ex.split_experiment(make, data.seed, seeds) for make, _ in seed_rows.values()]
+    batch += [ex.actor_experiment(make, data.seed, seed) for row, (make, _) in seed_rows.items() if not searched[row]]
+    return Protocols(seed_rows, recipes, searched, batch)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Every row's scores and parameters, the recipes' results, and which recipe ships."""
+
+    scores: dict[str, dict[str, ex.Score]]  # row: protocol: score
+    params: dict[str, dict[str, Any]]
+    results: dict[str, ad.Recipe]
+    best: str  # the recipe protocols (c) and (d) choose
+    chosen: str  # the recipe shipped: the best, unless --adaptation names one
+
+    @property
+    def shipped(self) -> str:
+        return RECIPE_ROWS[self.chosen]
+
+
+def collect(protocols: Protocols, done: Iterator[ex.Score], ours_search: ex.SearchResult, adaptation: str) -> Outcome:
+    """The batch's scores by row, and the recipe chosen by protocols (c) and (d) (``adaptation`` 'auto') or named."""
     scores: dict[str, dict[str, ex.Score]] = {}
     params: dict[str, dict[str, Any]] = {}
     results = {
         mode: ad.recipe(mode, next(done), next(done) if len(experiments) == 2 else ours_search.best_fits, ADAPTATION)
-        for mode, experiments in recipes.items()
+        for mode, experiments in protocols.recipes.items()
     }
-    for row, (_, row_params) in seed_rows.items():
+    for row, (_, row_params) in protocols.seed_rows.items():
         scores[row], params[row] = {"split": next(done)}, row_params
-    for row in seed_rows:
-        scores[row]["actor"] = searched[row] or next(done)
+    for row in protocols.seed_rows:
+        scores[row]["actor"] = protocols.searched[row] or next(done)
     best = max(results, key=lambda mode: results[mode].selection_accuracy)  # ties: the simpler recipe
-    chosen = best if args.adaptation == "auto" else args.adaptation
+    chosen = best if adaptation == "auto" else adaptation
     for mode, result in results.items():
         scores[RECIPE_ROWS[mode]] = {"split": result.split, "actor": result.actor}
         params[RECIPE_ROWS[mode]] = ours_search.best_params
-    shipped = RECIPE_ROWS[chosen]
     log(f"shipped recipe: {ad.RECIPES[chosen]} (protocols (c), (d): {100 * results[chosen].selection_accuracy:.1f} %)")
+    return Outcome(scores, params, results, best, chosen)
 
+
+def plot_scores(outcome: Outcome, labels: list[str], report_dir: Path) -> None:
+    """The report's figures of the protocols' scores."""
+    scores, shipped = outcome.scores, outcome.shipped
     # protocol (a)'s first fit of each is seed 0's split: its loss curve is the one plotted
     curves = {
         label: scores[row]["split"].curves[0]
@@ -162,40 +286,75 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     plot_loss_curves(curves, report_dir / "loss_curves.png")
     for protocol, title in (("split", "(a) random split, pooled over seeds"), ("actor", "(b) by actor, pooled")):
         plot_confusion(scores[shipped][protocol], labels, f"shipped, {title}", report_dir / f"confusion_{protocol}.png")
-    plot_streams({RECIPE_ROWS[mode]: r.stream for mode, r in results.items()}, report_dir / "streams.png")
-    plot_rooms({RECIPE_ROWS[mode]: r.rooms for mode, r in results.items()}, report_dir / "rooms.png")
+    plot_streams({RECIPE_ROWS[mode]: r.stream for mode, r in outcome.results.items()}, report_dir / "streams.png")
+    plot_rooms({RECIPE_ROWS[mode]: r.rooms for mode, r in outcome.results.items()}, report_dir / "rooms.png")
 
-    X, prior = ad.training_matrix(ours, chosen, ADAPTATION, seed)
-    final = ex.fit(ex.mlp(ours_search.best_params, seed, scaled=True), X, ours.y)
-    shipped_b = recipes[chosen][-1].design if chosen != "none" else ex.actor_design(ours)  # its (b) folds
+
+@dataclass(frozen=True)
+class Final:
+    """The bundle's estimator, fitted on every training row, its adapter's prior (adapted recipes) and its heads."""
+
+    model: ClassifierMixin
+    prior: AdapterPrior | None
+    heads: Heads
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The bundle's arrays besides the estimator's."""
+        prior = {"adaptation_mean": self.prior.mean, "adaptation_var": self.prior.var} if self.prior else {}
+        return {**prior, **self.heads.arrays}
+
+
+def fit_final(data: Features, outcome: Outcome, protocols: Protocols, params: dict[str, Any], seed: int) -> Final:
+    """The chosen recipe fitted on all the data; its heads (calibration, intensity) from its protocol (b)."""
+    chosen = outcome.chosen
+    X, prior = ad.training_matrix(data.ours, chosen, ADAPTATION, seed)
+    final = ex.fit(ex.mlp(params, seed, scaled=True), X, data.ours.y)
+    shipped_b = protocols.recipes[chosen][-1].design if chosen != "none" else ex.actor_design(data.ours)  # its (b)
     horizon = None if chosen == "none" else ADAPTATION["horizon"]
-    heads = fit_heads(results[chosen].actor, horizon, shipped_b, strong_of(clips), final, X, ours.clip)
-    plot_calibration(heads.metrics["calibration"], report_dir)
+    heads = fit_heads(
+        outcome.results[chosen].actor, horizon, shipped_b, strong_of(data.clips), final, X, data.ours.clip
+    )
+    return Final(final, prior, heads)
+
+
+def models_metrics(outcome: Outcome) -> dict[str, dict[str, Any]]:
+    """metrics.json's ``models``: per row, its parameters and scores, and the recipes' streams and rooms."""
     model_metrics = {
-        row: {"params": jsonable(params[row]), **{p: s.to_dict() for p, s in by_protocol.items()}}
-        for row, by_protocol in scores.items()
+        row: {"params": jsonable(outcome.params[row]), **{p: s.to_dict() for p, s in by_protocol.items()}}
+        for row, by_protocol in outcome.scores.items()
     }
-    for mode, result in results.items():
+    for mode, result in outcome.results.items():
         model_metrics[RECIPE_ROWS[mode]]["stream"] = result.stream
         if result.horizons:
             model_metrics[RECIPE_ROWS[mode]]["horizons"] = result.horizons
         model_metrics[RECIPE_ROWS[mode]]["rooms"] = result.rooms
-    searches = {
-        "seed features, unscaled": search_dict(seed_search),
-        "shipped features, scaled": search_dict(ours_search),
-    }
-    manifest = {
+    return model_metrics
+
+
+def build_manifest(
+    args: argparse.Namespace,
+    data: Features,
+    labels: list[str],
+    params: dict[str, Any],
+    final: Final,
+    chosen: str,
+    model_metrics: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The bundle's manifest: what serving needs to use the model, where it came from, how well it did."""
+    clips = data.clips
+    return {
         "labels": labels,
         "sample_rate": SHIPPED_FEATURES.sample_rate,
         "features": SHIPPED_FEATURES.to_dict(),
         "trim": asdict(SHIPPED_TRIM),
         "estimator": {
             "type": "StandardScaler + MLPClassifier",
-            "params": jsonable(ours_search.best_params),
-            "random_state": seed,
+            "params": jsonable(params),
+            "random_state": args.seed,
         },
-        **({"adaptation": adaptation_section(prior, chosen)} if prior else {}),
-        **heads.sections,
+        **({"adaptation": adaptation_section(final.prior, chosen)} if final.prior else {}),
+        **final.heads.sections,
         "versions": {
             "ser_stream": __version__,
             "scikit_learn": sklearn.__version__,
@@ -210,7 +369,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             "clips": len(clips),
             "actors": sorted({clip.actor for clip in clips}),
             "augmentation": {"speed_perturbation": list(SPEEDS), "rooms": rooms_metrics(args.rooms)},
-            "fingerprint_sha256": fingerprint(clips, seed_data.digests, Path(args.data)),
+            "fingerprint_sha256": fingerprint(clips, data.seed.digests, Path(args.data)),
         },
         "metrics": {
             row: {
@@ -221,39 +380,54 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
             for row, m in model_metrics.items()
         },
     }
-    arrays = {"adaptation_mean": prior.mean, "adaptation_var": prior.var} if prior else {}
-    bundle_path = save_bundle(final, manifest, args.out, name, extra_arrays={**arrays, **heads.arrays})
 
-    metrics = {
+
+def run_metrics(
+    args: argparse.Namespace,
+    cluster: Cluster | None,
+    *,
+    name: str,
+    data: Features,
+    labels: list[str],
+    seeds: list[int],
+    searches: tuple[ex.SearchResult, ex.SearchResult],
+    outcome: Outcome,
+    model_metrics: dict[str, dict[str, Any]],
+    heads: Heads,
+    bundle_sha256: str,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """metrics.json: what was trained on and how, every row's scores, the searches (seed's, shipped's), the heads."""
+    return {
         "name": name,
         "labels": labels,
-        "n_clips": len(clips),
-        "n_actors": len(set(seed_data.groups)),
+        "n_clips": len(data.clips),
+        "n_actors": len(set(data.seed.groups)),
         "augmentation_speeds": list(SPEEDS),
         "rooms": rooms_metrics(args.rooms),
         "seeds": seeds,
-        "jobs": jobs,
+        "jobs": args.jobs,
         **({"dask": cluster.to_dict()} if cluster else {}),
         "quick": args.quick,
         "features": SEED_PARAMS.to_dict(),
         "shipped_features": {**SHIPPED_FEATURES.to_dict(), "n_features": SHIPPED_FEATURES.n_features},
         "models": model_metrics,
-        "shipped": shipped,
-        "adaptation": {**ADAPTATION, "recipes": ad.RECIPES, "best": best, "chosen": chosen, "orders": ad.STREAM_ORDERS},
-        "grid_search": searches,
-        **heads.metrics,
-        "bundle_sha256": sha256_of(bundle_path),
-        "timings": {
-            **timings,
-            "final_s": lap(),
-            "total_s": time.perf_counter() - started,
-            "load_average": os.getloadavg()[0],  # the machine may be shared: these are wall-clock seconds
+        "shipped": outcome.shipped,
+        "adaptation": {
+            **ADAPTATION,
+            "recipes": ad.RECIPES,
+            "best": outcome.best,
+            "chosen": outcome.chosen,
+            "orders": ad.STREAM_ORDERS,
         },
+        "grid_search": {
+            "seed features, unscaled": search_dict(searches[0]),
+            "shipped features, scaled": search_dict(searches[1]),
+        },
+        **heads.metrics,
+        "bundle_sha256": bundle_sha256,
+        "timings": timings,
     }
-    write_report(report_dir, metrics)
-    print(table(model_metrics))
-    log(f"wrote {bundle_path} and {report_dir}/report.md in {metrics['timings']['total_s']:.0f} s")
-    return metrics
 
 
 def adaptation_section(prior: AdapterPrior, mode: str) -> dict[str, Any]:
