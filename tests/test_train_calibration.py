@@ -17,7 +17,7 @@ from tests.test_experiments import make, synthetic
 from train import adaptation as ad
 from train import calibration as cal
 from train import experiments as ex
-from train.heads import fit_heads
+from train.heads import fit_heads, streamed_oof
 from train.pipeline import default_name
 from train.ravdess import EMOTIONS, SEED_EMOTIONS, parse_name
 
@@ -58,6 +58,16 @@ def test_a_perfectly_calibrated_set_has_an_ece_of_about_zero_and_an_overconfiden
     assert cal.ece(cal.apply_temperature(sharpened, cal.fit_temperature(sharpened, truth)), truth) < 0.01
 
 
+def test_a_weighted_temperature_fit_is_the_fit_of_the_rows_repeated_by_their_weights():
+    proba, truth = overconfident(2.0, n=3000)
+    other, other_truth = overconfident(0.8, n=1000, seed=1)
+    repeated = cal.fit_temperature(np.concatenate([proba, *[other] * 3]), np.concatenate([truth, *[other_truth] * 3]))
+    stacked, labels, weight = cal.pooled_halves((proba, truth), (other, other_truth))
+    assert cal.fit_temperature(stacked, labels, weight) == pytest.approx(repeated, rel=1e-4)
+    weighted, plain = cal.fit_temperature(stacked, labels, weight), cal.fit_temperature(stacked, labels)
+    assert weighted < plain  # the sharper set weighs more
+
+
 def test_ece_weighs_each_bin_by_its_share():
     proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
     truth = np.array([0, 0, 0, 1])  # bin of 0.9: all right (gap 0.1); bin of 0.6: half right (gap 0.1)
@@ -92,15 +102,23 @@ def test_the_heads_come_from_the_out_of_fold_probabilities_and_the_bundles_stand
     data = synthetic()
     design = ex.actor_design(data)
     streams = ad.fold_streams(data, None, ["a", "b", "c"], 0)
-    then = [partial(ad.play_all, fold, None) for fold in streams]  # protocol (c) without an adapter
+    prior = ad.population_prior(data.X, ad.voices_of(data), 4.0, 50.0, 0.05)
+    then = [partial(ad.play_all, fold, prior) for fold in streams]  # protocol (c), through an adapter
     (oof,) = ex.score_all([ex.Experiment(lambda s: make({}), design, [0] * len(design.splits), then)], 1)
     assert [len(p) for p in oof.proba] == [len(test) for _, test in design.splits] and oof.classes == ["a", "b", "c"]
     strong = data.X[data.original][:, 0] > np.median(data.X[data.original][:, 0])  # a learnable "intensity"
     final = ex.fit(make({}), data.X, data.y)
-    heads = fit_heads(oof, None, design, strong, final, data.X, data.clip)
+    heads = fit_heads(oof, prior.horizon, design, strong, final, data.X, data.clip)
 
     proba, truth = cal.pooled_oof(oof.proba, oof.y_true, oof.classes)
-    assert heads.sections["calibration"]["temperature"] == pytest.approx(cal.fit_temperature(proba, truth))
+    played = [p for fold in oof.then for p in fold if isinstance(p, ad.Played) and p.horizon == prior.horizon]
+    streamed = streamed_oof(played, oof.classes)
+    right = np.concatenate([p.excluding[~np.isnan(p.excluding)] for p in played])
+    assert len(streamed[1]) == len(right) >= len(data.groups) * ad.STREAM_ORDERS  # every scored utterance, every mix
+    assert np.mean(streamed[0].argmax(axis=1) == streamed[1]) == pytest.approx(right.mean())  # truth as played
+    both = cal.fit_temperature(*cal.pooled_halves((proba, truth), streamed))
+    assert heads.sections["calibration"]["temperature"] == pytest.approx(both)
+    assert both != pytest.approx(cal.fit_temperature(proba, truth), rel=1e-3)
     assert heads.sections["calibration"]["method"] == "temperature"
     assert heads.sections["abstention"]["share"] == cal.ABSTAIN_SHARE
     coef, intercept = heads.arrays["intensity_coef"], heads.arrays["intensity_intercept"]
@@ -108,7 +126,7 @@ def test_the_heads_come_from_the_out_of_fold_probabilities_and_the_bundles_stand
     z = MLP.from_estimator(final).standardise(data.X) @ coef + intercept[0]
     assert np.mean((z > 0) == strong[data.clip]) > 0.9  # fitted on the network's standardised input
     streamed = heads.metrics["calibration"]["streamed"]["balanced"]  # what a device publishes, checked under (c)
-    summary = ad.summarise([p for fold in oof.then for p in fold], None)["balanced"]
+    summary = ad.summarise(played, prior.horizon)["balanced"]
     assert streamed["accuracy_all"] == pytest.approx(summary["overall"])
     assert streamed["predictions"] == len(data.groups) * ad.STREAM_ORDERS
     assert heads.sections["calibration"]["ece_streamed"]["balanced"]["after"] == streamed["after"]

@@ -122,6 +122,7 @@ class Played:
     including: np.ndarray  # (orders, clips): ... of those and itself
     after_all: np.ndarray  # (orders, clips): every clip classified with the whole stream's statistics
     proba: np.ndarray  # (orders, clips, classes), float32: the probabilities of ``excluding``'s predictions
+    labels: np.ndarray  # (orders, clips): each clip's label, in the order played
 
 
 def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> Played:
@@ -151,7 +152,8 @@ def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> 
         proba.append(model.predict_proba(seen["excluding"].astype(TRAINING_DTYPE)).astype(np.float32))
     horizon = prior.horizon if prior else None
     played = (np.array(results[key]) for key in keys)
-    return Played(stream.actor, stream.mix, stream.lead_in, horizon, *played, np.array(proba))
+    labels = np.array([stream.y[order] for order in stream.orders])
+    return Played(stream.actor, stream.mix, stream.lead_in, horizon, *played, np.array(proba), labels)
 
 
 def play_all(

@@ -52,13 +52,14 @@ def nll(proba: np.ndarray, truth: np.ndarray) -> float:
     return float(-np.mean(logits_of(proba)[np.arange(len(truth)), truth]))
 
 
-def fit_temperature(proba: np.ndarray, truth: np.ndarray) -> float:
-    """The T that minimises the NLL of ``softmax(log proba / T)``, searched over log T (bounded)."""
+def fit_temperature(proba: np.ndarray, truth: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """The T that minimises the (``weight``-ed) NLL of ``softmax(log proba / T)``, searched over log T (bounded)."""
     logits = logits_of(proba)
     rows = np.arange(len(truth))
+    weight = np.full(len(truth), 1.0 / len(truth)) if weight is None else np.asarray(weight) / np.sum(weight)
 
     def loss(log_t: float) -> float:
-        return float(-np.mean(log_softmax(logits / np.exp(log_t), axis=1)[rows, truth]))
+        return float(-np.sum(weight * log_softmax(logits / np.exp(log_t), axis=1)[rows, truth]))
 
     result = minimize_scalar(loss, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
     return float(np.exp(result.x))
@@ -159,9 +160,21 @@ def summary(proba: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     }
 
 
-def calibrate(proba: np.ndarray, truth: np.ndarray, share: float = ABSTAIN_SHARE) -> Calibration:
-    """Temperature, abstention threshold and the before/after figures, from out-of-fold probabilities."""
-    temperature = fit_temperature(proba, truth)
+def calibrate(
+    proba: np.ndarray,
+    truth: np.ndarray,
+    streamed: tuple[np.ndarray, np.ndarray] | None = None,
+    share: float = ABSTAIN_SHARE,
+) -> Calibration:
+    """Temperature, abstention threshold and the before/after figures, from out-of-fold probabilities.
+
+    With ``streamed`` (probabilities and truth of protocol (c)'s streams, each utterance classified with
+    the statistics heard before it, as a device publishes them), the temperature is fitted on both, each
+    weighing half: a device's early utterances are less sure than a voice's clips standardised by all of
+    them, and its confidence should say so. The threshold and the figures are those of ``proba``.
+    """
+    sets = [(proba, truth)] + ([streamed] if streamed else [])
+    temperature = fit_temperature(*pooled_halves(*sets))
     calibrated = apply_temperature(proba, temperature)
     confidence, right = top_label(calibrated, truth)
     threshold = min_confidence(confidence, share)
@@ -183,6 +196,12 @@ def pooled_oof(
     """Every fold's test probabilities stacked, and the true labels as their column indices."""
     index = {label: i for i, label in enumerate(classes)}
     return np.concatenate(probas), np.array([index[label] for label in y_true])
+
+
+def pooled_halves(*sets: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sets of (probabilities, truth) stacked, with weights that give each set the same total."""
+    weight = np.concatenate([np.full(len(truth), 1.0 / len(truth)) for _, truth in sets])
+    return np.concatenate([proba for proba, _ in sets]), np.concatenate([truth for _, truth in sets]), weight
 
 
 def intensity_head() -> LogisticRegression:

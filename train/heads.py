@@ -3,8 +3,9 @@ intensity head, with the manifest sections and arrays that hold them and the fig
 
 All three come from the shipped recipe's protocol (b): its out-of-fold probabilities (each held-out
 actor's clips standardised by that actor's statistics, as the recipe's (b) scores them) and its
-folds of rows; the intensity head's final fit takes every training row, standardised by the
-bundle's adapter and scaler as serving does (`ser_stream.model.ModelBundle.intensity`).
+folds of rows; the temperature also from protocol (c)'s streams its fits played (the held-out actors
+as a device hears them), weighing as much as (b). The intensity head's final fit takes every training
+row, standardised by the bundle's adapter and scaler as serving does (`ser_stream.model.ModelBundle.intensity`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from .ravdess import Clip
 #: Where the calibration and the threshold come from, for the manifest and the report.
 FITTED_ON = (
     "out-of-fold probabilities of the shipped recipe under protocol (b) (GroupKFold by actor): each "
-    "held-out actor's clips, standardised by that actor's statistics when the recipe adapts"
+    "held-out actor's clips, standardised by that actor's statistics when the recipe adapts; the "
+    "temperature on those and, weighing as much, protocol (c)'s streamed predictions (each utterance with "
+    "the statistics heard before it, every mix), when the recipe was played so; the threshold on (b)'s"
 )
 #: How the intensity head treats neutral, which RAVDESS records at normal intensity only.
 NEUTRAL = (
@@ -53,8 +56,8 @@ def fit_heads(
     per clip; ``final``, ``X``, ``clip``: the bundle's fitted estimator, the rows it was fitted on and
     their clips."""
     proba, truth = cal.pooled_oof(oof.proba, oof.y_true, oof.classes)
-    calibration = cal.calibrate(proba, truth)
     played = [p for fold in oof.then if fold for p in fold if isinstance(p, Played) and p.horizon == horizon]
+    calibration = cal.calibrate(proba, truth, streamed_oof(played, oof.classes) if played else None)
     streamed = stream_check(played, calibration.temperature, calibration.abstention["min_confidence"])
     neutral = design.y == "neutral"
     intensity = cal.intensity_folds(design.X, strong[design.clip], design.splits, neutral)
@@ -89,6 +92,13 @@ def fit_heads(
         "intensity": {"neutral": NEUTRAL, "protocol_b": intensity},
     }
     return Heads(sections, arrays, metrics)
+
+
+def streamed_oof(played: list[Played], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Protocol (c)'s scored predictions, every mix and order: probabilities and truth as column indices."""
+    proba = np.concatenate([p.proba[~np.isnan(p.excluding)] for p in played])
+    labels = np.concatenate([p.labels[~np.isnan(p.excluding)] for p in played])
+    return cal.pooled_oof([proba], labels, classes)
 
 
 def stream_check(played: list[Played], temperature: float, min_confidence: float) -> dict[str, dict[str, float]]:
