@@ -123,6 +123,15 @@ class VoiceAdapter:
         """``features`` (one vector, or rows) standardised by the current statistics: what the classifier sees."""
         return (np.asarray(features, dtype=np.float64) - self.mean) / np.sqrt(self.var)
 
+    def hear(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` (utterances, in the order heard) each standardised by the statistics of those before
+        it, then added to them: a stream as a device classifies it."""
+        out = np.empty(np.shape(rows), dtype=np.float64)
+        for i, row in enumerate(rows):
+            out[i] = self.normalise(row)
+            self.update(row)
+        return out
+
     def state(self) -> dict[str, np.ndarray | float | int]:
         """Everything that changes as utterances are heard (the prior belongs to the bundle)."""
         return {"heard": self.heard, "weight": self._weight, "mean": self._mean.copy(), "sq_dev": self._sq_dev.copy()}

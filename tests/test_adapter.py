@@ -148,3 +148,15 @@ def test_a_prior_round_trips_through_a_manifest_section():
         AdapterPrior.from_section({"prior_weight": 3.0, "var_floor": 0.1}, p.mean, p.var)
     with pytest.raises(ValueError):
         AdapterPrior.from_section({**p.settings(), "horizon": "soon"}, p.mean, p.var)
+
+
+def test_hearing_a_stream_classifies_each_utterance_with_those_before_it():
+    rows = voice(3.0, 2.0, 30, seed=4)
+    streamed = VoiceAdapter(prior())
+    seen = streamed.hear(rows)
+    one_by_one = VoiceAdapter(prior())
+    for i, row in enumerate(rows):
+        assert np.array_equal(seen[i], one_by_one.normalise(row))
+        one_by_one.update(row)
+    assert streamed.heard == len(rows) and np.array_equal(streamed.mean, one_by_one.mean)
+    assert np.array_equal(seen[0], VoiceAdapter(prior()).normalise(rows[0]))  # the first: the prior alone

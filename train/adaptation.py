@@ -82,11 +82,11 @@ def normalise_voices(
     for voice in np.unique(voices):
         rows = rng.permutation(np.flatnonzero(voices == voice))
         adapter = VoiceAdapter(prior)
-        for row in rows:
-            if mode == "online":
-                out[row] = adapter.normalise(X[row])
-            adapter.update(X[row])
-        if mode == "full":
+        if mode == "online":
+            out[rows] = adapter.hear(X[rows])
+        else:
+            for row in rows:
+                adapter.update(X[row])
             out[rows] = adapter.normalise(X[rows])
     return out if only is None else out[only]
 

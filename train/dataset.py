@@ -11,8 +11,11 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile
@@ -39,8 +42,22 @@ def cache_key(params: FeatureParams, speeds: tuple[float, ...], trim: SegmenterC
         "trim": asdict(trim) if trim else None,
         "features": IMPLEMENTATION,  # the code that computes them, not librosa's version
     }
-    text = json.dumps(settings, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return settings_key(settings)
+
+
+def settings_key(settings: dict[str, Any]) -> str:
+    """A cache folder's name for what its files depend on: 16 hex digits of the SHA-256 of ``settings``
+    as sorted JSON."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_cache(file: Path, save: Callable[[BinaryIO], None]) -> None:
+    """``save`` into ``file`` through a temporary file of this process, then renamed: parallel workers
+    computing the same file never leave half of one for a reader."""
+    staging = file.with_suffix(f".{os.getpid()}.tmp")
+    with open(staging, "wb") as handle:
+        save(handle)
+    staging.replace(file)
 
 
 def _features_of(
@@ -62,10 +79,7 @@ def _features_of(
     extract = extractor_for(params)
     variants = [samples] + [speed_perturb(samples, params.sample_rate, s) for s in speeds]
     rows = np.stack([extract(v) for v in variants])
-    partial = cached.with_suffix(f".{os.getpid()}.tmp")
-    with open(partial, "wb") as handle:
-        np.save(handle, rows)
-    partial.replace(cached)
+    write_cache(cached, partial(np.save, arr=rows))
     return digest, rows
 
 

@@ -17,9 +17,8 @@ for comparison with the article only. Test rows are originals only (``Dataset.ro
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from ser_stream.features import IMPLEMENTATION, FeatureParams, extractor_for
 from ser_stream.segmenter import SegmenterConfig, speech_span
 
 from . import experiments as ex
-from .dataset import Dataset, decode
+from .dataset import Dataset, decode, settings_key, write_cache
 from .ravdess import Clip
 from .rooms import AUGMENT_RT60_S, AUGMENT_SNR_DB, BABBLE_VOICES, random_room
 
@@ -62,7 +61,7 @@ def rooms_key(params: FeatureParams, trim: SegmenterConfig | None, copies: int, 
         "pool": POOL_CLIPS,
         "features": IMPLEMENTATION,
     }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return settings_key(settings)
 
 
 def _actor_copies(
@@ -97,10 +96,7 @@ def _actor_copies(
             voices = [pool[i] for i in rng.choice(len(pool), min(POOL_CLIPS, len(pool)), replace=False)] if pool else []
             rows.append(extract(room.apply(samples, rate, rng, voices)[start:end]))
         stacked = np.stack(rows)
-        partial = file.with_suffix(f".{os.getpid()}.tmp")
-        with open(partial, "wb") as handle:
-            np.save(handle, stacked)
-        partial.replace(file)
+        write_cache(file, partial(np.save, arr=stacked))
         out.append(stacked)
     return np.stack(out)
 

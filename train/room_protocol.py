@@ -20,10 +20,9 @@ The utterances' features are computed once per run (cached like the training row
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from ser_stream.features import IMPLEMENTATION, FeatureParams, extractor_for
 from ser_stream.segmenter import Segmenter, SegmenterConfig, speech_span
 
 from . import experiments as ex
-from .dataset import TRAINING_DTYPE, Dataset, decode
+from .dataset import TRAINING_DTYPE, Dataset, decode, settings_key, write_cache
 from .ravdess import Clip
 from .room_augment import POOL_CLIPS
 from .rooms import PROTOCOL_ROOMS
@@ -138,10 +137,7 @@ def _actor_streams(
         cut = np.array([u.cut for u in found], bool)
         streams.append(RoomStream(actor, room.name, X, clip, overlap, cut, y))
     arrays = {f"{key}{i}": getattr(s, key) for i, s in enumerate(streams) for key in SAVED}
-    partial = file.with_suffix(f".{os.getpid()}.tmp")
-    with open(partial, "wb") as handle:
-        np.savez(handle, **arrays)
-    partial.replace(file)
+    write_cache(file, partial(np.savez, **arrays))
     return streams
 
 
@@ -156,7 +152,7 @@ def streams_key(params: FeatureParams, config: SegmenterConfig, seed: int) -> st
         "features": IMPLEMENTATION,
         "segmenter_code": hashlib.sha256(Path(segmenter.__file__).read_bytes()).hexdigest(),  # it changes
     }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return settings_key(settings)
 
 
 def fold_rooms(
@@ -208,10 +204,7 @@ def play_room(model: ClassifierMixin, stream: RoomStream, prior: AdapterPrior | 
     online = after_all = stream.X
     if prior is not None and len(stream.X):
         adapter = VoiceAdapter(prior)
-        online = np.empty_like(stream.X)
-        for i, row in enumerate(stream.X):
-            online[i] = adapter.normalise(row)
-            adapter.update(row)
+        online = adapter.hear(stream.X)
         after_all = adapter.normalise(stream.X)
     found = np.bincount(stream.clip[stream.clip >= 0], minlength=len(stream.y))
     right, right_all = (_per_clip(model, features, stream) for features in (online, after_all))
