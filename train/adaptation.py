@@ -110,6 +110,11 @@ class Stream:
     lead_in: int = 0  # clips of another voice played first (AFTER_ANOTHER)
 
 
+#: The ways protocol (c) classifies a clip: with the statistics of the clips before it, of those and
+#: itself, and of the whole stream (`Played`'s fields of the same names).
+PLAYED_WAYS = ("excluding", "including", "after_all")
+
+
 @dataclass(frozen=True)
 class Played:
     """How a model did on a stream: per order and position, 1 right, 0 wrong, NaN unscored."""
@@ -126,34 +131,37 @@ class Played:
 
 
 def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> Played:
-    """``stream`` through a fresh adapter per order (or, without ``prior``, the raw features)."""
-    keys = ("excluding", "including", "after_all")
-    results: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    proba = []  # what a device publishes, for the calibration's check under (c)
-    for order in stream.orders:
-        rows = stream.X[order]
-        if prior is None:  # nothing to learn: every way of playing is the same
-            seen = dict.fromkeys(keys, rows)
-        else:
-            excluding, including = np.empty_like(rows), np.empty_like(rows)
+    """``stream`` through a fresh adapter per order (or, without ``prior``, the raw features); each way
+    of seeing the clips is classified in one call over every order (a call per order cost more than the
+    network)."""
+    orders = np.array(stream.orders)
+    if prior is None:  # nothing to learn: every way of playing is the same, in any order
+        seen = dict.fromkeys(PLAYED_WAYS, _proba(model, stream.X)[orders])
+    else:
+        ways = {way: np.empty((*orders.shape, stream.X.shape[1]), dtype=TRAINING_DTYPE) for way in PLAYED_WAYS}
+        for o, order in enumerate(orders):
+            rows = stream.X[order]
             adapter = VoiceAdapter(prior)
             for i, row in enumerate(rows):
-                excluding[i] = adapter.normalise(row)
+                ways["excluding"][o, i] = adapter.normalise(row)
                 adapter.update(row)
-                including[i] = adapter.normalise(row)
-            seen = {"excluding": excluding, "including": including, "after_all": adapter.normalise(rows)}
-        predicted = {}
-        for key, features in seen.items():
-            if id(features) not in predicted:
-                predicted[id(features)] = model.predict(features.astype(TRAINING_DTYPE))
-            right = (predicted[id(features)] == stream.y[order]).astype(float)
-            right[~stream.scored[order]] = np.nan
-            results[key].append(right)
-        proba.append(model.predict_proba(seen["excluding"].astype(TRAINING_DTYPE)).astype(np.float32))
+                ways["including"][o, i] = adapter.normalise(row)
+            ways["after_all"][o] = adapter.normalise(rows)
+        seen = {way: _proba(model, X.reshape(-1, X.shape[-1])).reshape(*orders.shape, -1) for way, X in ways.items()}
+    labels = stream.y[orders]
+    unscored = ~stream.scored[orders]
+    right = {}
+    for way, proba in seen.items():
+        right[way] = (np.asarray(model.classes_)[proba.argmax(axis=-1)] == labels).astype(float)
+        right[way][unscored] = np.nan
     horizon = prior.horizon if prior else None
-    played = (np.array(results[key]) for key in keys)
-    labels = np.array([stream.y[order] for order in stream.orders])
-    return Played(stream.actor, stream.mix, stream.lead_in, horizon, *played, np.array(proba), labels)
+    proba = seen["excluding"].astype(np.float32)
+    return Played(stream.actor, stream.mix, stream.lead_in, horizon, *(right[w] for w in PLAYED_WAYS), proba, labels)
+
+
+def _proba(model: ClassifierMixin, X: np.ndarray) -> np.ndarray:
+    """The model's probabilities of ``X``'s rows (its ``predict`` is their argmax)."""
+    return model.predict_proba(X.astype(TRAINING_DTYPE))
 
 
 def play_all(

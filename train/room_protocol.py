@@ -207,14 +207,19 @@ def play_room(model: ClassifierMixin, stream: RoomStream, prior: AdapterPrior | 
         online = adapter.hear(stream.X)
         after_all = adapter.normalise(stream.X)
     found = np.bincount(stream.clip[stream.clip >= 0], minlength=len(stream.y))
-    right, right_all = (_per_clip(model, features, stream) for features in (online, after_all))
+    predicted = _predict(model, online)
+    right = _per_clip(predicted, stream)
+    right_all = right if after_all is online else _per_clip(_predict(model, after_all), stream)
     cut, spurious = int(stream.cut.sum()), int((stream.clip < 0).sum())
     return RoomPlayed(stream.actor, stream.room, right, right_all, found, cut, spurious)
 
 
-def _per_clip(model: ClassifierMixin, features: np.ndarray, stream: RoomStream) -> np.ndarray:
+def _predict(model: ClassifierMixin, features: np.ndarray) -> np.ndarray:
+    return model.predict(features.astype(TRAINING_DTYPE)) if len(features) else np.array([])
+
+
+def _per_clip(predicted: np.ndarray, stream: RoomStream) -> np.ndarray:
     """1 where the utterance overlapping a clip most is classified as its emotion, else (none) 0."""
-    predicted = model.predict(features.astype(TRAINING_DTYPE)) if len(features) else np.array([])
     right = np.zeros(len(stream.y))
     for c in range(len(stream.y)):
         mine = np.flatnonzero(stream.clip == c)
