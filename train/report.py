@@ -14,7 +14,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from .adaptation import AFTER_ANOTHER, MIXES, MOODS, QUIET
 from .experiments import Score
-from .room_report import room_section
+from .room_report import percent, room_section
 
 PROTOCOLS = {
     "split": "(a) random stratified 75/25 split",
@@ -125,10 +125,6 @@ def windows(curve: list[float | None]) -> tuple[list[float], list[float]]:
             means.append(sum(values) / len(values))
         start = end
     return middles, means
-
-
-def percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f} %"
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:

@@ -27,8 +27,9 @@ def rooms_metrics(copies: int) -> dict[str, Any]:
     }
 
 
-def percent(value: float) -> str:
-    return f"{100 * value:.1f} %"
+def percent(value: float | None) -> str:
+    """A share as the reports write it; no value as a dash."""
+    return "—" if value is None else f"{100 * value:.1f} %"
 
 
 def room_table(rows: dict[str, dict[str, Any]]) -> str:
