@@ -5,7 +5,8 @@ The seed recipe (DataFlair) is three librosa calls on one utterance:
 averaged over time: 40 + 12 + 128 = 180 values.  We reproduce it with one STFT
 per utterance and filter banks built once per parameter set, and optionally
 append more statistics over time (standard deviation, MFCC delta) that the
-shipped model uses.  The mean block always comes first, equal to the seed's.
+shipped model uses.  The mean block always comes first, equal to the seed's.  With
+``voice``, the pitch and voice-quality statistics of ``ser_stream.voice`` come last.
 
 It is plain numpy: the STFT, the mel and chroma filter banks, the tuning estimate
 (librosa's ``piptrack``) and the delta follow librosa 0.11's definitions, so serving
@@ -22,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from .voice import VOICE_STATISTICS, voice_statistics
+
 #: Added before log10 so silent bands stay finite.
 LOG_FLOOR = 1e-10
 #: Which arithmetic computes the features: bump it on any numeric change, so that training's
 #: feature cache (and a model manifest) tells features of this code from any other's.
-IMPLEMENTATION = "numpy-1"
+IMPLEMENTATION = "numpy-2"  # 2: the voice statistics
 
 #: Statistics over time that ``FeatureParams.statistics`` may name, in output order.
 STATISTICS = ("mean", "std", "delta_std")
@@ -45,6 +48,8 @@ class FeatureParams:
     statistics: tuple[str, ...] = field(default=("mean",))
     #: "power" keeps the seed's mel statistics; "log" takes log10 of each (scale-free, better scaled).
     mel_scale: str = "power"
+    #: Append the pitch and voice-quality statistics (``ser_stream.voice``).
+    voice: bool = False
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.statistics if s not in STATISTICS]
@@ -52,12 +57,15 @@ class FeatureParams:
             raise ValueError(f"statistics must start with 'mean' and use only {STATISTICS}, got {self.statistics}")
         if self.mel_scale not in ("power", "log"):
             raise ValueError(f"mel_scale must be 'power' or 'log', got {self.mel_scale!r}")
+        if not isinstance(self.voice, bool):
+            raise ValueError(f"voice must be true or false, got {self.voice!r}")
         object.__setattr__(self, "statistics", tuple(self.statistics))
 
     @property
     def n_features(self) -> int:
         per_frame = self.n_mfcc + self.n_chroma + self.n_mels
-        return sum(self.n_mfcc if s == "delta_std" else per_frame for s in self.statistics)
+        over_time = sum(self.n_mfcc if s == "delta_std" else per_frame for s in self.statistics)
+        return over_time + (len(VOICE_STATISTICS) if self.voice else 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -262,7 +270,14 @@ class FeatureExtractor:
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Feature vector (``params.n_features`` float64 values) for mono float audio."""
-        return self.statistics(*self.frames(_mono(samples)))
+        samples = _mono(samples)
+        return self.with_voice(self.statistics(*self.frames(samples)), samples)
+
+    def with_voice(self, over_time: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        """The statistics over time, then, if the params ask for them, the voice statistics of ``samples``."""
+        if not self.params.voice:
+            return over_time
+        return np.concatenate([over_time, voice_statistics(samples, self.params.sample_rate)])
 
     def statistics(self, mfcc: np.ndarray, chroma: np.ndarray, mel: np.ndarray) -> np.ndarray:
         """The feature vector: ``params.statistics`` of the frames over time."""
@@ -326,7 +341,8 @@ class GrowingFeatures:
         self._kept = settled
         pitches, magnitudes = (np.concatenate(parts) for parts in zip(*self._peaks, tail, strict=True))
         tuning = self._extractor.tuning_of(pitches, magnitudes)
-        return self._extractor.statistics(*self._extractor.combine(magnitude, self._mel[:, :frames], tuning))
+        over_time = self._extractor.statistics(*self._extractor.combine(magnitude, self._mel[:, :frames], tuning))
+        return self._extractor.with_voice(over_time, samples)  # the pitch track is cheap: again from the start
 
     def _reserve(self, frames: int) -> None:
         if frames > self._magnitude.shape[0]:

@@ -24,6 +24,7 @@ from testkit.live import clip_path
 from testkit.recipe import seed_recipe
 from tests.conftest import speech_like
 
+#: The shipped recipe's statistics over time (its voice block is held to known pitches in test_voice.py).
 SHIPPED_PARAMS = FeatureParams(statistics=("mean", "std", "delta_std"), mel_scale="log")
 
 

@@ -40,7 +40,7 @@ from .room_protocol import RoomStream, fold_rooms
 from .room_report import plot_rooms, rooms_metrics
 
 #: The shipped model's features: the seed's means, plus std and MFCC-delta spread, mel in log10.
-SHIPPED_FEATURES = FeatureParams(statistics=("mean", "std", "delta_std"), mel_scale="log")
+SHIPPED_FEATURES = FeatureParams(statistics=("mean", "std", "delta_std"), mel_scale="log", voice=True)
 #: Clips are cut to the span the daemon's default segmenter hands over, so training sees serving's input.
 SHIPPED_TRIM = SegmenterConfig(sample_rate=SHIPPED_FEATURES.sample_rate)
 #: The adapter of an adapted bundle (its prior's weight, horizon and variance floor): the serving defaults.
