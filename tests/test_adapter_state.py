@@ -15,7 +15,7 @@ from ser_stream.adapter import AdapterPrior, VoiceAdapter
 from ser_stream.adapter_state import STATE_FILE, StateRefused, load_state, save_state
 from testkit.live import REPO
 
-N = 400  # the shipped recipe's feature count
+N = 421  # the shipped recipe's feature count
 SHA = "a" * 64
 
 
@@ -67,7 +67,7 @@ SAVER = textwrap.dedent(
     from ser_stream.adapter import AdapterPrior, VoiceAdapter
     from ser_stream.adapter_state import save_state
 
-    path, n = Path(sys.argv[1]), 400
+    path, n = Path(sys.argv[1]), 421
     adapter = VoiceAdapter(AdapterPrior(np.zeros(n), np.ones(n)))
     rng = np.random.default_rng(0)
     while True:
@@ -114,7 +114,7 @@ def saved_bytes(tmp_path, adapter=None, sha=SHA) -> bytes:
         (lambda tmp: b"not a zip at all", "unreadable"),
         (lambda tmp: saved_bytes(tmp)[:-300], "unreadable"),  # truncated
         (lambda tmp: saved_bytes(tmp, sha="b" * 64), "made for another model (SHA-256 bbbbbbbbbbbb…)"),
-        (lambda tmp: saved_bytes(tmp, heard(5, n=180)), "made for 180 features, the model has 400"),
+        (lambda tmp: saved_bytes(tmp, heard(5, n=180)), "made for 180 features, the model has 421"),
         (lambda tmp: npz_bytes(mean=np.zeros(N)), "corrupt"),  # some other .npz
         (lambda tmp: npz_bytes(format=np.array("ser-stream.adaptation/9")), "not a state file of this version"),
         (lambda tmp: npz_bytes(data=np.array([{}], dtype=object)), "unreadable"),  # a pickle is never loaded
