@@ -64,7 +64,7 @@ class PitchTrack:
         x = np.asarray(samples, dtype=np.float64)
         x = np.pad(x, (0, max(0, span - x.size)))
         frames = np.lib.stride_tricks.sliding_window_view(x, span)[:: self.hop]
-        n_fft = 1 << int(np.ceil(np.log2(span + window)))
+        n_fft = 1 << int(np.ceil(np.log2(span)))  # lags up to the longest period never wrap around
         lags = np.arange(longest + 1)
         # YIN's difference d(lag) = energy of the window + energy of the lagged window - 2 * their correlation
         correlation = np.fft.irfft(np.conj(np.fft.rfft(frames[:, :window], n_fft)) * np.fft.rfft(frames, n_fft), n_fft)
