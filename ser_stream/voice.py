@@ -53,22 +53,39 @@ VOICE_STATISTICS = (
 )
 
 
+#: Windows analysed at a time: the temporaries stay small enough to reuse memory (one block of the whole
+#: utterance took 2-3x as long, most of it fresh pages).
+FRAME_BLOCK = 32
+
+
 class PitchTrack:
     """Per window: the pitch (Hz), whether it is voiced, its periodicity (normalised autocorrelation at
     the period) and its level (dB)."""
 
     def __init__(self, samples: np.ndarray, sample_rate: int) -> None:
         window, self.hop = round(WINDOW_S * sample_rate), round(HOP_S * sample_rate)
-        shortest, longest = int(sample_rate / FMAX_HZ), int(np.ceil(sample_rate / FMIN_HZ))
+        self._window = window
+        self._shortest, longest = int(sample_rate / FMAX_HZ), int(np.ceil(sample_rate / FMIN_HZ))
         span = window + longest + 1
+        self._n_fft = 1 << int(np.ceil(np.log2(span)))  # lags up to the longest period never wrap around
+        self._lags = np.arange(longest + 1)
         x = np.asarray(samples, dtype=np.float64)
         x = np.pad(x, (0, max(0, span - x.size)))
         frames = np.lib.stride_tricks.sliding_window_view(x, span)[:: self.hop]
-        n_fft = 1 << int(np.ceil(np.log2(span)))  # lags up to the longest period never wrap around
-        lags = np.arange(longest + 1)
+        blocks = [self._analyse(frames[start : start + FRAME_BLOCK]) for start in range(0, len(frames), FRAME_BLOCK)]
+        period, aperiodicity, self.periodicity, energy = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+        self.pitch_hz = sample_rate / period
+        self.level_db = 10 * np.log10(energy / window + 1e-12)
+        self.loud = (self.level_db > self.level_db.max() - GATE_DB) & (self.level_db > SILENCE_DB)
+        self.voiced = self.loud & (aperiodicity < VOICED_APERIODICITY)
+
+    def _analyse(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """YIN on a block of windows: per window the period (samples), the aperiodicity there, the
+        periodicity (normalised autocorrelation) there and the energy."""
+        window, shortest, lags, n_fft = self._window, self._shortest, self._lags, self._n_fft
         # YIN's difference d(lag) = energy of the window + energy of the lagged window - 2 * their correlation
         correlation = np.fft.irfft(np.conj(np.fft.rfft(frames[:, :window], n_fft)) * np.fft.rfft(frames, n_fft), n_fft)
-        correlation = correlation[:, : longest + 1]
+        correlation = correlation[:, : lags.size]
         cumulative = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames**2, axis=1)], axis=1)
         energy = cumulative[:, window]
         lagged_energy = cumulative[:, lags + window] - cumulative[:, lags]
@@ -87,13 +104,9 @@ class PitchTrack:
         curvature = before - 2 * at + after
         safe = np.where(np.abs(curvature) > 1e-12, curvature, 1.0)
         offset = np.where(np.abs(curvature) > 1e-12, np.clip(0.5 * (before - after) / safe, -1, 1), 0.0)
-        period = shortest + centre + offset
         lag = shortest + chosen
-        self.pitch_hz = sample_rate / period
-        self.level_db = 10 * np.log10(energy / window + 1e-12)
-        self.loud = (self.level_db > self.level_db.max() - GATE_DB) & (self.level_db > SILENCE_DB)
-        self.voiced = self.loud & (searched[rows, chosen] < VOICED_APERIODICITY)
-        self.periodicity = correlation[rows, lag] / np.sqrt(np.maximum(energy * lagged_energy[rows, lag], 1e-20))
+        periodicity = correlation[rows, lag] / np.sqrt(np.maximum(energy * lagged_energy[rows, lag], 1e-20))
+        return shortest + centre + offset, searched[rows, chosen], periodicity, energy
 
 
 def voice_statistics(samples: np.ndarray, sample_rate: int) -> np.ndarray:
