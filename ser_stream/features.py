@@ -29,7 +29,7 @@ from .voice import VOICE_STATISTICS, voice_statistics
 LOG_FLOOR = 1e-10
 #: Which arithmetic computes the features: bump it on any numeric change, so that training's
 #: feature cache (and a model manifest) tells features of this code from any other's.
-IMPLEMENTATION = "numpy-2"  # 2: the voice statistics
+IMPLEMENTATION = "numpy-3"  # 3: the voice statistics (their pitch track at 8 kHz)
 
 #: Statistics over time that ``FeatureParams.statistics`` may name, in output order.
 STATISTICS = ("mean", "std", "delta_std")
