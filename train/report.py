@@ -248,6 +248,8 @@ def write_report(folder: Path, metrics: dict[str, Any]) -> None:
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     rows = metrics["models"]
     searches = metrics["grid_search"]
+    shipped = metrics["shipped_features"]
+    voice_text = ", then the pitch and voice-quality statistics" if shipped.get("voice") else ""
     search_lines = "\n".join(
         f"- **{name}**: best {s['best_params']} at {100 * s['best_score']:.1f} % (actor folds)"
         for name, s in searches.items()
@@ -277,7 +279,7 @@ its rooms. Both searches are staged successive halving over training epochs unde
 {search_lines}
 
 Shipped model features: {metrics["shipped_features"]["n_features"]} values
-(statistics {metrics["shipped_features"]["statistics"]}, mel scale {metrics["shipped_features"]["mel_scale"]}).
+(statistics {shipped["statistics"]}, mel scale {shipped["mel_scale"]}{voice_text}).
 
 ## Protocol (c): a device hearing one voice
 
