@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .voice import VOICE_STATISTICS, voice_statistics
+from .voice import VOICE_STATISTICS, GrowingVoice, voice_statistics
 
 #: Added before log10 so silent bands stay finite.
 LOG_FLOOR = 1e-10
@@ -321,6 +321,7 @@ class GrowingFeatures:
         self._magnitude = np.empty((0, p.n_fft // 2 + 1), dtype=np.float32)  # (frames, bins), grown by doubling
         self._mel = np.empty((p.n_mels, 0), dtype=np.float32)
         self._peaks: list[tuple[np.ndarray, np.ndarray]] = []  # per batch of kept frames
+        self._voice = GrowingVoice(p.sample_rate) if p.voice else None  # keeps its own settled windows
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         samples = _mono(samples)
@@ -342,7 +343,7 @@ class GrowingFeatures:
         pitches, magnitudes = (np.concatenate(parts) for parts in zip(*self._peaks, tail, strict=True))
         tuning = self._extractor.tuning_of(pitches, magnitudes)
         over_time = self._extractor.statistics(*self._extractor.combine(magnitude, self._mel[:, :frames], tuning))
-        return self._extractor.with_voice(over_time, samples)  # the pitch track is cheap: again from the start
+        return over_time if self._voice is None else np.concatenate([over_time, self._voice(samples)])
 
     def _reserve(self, frames: int) -> None:
         if frames > self._magnitude.shape[0]:

@@ -63,42 +63,45 @@ VOICE_STATISTICS = (
 FRAME_BLOCK = 64
 
 
-class PitchTrack:
-    """Per window: the pitch (Hz), whether it is voiced, its periodicity (normalised autocorrelation at
-    the period) and its level (dB)."""
+class Yin:
+    """YIN's settings at one analysis rate, and the analysis of a run of windows."""
 
-    def __init__(self, samples: np.ndarray, sample_rate: int) -> None:
-        x, rate = decimate(np.asarray(samples, dtype=np.float64), sample_rate)
-        self._window, self.hop = round(WINDOW_S * rate), round(HOP_S * rate)
-        self.windows_per_second = rate / self.hop
-        self._shortest, longest = int(rate / FMAX_HZ), int(np.ceil(rate / FMIN_HZ))
-        span = self._window + longest + 1
-        self._n_fft = 1 << int(np.ceil(np.log2(span)))  # lags up to the longest period never wrap around
-        self._lags = np.arange(longest + 1)
-        x = np.pad(x, (0, max(0, span - x.size)))
-        self._energy_before = np.concatenate([[0.0], np.cumsum(x**2)])  # window energies by difference
-        frames = np.lib.stride_tricks.sliding_window_view(x, span)[:: self.hop]
-        starts = np.arange(len(frames)) * self.hop
-        blocks = [
-            self._analyse(frames[first : first + FRAME_BLOCK], starts[first : first + FRAME_BLOCK])
-            for first in range(0, len(frames), FRAME_BLOCK)
-        ]
-        period, aperiodicity, self.periodicity, energy = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
-        self.pitch_hz = rate / period
-        self.level_db = 10 * np.log10(energy / self._window + 1e-12)
-        self.loud = (self.level_db > self.level_db.max() - GATE_DB) & (self.level_db > SILENCE_DB)
-        self.voiced = self.loud & (aperiodicity < VOICED_APERIODICITY)
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.window, self.hop = round(WINDOW_S * rate), round(HOP_S * rate)
+        self.shortest, longest = int(rate / FMAX_HZ), int(np.ceil(rate / FMIN_HZ))
+        self.span = self.window + longest + 1  # what one window's analysis reads
+        self.n_fft = 1 << int(np.ceil(np.log2(self.span)))  # lags up to the longest period never wrap around
+        self.lags = np.arange(longest + 1)
 
-    def _analyse(self, frames: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """YIN on a block of windows beginning at ``starts``: per window the period (samples), the
+    def padded(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with zeros after it if it is shorter than one window's span."""
+        return np.pad(x, (0, max(0, self.span - x.size)))
+
+    def count(self, n: int) -> int:
+        """Windows over ``n`` samples (at least one span of them)."""
+        return (n - self.span) // self.hop + 1
+
+    def analyse(self, x: np.ndarray, first: int, stop: int) -> tuple[np.ndarray, ...]:
+        """Windows ``first`` to ``stop`` of ``x`` (padded): per window the period (samples), the
         aperiodicity there, the periodicity (normalised autocorrelation) there and the energy."""
-        window, shortest, lags, n_fft = self._window, self._shortest, self._lags, self._n_fft
+        energy_before = np.concatenate([[0.0], np.cumsum(x**2)])  # window energies by difference
+        frames = np.lib.stride_tricks.sliding_window_view(x, self.span)[:: self.hop]
+        blocks = [
+            self._block(frames[start : min(start + FRAME_BLOCK, stop)], start, energy_before)
+            for start in range(first, stop, FRAME_BLOCK)
+        ]
+        if not blocks:
+            return tuple(np.empty(0) for _ in range(4))
+        return tuple(np.concatenate(parts) for parts in zip(*blocks, strict=True))
+
+    def _block(self, frames: np.ndarray, first: int, energy_before: np.ndarray) -> tuple[np.ndarray, ...]:
+        window, shortest, lags, n_fft = self.window, self.shortest, self.lags, self.n_fft
         # YIN's difference d(lag) = energy of the window + energy of the lagged window - 2 * their correlation
         correlation = np.fft.irfft(np.conj(np.fft.rfft(frames[:, :window], n_fft)) * np.fft.rfft(frames, n_fft), n_fft)
         correlation = correlation[:, : lags.size]
-        offsets = starts[:, None] + lags
-        before_window = self._energy_before[offsets]
-        lagged_energy = np.maximum(self._energy_before[offsets + window] - before_window, 0.0)
+        offsets = (first + np.arange(len(frames)))[:, None] * self.hop + lags
+        lagged_energy = np.maximum(energy_before[offsets + window] - energy_before[offsets], 0.0)
         energy = lagged_energy[:, 0]
         difference = np.maximum(energy[:, None] + lagged_energy - 2 * correlation, 0.0)
         normalised = np.ones_like(difference)
@@ -120,25 +123,90 @@ class PitchTrack:
         return shortest + centre + offset, searched[rows, chosen], periodicity, energy
 
 
-def decimate(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
-    """``samples`` low-passed (a Hamming-windowed sinc) and kept every ``factor``-th, with their new rate:
-    the largest whole factor that stays at or above ``ANALYSIS_RATE`` (1: unchanged). The filter is
-    computed at the kept samples only."""
+class PitchTrack:
+    """Per window: the pitch (Hz), whether it is voiced, its periodicity (normalised autocorrelation at
+    the period) and its level (dB)."""
+
+    def __init__(
+        self, yin: Yin, period: np.ndarray, aperiodicity: np.ndarray, periodicity: np.ndarray, energy: np.ndarray
+    ) -> None:
+        self.windows_per_second = yin.rate / yin.hop
+        self.pitch_hz = yin.rate / period
+        self.periodicity = periodicity
+        self.level_db = 10 * np.log10(energy / yin.window + 1e-12)
+        self.loud = (self.level_db > self.level_db.max() - GATE_DB) & (self.level_db > SILENCE_DB)
+        self.voiced = self.loud & (aperiodicity < VOICED_APERIODICITY)
+
+    @classmethod
+    def of(cls, samples: np.ndarray, sample_rate: int) -> PitchTrack:
+        """The track of mono float audio at ``sample_rate``."""
+        x, rate = decimate(np.asarray(samples, dtype=np.float64), sample_rate)
+        yin = Yin(rate)
+        x = yin.padded(x)
+        return cls(yin, *yin.analyse(x, 0, yin.count(x.size)))
+
+
+def decimation(sample_rate: int) -> tuple[int, np.ndarray]:
+    """The decimation factor to ``ANALYSIS_RATE`` (the largest whole one that stays at or above it) and
+    its low-pass filter (a Hamming-windowed sinc, unit gain; one tap when the factor is 1)."""
     factor = max(1, int(sample_rate // ANALYSIS_RATE))
     if factor == 1:
-        return samples, float(sample_rate)
+        return 1, np.ones(1)
     taps = TAPS_PER_FACTOR * factor - 1
     low_pass = np.sinc((np.arange(taps) - taps // 2) / factor) * np.hamming(taps)
-    padded = np.pad(samples, taps // 2)
-    return np.lib.stride_tricks.sliding_window_view(padded, taps)[::factor] @ (
-        low_pass / low_pass.sum()
-    ), sample_rate / factor
+    return factor, low_pass / low_pass.sum()
+
+
+def decimate(samples: np.ndarray, sample_rate: int, first: int = 0) -> tuple[np.ndarray, float]:
+    """``samples`` low-passed and kept every ``factor``-th (the filter computed at the kept samples
+    only), from kept sample ``first`` on, with their new rate."""
+    factor, low_pass = decimation(sample_rate)
+    if factor == 1:
+        return samples[first:], float(sample_rate)
+    padded = np.pad(samples, low_pass.size // 2)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, low_pass.size)[::factor]
+    return windows[first:] @ low_pass, sample_rate / factor
+
+
+class GrowingVoice:
+    """``voice_statistics`` of an utterance still being heard, again and again as it grows (interim
+    results): the decimated samples and the windows' analysis that later audio cannot change are kept,
+    so a call analyses only the new audio and the last few windows."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._sample_rate = sample_rate
+        self._factor, low_pass = decimation(sample_rate)
+        self._reach = low_pass.size // 2  # input samples after a kept sample that its filter reads
+        self._yin = Yin(sample_rate / self._factor)
+        self._x = np.empty(0)
+        self._settled = 0  # decimated samples final
+        self._kept: tuple[np.ndarray, ...] = tuple(np.empty(0) for _ in range(4))  # analyses of final windows
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.asarray(samples, dtype=np.float64)
+        fresh, _ = decimate(samples, self._sample_rate, self._settled)
+        x = np.concatenate([self._x[: self._settled], fresh])
+        settled = max(0, (samples.size - 1 - self._reach) // self._factor + 1)  # filters within the audio
+        yin, kept = self._yin, len(self._kept[0])
+        padded = yin.padded(x)
+        analysed = tuple(
+            np.concatenate(pair)
+            for pair in zip(self._kept, yin.analyse(padded, kept, yin.count(padded.size)), strict=True)
+        )
+        final = max(0, yin.count(settled)) if x.size >= yin.span else 0  # windows inside the final samples
+        self._x, self._settled = x, min(settled, x.size)
+        self._kept = tuple(values[:final] for values in analysed)
+        return statistics(PitchTrack(yin, *analysed))
 
 
 def voice_statistics(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """The ``VOICE_STATISTICS`` of mono float audio at ``sample_rate`` (float64); zeros when fewer than
     ``MIN_VOICED`` windows are voiced."""
-    track = PitchTrack(samples, sample_rate)
+    return statistics(PitchTrack.of(samples, sample_rate))
+
+
+def statistics(track: PitchTrack) -> np.ndarray:
+    """The ``VOICE_STATISTICS`` of a pitch track."""
     voiced = track.voiced
     if voiced.sum() < MIN_VOICED:
         return np.zeros(len(VOICE_STATISTICS))

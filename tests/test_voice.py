@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from ser_stream.features import FeatureParams, extract_features
-from ser_stream.voice import VOICE_STATISTICS, PitchTrack, voice_statistics
+from ser_stream.voice import VOICE_STATISTICS, GrowingVoice, PitchTrack, voice_statistics
 from testkit.live import clip_path
 from tests.conftest import speech_like
 
@@ -55,7 +55,7 @@ def test_silence_and_noise_have_no_voice():
     assert not voice_statistics(np.zeros(RATE, dtype=np.float32), RATE).any()
     assert not voice_statistics(np.zeros(10, dtype=np.float32), RATE).any()  # shorter than one window
     noise = np.random.default_rng(1).standard_normal(RATE).astype(np.float32)
-    assert PitchTrack(noise, RATE).voiced.mean() < 0.1
+    assert PitchTrack.of(noise, RATE).voiced.mean() < 0.1
 
 
 def test_voiced_stretches_are_counted():
@@ -90,3 +90,12 @@ def test_the_voice_block_comes_last_and_only_when_asked():
     assert FeatureParams.from_dict({k: v for k, v in plain.to_dict().items() if k != "voice"}) == plain  # old manifests
     with pytest.raises(ValueError, match="voice"):
         FeatureParams(voice="yes")
+
+
+def test_a_growing_utterance_has_the_statistics_of_what_was_heard_so_far(ravdess):
+    clips = [soundfile.read(clip_path(ravdess, code, 3), dtype="float32")[0] for code in (1, 5, 6)]
+    speech = np.concatenate(clips)
+    growing = GrowingVoice(RATE)
+    # Shorter than the filter, than one window's span, odd lengths, the same length twice, then on.
+    for end in (5, 31, 600, 1337, 1337, 5000, 16001, 16002, 40000, 77777, speech.size):
+        np.testing.assert_allclose(growing(speech[:end]), voice_statistics(speech[:end], RATE), rtol=1e-9, atol=1e-12)
