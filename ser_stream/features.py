@@ -271,10 +271,7 @@ class FeatureExtractor:
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Feature vector (``params.n_features`` float64 values) for mono float audio."""
         samples = _mono(samples)
-        return self.with_voice(self.statistics(*self.frames(samples)), samples)
-
-    def with_voice(self, over_time: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        """The statistics over time, then, if the params ask for them, the voice statistics of ``samples``."""
+        over_time = self.statistics(*self.frames(samples))
         if not self.params.voice:
             return over_time
         return np.concatenate([over_time, voice_statistics(samples, self.params.sample_rate)])

@@ -193,8 +193,8 @@ class GrowingVoice:
             np.concatenate(pair)
             for pair in zip(self._kept, yin.analyse(padded, kept, yin.count(padded.size)), strict=True)
         )
-        final = max(0, yin.count(settled)) if x.size >= yin.span else 0  # windows inside the final samples
-        self._x, self._settled = x, min(settled, x.size)
+        final = max(0, yin.count(settled))  # windows inside the final samples
+        self._x, self._settled = x, settled
         self._kept = tuple(values[:final] for values in analysed)
         return statistics(PitchTrack(yin, *analysed))
 
