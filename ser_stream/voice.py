@@ -14,6 +14,8 @@ Plain numpy, pure logic: the same function for training and serving.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 WINDOW_S, HOP_S = 0.025, 0.010
@@ -146,6 +148,7 @@ class PitchTrack:
         return cls(yin, *yin.analyse(x, 0, yin.count(x.size)))
 
 
+@functools.lru_cache(maxsize=8)  # designed once per rate, not per utterance and interim result
 def decimation(sample_rate: int) -> tuple[int, np.ndarray]:
     """The decimation factor to ``ANALYSIS_RATE`` (the largest whole one that stays at or above it) and
     its low-pass filter (a Hamming-windowed sinc, unit gain; one tap when the factor is 1)."""
