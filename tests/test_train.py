@@ -15,7 +15,8 @@ from tests.conftest import run_train
 from train.adaptation import RECIPES
 from train.augment import SPEEDS
 from train.dataset import load_dataset
-from train.pipeline import SHIPPED_FEATURES, SHIPPED_TRIM
+from train.experiments import DATAFLAIR_PARAMS
+from train.pipeline import OURS_TRAINING, SHIPPED_FEATURES, SHIPPED_TRIM
 from train.ravdess import SEED_EMOTIONS, scan
 from train.room_augment import ROOM_COPIES
 from train.rooms import PROTOCOL_ROOMS
@@ -130,6 +131,14 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
 
     assert max(streams, key=chosen_by) == f"ours: {RECIPES[metrics['adaptation']['best']]}"  # what auto would ship
     assert bundle.manifest["training_data"]["augmentation"]["rooms"]["copies_per_clip"] == ROOM_COPIES
+    # our model trains with our budget, the seed's with DataFlair's: each search's last rung is its full budget
+    assert OURS_TRAINING.items() <= bundle.manifest["estimator"]["params"].items()
+    searches = metrics["grid_search"].items()
+    budgets = {name: max(r["epochs"] for stage in search["stages"] for r in stage) for name, search in searches}
+    assert budgets == {
+        "seed features, unscaled": DATAFLAIR_PARAMS["max_iter"],
+        "shipped features, scaled": OURS_TRAINING["max_iter"],
+    }
     for stream in streams.values():
         assert set(stream) == {"balanced", "neutral-heavy", "moods"}  # one actor per fold: no change of voice
         balanced, heavy = stream["balanced"], stream["neutral-heavy"]
