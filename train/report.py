@@ -268,7 +268,7 @@ protocol {PROTOCOLS["actor"]}; protocol {PROTOCOLS["stream"]}.
 
 {table(rows)}
 
-"ours": {metrics["shipped_features"]["n_features"]} features, scaled, clips cut to the span the daemon's
+"ours": {shipped["n_features"]} features, scaled, clips cut to the span the daemon's
 segmenter hands over, speed-perturbed training copies ({", ".join(map(str, metrics["augmentation_speeds"]))}); the
 same hyperparameters, searched without adaptation, in every variant.
 **Shipped: {metrics["shipped"]}.** Hyperparameters were selected by protocol (b); the recipe by
@@ -278,7 +278,7 @@ its rooms. Both searches are staged successive halving over training epochs unde
 
 {search_lines}
 
-Shipped model features: {metrics["shipped_features"]["n_features"]} values
+Shipped model features: {shipped["n_features"]} values
 (statistics {shipped["statistics"]}, mel scale {shipped["mel_scale"]}{voice_text}).
 
 ## Protocol (c): a device hearing one voice
