@@ -84,17 +84,17 @@ class Yin:
         """Windows over ``n`` samples (at least one span of them)."""
         return (n - self.span) // self.hop + 1
 
-    def analyse(self, x: np.ndarray, first: int, stop: int) -> tuple[np.ndarray, ...]:
-        """Windows ``first`` to ``stop`` of ``x`` (padded): per window the period (samples), the
-        aperiodicity there, the periodicity (normalised autocorrelation) there and the energy."""
-        energy_before = np.concatenate([[0.0], np.cumsum(x**2)])  # window energies by difference
+    def analyse(self, x: np.ndarray, energy_before: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The windows of ``x`` (padded), whose ``running_energy`` is ``energy_before``: per window the
+        period (samples), the aperiodicity there, the periodicity (normalised autocorrelation) there and
+        the energy."""
+        if x.size < self.span:  # no window: a growing utterance's tail whose windows are all kept
+            return tuple(np.empty(0) for _ in range(4))
         frames = np.lib.stride_tricks.sliding_window_view(x, self.span)[:: self.hop]
         blocks = [
-            self._block(frames[start : min(start + FRAME_BLOCK, stop)], start, energy_before)
-            for start in range(first, stop, FRAME_BLOCK)
+            self._block(frames[start : start + FRAME_BLOCK], start, energy_before)
+            for start in range(0, len(frames), FRAME_BLOCK)
         ]
-        if not blocks:
-            return tuple(np.empty(0) for _ in range(4))
         return tuple(np.concatenate(parts) for parts in zip(*blocks, strict=True))
 
     def _block(self, frames: np.ndarray, first: int, energy_before: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -125,6 +125,13 @@ class Yin:
         return shortest + centre + offset, searched[rows, chosen], periodicity, energy
 
 
+def running_energy(x: np.ndarray, before: float = 0.0) -> np.ndarray:
+    """The energy of the samples before each of ``x`` and after its last (window energies by difference),
+    ``before`` that of the samples before ``x``. One running sum in order, so a signal's tail continued
+    from the sum at its start has the whole signal's sums to the bit."""
+    return np.cumsum(np.concatenate([[before], x**2]))
+
+
 class PitchTrack:
     """Per window: the pitch (Hz), whether it is voiced, its periodicity (normalised autocorrelation at
     the period) and its level (dB)."""
@@ -145,7 +152,7 @@ class PitchTrack:
         x, rate = decimate(np.asarray(samples, dtype=np.float64), sample_rate)
         yin = Yin(rate)
         x = yin.padded(x)
-        return cls(yin, *yin.analyse(x, 0, yin.count(x.size)))
+        return cls(yin, *yin.analyse(x, running_energy(x)))
 
 
 @functools.lru_cache(maxsize=8)  # designed once per rate, not per utterance and interim result
@@ -162,42 +169,47 @@ def decimation(sample_rate: int) -> tuple[int, np.ndarray]:
 
 def decimate(samples: np.ndarray, sample_rate: int, first: int = 0) -> tuple[np.ndarray, float]:
     """``samples`` low-passed and kept every ``factor``-th (the filter computed at the kept samples
-    only), from kept sample ``first`` on, with their new rate."""
+    only), from kept sample ``first`` on (reading only the input their filters reach), as float64, with
+    their new rate."""
     factor, low_pass = decimation(sample_rate)
     if factor == 1:
-        return samples[first:], float(sample_rate)
-    padded = np.pad(samples, low_pass.size // 2)
+        return np.asarray(samples[first:], dtype=np.float64), float(sample_rate)
+    reach = low_pass.size // 2
+    start = first * factor - reach  # the input sample the first filter begins at: zeros before the audio
+    read = np.asarray(samples[max(0, start) :], dtype=np.float64)
+    padded = np.pad(read, (max(0, -start), reach))
     windows = np.lib.stride_tricks.sliding_window_view(padded, low_pass.size)[::factor]
-    return windows[first:] @ low_pass, sample_rate / factor
+    return windows @ low_pass, sample_rate / factor
 
 
 class GrowingVoice:
     """``voice_statistics`` of an utterance still being heard, again and again as it grows (interim
     results): the decimated samples and the windows' analysis that later audio cannot change are kept,
-    so a call analyses only the new audio and the last few windows."""
+    so a call reads only the new audio and the last few windows (and keeps only what those read)."""
 
     def __init__(self, sample_rate: int) -> None:
         self._sample_rate = sample_rate
         self._factor, low_pass = decimation(sample_rate)
         self._reach = low_pass.size // 2  # input samples after a kept sample that its filter reads
         self._yin = Yin(sample_rate / self._factor)
-        self._x = np.empty(0)
         self._settled = 0  # decimated samples final
+        self._start = 0  # the first decimated sample a window not kept reads
+        self._x = np.empty(0)  # decimated samples from ``_start`` on (final up to ``_settled``)
+        self._before = 0.0  # the running energy at ``_start``: final, as the samples before it are
         self._kept: tuple[np.ndarray, ...] = tuple(np.empty(0) for _ in range(4))  # analyses of final windows
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
-        samples = np.asarray(samples, dtype=np.float64)
         fresh, _ = decimate(samples, self._sample_rate, self._settled)
-        x = np.concatenate([self._x[: self._settled], fresh])
+        yin, start = self._yin, self._start
+        x = np.concatenate([self._x[: self._settled - start], fresh])
+        x = np.pad(x, (0, max(0, yin.span - start - x.size)))  # the whole signal's tail, as Yin.padded pads it
+        energy_before = running_energy(x, self._before)
+        analysed = tuple(np.concatenate(pair) for pair in zip(self._kept, yin.analyse(x, energy_before), strict=True))
         settled = max(0, (samples.size - 1 - self._reach) // self._factor + 1)  # filters within the audio
-        yin, kept = self._yin, len(self._kept[0])
-        padded = yin.padded(x)
-        analysed = tuple(
-            np.concatenate(pair)
-            for pair in zip(self._kept, yin.analyse(padded, kept, yin.count(padded.size)), strict=True)
-        )
         final = max(0, yin.count(settled))  # windows inside the final samples
-        self._x, self._settled = x, settled
+        self._start = final * yin.hop
+        self._x, self._before = x[self._start - start :], energy_before[self._start - start]
+        self._settled = settled
         self._kept = tuple(values[:final] for values in analysed)
         return statistics(PitchTrack(yin, *analysed))
 
