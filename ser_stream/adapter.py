@@ -83,21 +83,28 @@ class AdapterPrior:
 
 
 class VoiceAdapter:
-    """Running per-feature mean and variance of the utterances heard, blended with a prior."""
+    """Running per-feature mean and variance of the utterances heard, blended with a prior.
 
-    def __init__(self, prior: AdapterPrior) -> None:
+    With ``voices``, the statistics of that many voices heard in lockstep, one utterance each per
+    update (rows): training replays many orders of a stream so, each voice's numbers exactly those of
+    an adapter of its own, for a Python step per position instead of per utterance.
+    """
+
+    def __init__(self, prior: AdapterPrior, voices: int | None = None) -> None:
         self.prior = prior
         self._keep = 1.0 - 1.0 / prior.horizon
         self.heard = 0  # utterances ever added (the events' ``adapted_on``)
         self._weight = 0.0  # their forgetting-weighted count: tends to ``horizon``
-        self._mean = np.zeros(prior.n_features)
-        self._sq_dev = np.zeros(prior.n_features)  # weighted sum of squared deviations from _mean
+        shape = (prior.n_features,) if voices is None else (voices, prior.n_features)
+        self._mean = np.zeros(shape)
+        self._sq_dev = np.zeros(shape)  # weighted sum of squared deviations from _mean
 
     def update(self, features: np.ndarray) -> None:
         """Add one utterance's features (call once per utterance, after or before classifying it)."""
-        x = np.asarray(features, dtype=np.float64).reshape(-1)
-        if x.size != self.prior.n_features or not np.all(np.isfinite(x)):
-            raise ValueError(f"need {self.prior.n_features} finite features, got {x.size}")
+        x = np.asarray(features, dtype=np.float64)
+        if x.size != self._mean.size or not np.all(np.isfinite(x)):
+            raise ValueError(f"need {self._mean.size} finite features, got {x.size}")
+        x = x.reshape(self._mean.shape)
         self._weight = self._keep * self._weight + 1.0
         self._sq_dev *= self._keep
         delta = x - self._mean

@@ -160,3 +160,18 @@ def test_hearing_a_stream_classifies_each_utterance_with_those_before_it():
         one_by_one.update(row)
     assert streamed.heard == len(rows) and np.array_equal(streamed.mean, one_by_one.mean)
     assert np.array_equal(seen[0], VoiceAdapter(prior()).normalise(rows[0]))  # the first: the prior alone
+
+
+def test_voices_in_lockstep_have_each_voice_s_own_numbers_exactly():
+    voices = [voice(mean, sd, 25, seed=seed) for seed, (mean, sd) in enumerate([(3.0, 2.0), (-1.0, 0.5), (0.0, 4.0)])]
+    lockstep = VoiceAdapter(prior(horizon=10.0), voices=len(voices))
+    alone = [VoiceAdapter(prior(horizon=10.0)) for _ in voices]
+    for rows in np.stack(voices, axis=1):  # position by position: one row of each voice
+        assert np.array_equal(lockstep.normalise(rows), [a.normalise(r) for a, r in zip(alone, rows, strict=True)])
+        lockstep.update(rows)
+        for adapter, row in zip(alone, rows, strict=True):
+            adapter.update(row)
+    assert np.array_equal(lockstep.mean, [a.mean for a in alone])
+    assert np.array_equal(lockstep.var, [a.var for a in alone])
+    with pytest.raises(ValueError, match=f"need {3 * N} finite features"):
+        lockstep.update(voices[0][0])  # one voice's row is not a row of each

@@ -139,14 +139,13 @@ def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> 
         seen = dict.fromkeys(PLAYED_WAYS, _proba(model, stream.X)[orders])
     else:
         ways = {way: np.empty((*orders.shape, stream.X.shape[1]), dtype=TRAINING_DTYPE) for way in PLAYED_WAYS}
-        for o, order in enumerate(orders):
-            rows = stream.X[order]
-            adapter = VoiceAdapter(prior)
-            for i, row in enumerate(rows):
-                ways["excluding"][o, i] = adapter.normalise(row)
-                adapter.update(row)
-                ways["including"][o, i] = adapter.normalise(row)
-            ways["after_all"][o] = adapter.normalise(rows)
+        by_position = stream.X[orders.T]  # (clips, orders, features): every order's i-th clip at once
+        adapter = VoiceAdapter(prior, voices=len(orders))  # a voice per order
+        for i, rows in enumerate(by_position):
+            ways["excluding"][:, i] = adapter.normalise(rows)
+            adapter.update(rows)
+            ways["including"][:, i] = adapter.normalise(rows)
+        ways["after_all"][:] = adapter.normalise(by_position).transpose(1, 0, 2)
         seen = {way: _proba(model, X.reshape(-1, X.shape[-1])).reshape(*orders.shape, -1) for way, X in ways.items()}
     labels = stream.y[orders]
     unscored = ~stream.scored[orders]
@@ -297,7 +296,7 @@ class Recipe:
     """One variant of the shipped recipe under protocols (a), (b) and (c)."""
 
     mode: str
-    split: ex.Score
+    split: ex.Score | None  # protocol (a): measured for the recipe chosen only
     actor: ex.Score
     stream: dict[str, Any]  # summarise()
     horizons: dict[str, dict[str, float | None]]  # horizon_sweep()
@@ -320,30 +319,37 @@ def fold_streams(data: Dataset, unlabelled: Dataset | None, labels: Sequence[str
     return [streams_for(data, unlabelled, test, labels, seed) for _, test in ex.actor_folds(data)]
 
 
-def recipe_experiments(
+def actor_experiments(
     make: Callable[[int], Any],
     data: Dataset,
     streams: list[list[Stream]],
-    seeds: Sequence[int],
+    seed: int,
     settings: dict[str, float],
     rooms: list[list[rp.RoomStream]] | None = None,
-) -> dict[str, list[ex.Experiment]]:
-    """Per recipe: protocol (a); for the adapted ones also protocol (b), whose fits play (c)'s streams
-    and (d)'s ``rooms`` (per fold). The plain recipe's (b) fits are the successive halving's own (the
-    same fits, streams played)."""
-    seed = seeds[0]
+) -> dict[str, ex.Experiment]:
+    """Per adapted recipe, protocol (b), whose fits play (c)'s streams and (d)'s ``rooms`` (per fold).
+    The plain recipe's (b) fits are the successive halving's own (the same fits, streams played)."""
     folds = ex.actor_folds(data)
-    experiments = {"none": [ex.split_experiment(make, data, seeds)]}
     rooms = rooms or [[] for _ in folds]
+    experiments = {}
     for mode in [mode for mode in RECIPES if mode != "none"]:
-        split, _ = adapted_design(data, [ex.split_clips(data, s) for s in seeds], settings, mode, seed)
         actor, priors = adapted_design(data, folds, settings, mode, seed)
         then = [partial(play_all, fold, prior, rooms=r) for fold, prior, r in zip(streams, priors, rooms, strict=True)]
-        experiments[mode] = [ex.Experiment(make, split, seeds), ex.Experiment(make, actor, [seed] * len(folds), then)]
+        experiments[mode] = ex.Experiment(make, actor, [seed] * len(folds), then)
     return experiments
 
 
-def recipe(mode: str, split: ex.Score, actor: ex.Score, settings: dict[str, float]) -> Recipe:
+def split_experiment(
+    make: Callable[[int], Any], data: Dataset, seeds: Sequence[int], settings: dict[str, float], mode: str
+) -> ex.Experiment:
+    """Protocol (a) of one recipe: the article's protocol, measured for the recipe that ships."""
+    if mode == "none":
+        return ex.split_experiment(make, data, seeds)
+    split, _ = adapted_design(data, [ex.split_clips(data, s) for s in seeds], settings, mode, seeds[0])
+    return ex.Experiment(make, split, seeds)
+
+
+def recipe(mode: str, split: ex.Score | None, actor: ex.Score, settings: dict[str, float]) -> Recipe:
     played = [p for fold in actor.then for p in fold if isinstance(p, Played)]
     rooms = [p for fold in actor.then for p in fold if isinstance(p, rp.RoomPlayed)]
     horizon = None if mode == "none" else settings["horizon"]

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -88,19 +88,20 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
     labels = labels_of(args, data.seed)
 
     seeds = list(range(args.seed, args.seed + args.repeats))
-    grids = ex.QUICK_GRIDS if args.quick else (ex.ARCHITECTURE_GRID, ex.TRAINING_GRID)
+    seed_grids = ex.QUICK_GRIDS if args.quick else (ex.ARCHITECTURE_GRID, ex.TRAINING_GRID)
+    ours_grids = ex.QUICK_GRIDS if args.quick else (ex.ARCHITECTURE_GRID, ex.SHIPPED_TRAINING_GRID)
     with fits_on(cluster):
-        seed_search = search_seed(data, grids, args.seed, args.jobs)
+        seed_search = search_seed(data, seed_grids, args.seed, args.jobs)
         timings["seed_search_s"] = lap()
-        streams, ours_search = search_shipped(data, labels, rooms, grids, args.seed, args.jobs)
+        streams, ours_search = search_shipped(data, labels, rooms, ours_grids, args.seed, args.jobs)
         timings["shipped_search_s"] = lap()
         protocols = plan_protocols(data, seed_search, ours_search, streams, rooms, seeds)
-        done = protocols.score(args.jobs)
+        outcome = collect(protocols, protocols.score(args.jobs), ours_search, args.adaptation)
+        outcome, shipped = fit_shipped(outcome, data, ours_search.best_params, seeds, args.jobs)
         timings["protocols_s"] = lap()
-    outcome = collect(protocols, done, ours_search, args.adaptation)
     plot_scores(outcome, labels, report_dir)
 
-    final = fit_final(data, outcome, protocols, ours_search.best_params, args.seed)
+    final = finish(data, outcome, protocols, *shipped)
     plot_calibration(final.heads.metrics["calibration"], report_dir)
     model_metrics = models_metrics(outcome)
     manifest = build_manifest(args, data, labels, ours_search.best_params, final, outcome.chosen, model_metrics)
@@ -217,13 +218,13 @@ class Protocols:
     """Every row's protocol experiments, as one batch (``collect`` reads its scores back in the batch's order)."""
 
     seed_rows: dict[str, tuple[Callable[[int], ClassifierMixin], dict[str, Any]]]  # row: its model by seed, params
-    recipes: dict[str, list[ex.Experiment]]  # per recipe: (a), and (b) for the adapted ones
+    recipes: dict[str, ex.Experiment]  # per adapted recipe: (b) (the plain recipe's is the search's)
     searched: dict[str, ex.Score | None]  # per seed row: its (b), when the seed's search fitted it on the same folds
     batch: list[ex.Experiment]
 
     def score(self, jobs: int) -> Iterator[ex.Score]:
         """The batch's scores, in its order."""
-        log(f"protocols (a), (b) and (c): {sum(len(e.design.splits) for e in self.batch)} fits …")
+        log(f"protocols (a) to (d): {sum(len(e.design.splits) for e in self.batch)} fits …")
         return iter(ex.score_all(self.batch, jobs))
 
 
@@ -235,7 +236,7 @@ def plan_protocols(
     rooms: list[list[RoomStream]],
     seeds: list[int],
 ) -> Protocols:
-    """The seed's models under protocols (a) and (b), the shipped recipe's variants under (a) to (d)."""
+    """The seed's models under protocols (a) and (b), the shipped recipe's variants under (b) to (d)."""
     seed = seeds[0]
     seed_rows = {
         "dummy (stratified)": (ex.dummy, {"strategy": "stratified"}),
@@ -243,10 +244,10 @@ def plan_protocols(
         "grid-searched MLP, seed features": (seed_model(seed_search.best_params), seed_search.best_params),
         ARTICLE: (seed_model(ex.ARTICLE_TUNED_PARAMS), ex.ARTICLE_TUNED_PARAMS),
     }
-    recipes = ad.recipe_experiments(ours_model(ours_search.best_params), data.ours, streams, seeds, ADAPTATION, rooms)
+    recipes = ad.actor_experiments(ours_model(ours_search.best_params), data.ours, streams, seed, ADAPTATION, rooms)
     # protocol (b) of a seed model the search fitted on the same folds is the search's own score
     searched = {row: seed_search.score_of(make(seed)) for row, (make, _) in seed_rows.items()}
-    batch = [e for experiments in recipes.values() for e in experiments]  # the longest fits first
+    batch = list(recipes.values())  # the longest fits first
     batch += [ex.split_experiment(make, data.seed, seeds) for make, _ in seed_rows.values()]
     batch += [ex.actor_experiment(make, data.seed, seed) for row, (make, _) in seed_rows.items() if not searched[row]]
     return Protocols(seed_rows, recipes, searched, batch)
@@ -272,8 +273,8 @@ def collect(protocols: Protocols, done: Iterator[ex.Score], ours_search: ex.Sear
     scores: dict[str, dict[str, ex.Score]] = {}
     params: dict[str, dict[str, Any]] = {}
     results = {
-        mode: ad.recipe(mode, next(done), next(done) if len(experiments) == 2 else ours_search.best_fits, ADAPTATION)
-        for mode, experiments in protocols.recipes.items()
+        mode: ad.recipe(mode, None, next(done) if mode in protocols.recipes else ours_search.best_fits, ADAPTATION)
+        for mode in ad.RECIPES
     }
     for row, (_, row_params) in protocols.seed_rows.items():
         scores[row], params[row] = {"split": next(done)}, row_params
@@ -282,10 +283,27 @@ def collect(protocols: Protocols, done: Iterator[ex.Score], ours_search: ex.Sear
     best = max(results, key=lambda mode: results[mode].selection_accuracy)  # ties: the simpler recipe
     chosen = best if adaptation == "auto" else adaptation
     for mode, result in results.items():
-        scores[RECIPE_ROWS[mode]] = {"split": result.split, "actor": result.actor}
+        scores[RECIPE_ROWS[mode]] = {"actor": result.actor}
         params[RECIPE_ROWS[mode]] = ours_params(ours_search.best_params)
     log(f"shipped recipe: {ad.RECIPES[chosen]} (protocols (c), (d): {100 * results[chosen].selection_accuracy:.1f} %)")
     return Outcome(scores, params, results, best, chosen)
+
+
+def fit_shipped(
+    outcome: Outcome, data: Features, params: dict[str, Any], seeds: list[int], jobs: int
+) -> tuple[Outcome, tuple[ClassifierMixin, np.ndarray, AdapterPrior | None]]:
+    """``outcome`` with protocol (a) of the chosen recipe, the one the article's figures compare with
+    (the variants not shipped are compared under (b) to (d), which choose), and the chosen recipe
+    fitted on all the data with its training rows and prior; in one batch, so the final fit takes the
+    core the (a) fits leave idle."""
+    chosen, seed = outcome.chosen, seeds[0]
+    X, prior = ad.training_matrix(data.ours, chosen, ADAPTATION, seed)
+    log(f"protocol (a) of the shipped recipe and its final model: {len(seeds) + 1} fits …")
+    split_experiment = ad.split_experiment(ours_model(params), data.ours, seeds, ADAPTATION, chosen)
+    (split,), (model,) = ex.score_and_fit([split_experiment], [(ours_model(params)(seed), X, data.ours.y)], jobs)
+    results = {**outcome.results, chosen: replace(outcome.results[chosen], split=split)}
+    scores = {**outcome.scores, outcome.shipped: {"split": split, **outcome.scores[outcome.shipped]}}
+    return replace(outcome, scores=scores, results=results), (model, X, prior)
 
 
 def plot_scores(outcome: Outcome, labels: list[str], report_dir: Path) -> None:
@@ -318,17 +336,22 @@ class Final:
         return {**prior, **self.heads.arrays}
 
 
-def fit_final(data: Features, outcome: Outcome, protocols: Protocols, params: dict[str, Any], seed: int) -> Final:
-    """The chosen recipe fitted on all the data; its heads (calibration, intensity) from its protocol (b)."""
+def finish(
+    data: Features,
+    outcome: Outcome,
+    protocols: Protocols,
+    model: ClassifierMixin,
+    X: np.ndarray,
+    prior: AdapterPrior | None,
+) -> Final:
+    """The chosen recipe's final ``model`` (fitted on its training rows ``X``) with its heads
+    (calibration, intensity) from its protocol (b)."""
     chosen = outcome.chosen
-    X, prior = ad.training_matrix(data.ours, chosen, ADAPTATION, seed)
-    final = ex.fit(ours_model(params)(seed), X, data.ours.y)
-    shipped_b = protocols.recipes[chosen][-1].design if chosen != "none" else ex.actor_design(data.ours)  # its (b)
+    shipped_b = protocols.recipes[chosen].design if chosen != "none" else ex.actor_design(data.ours)  # its (b)
     horizon = None if chosen == "none" else ADAPTATION["horizon"]
-    heads = fit_heads(
-        outcome.results[chosen].actor, horizon, shipped_b, strong_of(data.clips), final, X, data.ours.clip
-    )
-    return Final(final, prior, heads)
+    strong = strong_of(data.clips)
+    heads = fit_heads(outcome.results[chosen].actor, horizon, shipped_b, strong, model, X, data.ours.clip)
+    return Final(model, prior, heads)
 
 
 def models_metrics(outcome: Outcome) -> dict[str, dict[str, Any]]:
@@ -386,7 +409,7 @@ def build_manifest(
         },
         "metrics": {
             row: {
-                **{p: {"mean": m[p]["mean"], "sd": m[p]["sd"]} for p in ("split", "actor")},
+                **{p: {"mean": m[p]["mean"], "sd": m[p]["sd"]} for p in ("split", "actor") if p in m},
                 **({"stream": {mix: s["overall"] for mix, s in m["stream"].items()}} if "stream" in m else {}),
                 **({"room": {room: r["accuracy"] for room, r in m["rooms"].items()}} if m.get("rooms") else {}),
             }

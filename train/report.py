@@ -127,6 +127,10 @@ def windows(curve: list[float | None]) -> tuple[list[float], list[float]]:
     return middles, means
 
 
+def mean_sd(score: dict[str, Any]) -> str:
+    return f"{100 * score['mean']:.1f} ± {100 * score['sd']:.1f} %"
+
+
 def table(rows: dict[str, dict[str, Any]]) -> str:
     """Every model under (a) and (b); the shipped recipe's variants under (c) too (whole streams)."""
     lines = [
@@ -134,7 +138,7 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         "|---|---|---|" + "---|" * len(MIXES),
     ]
     for name, row in rows.items():
-        cells = [f"{100 * row[p]['mean']:.1f} ± {100 * row[p]['sd']:.1f} %" for p in ("split", "actor")]
+        cells = [mean_sd(row[p]) if p in row else "—" for p in ("split", "actor")]
         stream = row.get("stream", {})
         cells += [percent(stream[mix]["overall"]) if mix in stream else "—" for mix in MIXES]
         lines.append(f"| {name} | {' | '.join(cells)} |")
@@ -326,7 +330,7 @@ Per held-out actor, whole streams:
 Total {metrics["timings"]["total_s"]:.0f} s with {metrics["jobs"]} jobs{where(metrics.get("dask"))}: feature
 extraction {t["features_s"]:.1f} s, protocol (d)'s streams {t["room_streams_s"]:.1f} s, the search on the seed
 features {t["seed_search_s"]:.0f} s, the search
-for ours {t["shipped_search_s"]:.0f} s, the protocols' other fits {t["protocols_s"]:.0f} s, plots and
-the final model {t["final_s"]:.0f} s (wall clock; load average {t["load_average"]:.1f} at the end).
+for ours {t["shipped_search_s"]:.0f} s, the protocols' other fits and the final model {t["protocols_s"]:.0f} s,
+plots and the heads {t["final_s"]:.0f} s (wall clock; load average {t["load_average"]:.1f} at the end).
 """
     (folder / "report.md").write_text(text)
