@@ -15,6 +15,7 @@ from ser_stream.model import Classifier, classify_files, load_bundle, single_thr
 from testkit.live import clip_path, free_endpoint
 from tests.conftest import SHIPPED_MODEL, run_cli
 from tests.test_audio import bad_files
+from tests.test_audio_files import truncated_wav
 
 SEED_CODES = {2: "calm", 3: "happy", 6: "fearful", 7: "disgust"}
 
@@ -142,13 +143,17 @@ def test_usage_errors_are_one_line():
 
 def test_parallel_jobs_print_what_one_job_prints_in_file_order(tmp_path, ravdess):
     good = [clip_path(ravdess, code, actor) for code in SEED_CODES for actor in (2, 9)]
+    good.insert(6, truncated_wav(ravdess, tmp_path))  # a worker's warning: printed in its file's turn
     files = [*map(str, good[:3]), str(tmp_path / "missing.wav"), *map(str, good[3:])]
     serial = run_cli("classify", "--jobs", "1", *files)
     parallel = run_cli("classify", "--jobs", "3", *files)
     assert serial.returncode == parallel.returncode == 1
     assert parallel.stdout == serial.stdout
     assert [line.split("\t")[0] for line in parallel.stdout.splitlines()] == [str(f) for f in good]
-    assert parallel.stderr == serial.stderr == f"ser-stream: {tmp_path / 'missing.wav'}: no such file\n"
+    assert parallel.stderr == serial.stderr
+    missing, truncated = serial.stderr.splitlines()
+    assert missing == f"ser-stream: {tmp_path / 'missing.wav'}: no such file"
+    assert truncated.startswith(f"ser-stream: warning: {good[6]}: truncated: ")
 
 
 @pytest.mark.parametrize("jobs", ["0", "-2", "many"])

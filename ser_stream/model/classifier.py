@@ -176,18 +176,32 @@ def _features_of(classifier: Classifier, file: str) -> Outcome:
 
 #: A worker process's classifier, set once by `_start_worker`.
 _worker: Classifier | None = None
+#: What a worker logged (level, message) while reading its current file.
+_worker_log: list[tuple[int, str]] = []
+
+
+class _Kept(logging.Handler):
+    """A worker's log handler: its records go back to the parent with the file's outcome, and the parent
+    logs them as it reaches that file, so stderr has one writer and the order of the files."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _worker_log.append((record.levelno, record.getMessage()))
 
 
 def _start_worker(bundle: ModelBundle) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: no traceback per worker
     single_threaded_blas()
+    log.handlers[:] = [_Kept()]
+    log.propagate = False
     _worker = Classifier(bundle)
 
 
-def _worker_features(file: str) -> Outcome:
+def _worker_features(file: str) -> tuple[Outcome, list[tuple[int, str]]]:
     assert _worker is not None, "_start_worker runs first in every worker"
-    return _features_of(_worker, file)
+    _worker_log.clear()
+    outcome = _features_of(_worker, file)
+    return outcome, list(_worker_log)
 
 
 def _features_in_order(classifier: Classifier, files: Sequence[str], jobs: int) -> Iterator[tuple[str, Outcome]]:
@@ -200,7 +214,10 @@ def _features_in_order(classifier: Classifier, files: Sequence[str], jobs: int) 
     with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(classifier.bundle,)) as pool:
         try:
             chunk = max(1, min(16, len(files) // (4 * jobs)))  # few round trips, yet every worker busy to the end
-            yield from zip(files, pool.map(_worker_features, files, chunksize=chunk), strict=True)
+            for file, (outcome, logged) in zip(files, pool.map(_worker_features, files, chunksize=chunk), strict=True):
+                for level, message in logged:
+                    log.log(level, "%s", message)
+                yield file, outcome
         except BaseException:  # interrupted, or the caller stopped reading: drop the files not started
             pool.shutdown(wait=False, cancel_futures=True)
             raise
