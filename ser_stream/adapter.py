@@ -100,7 +100,8 @@ class VoiceAdapter:
         self._sq_dev = np.zeros(shape)  # weighted sum of squared deviations from _mean
 
     def update(self, features: np.ndarray) -> None:
-        """Add one utterance's features (call once per utterance, after or before classifying it)."""
+        """Add one utterance's features (call once per utterance, after or before classifying it); with
+        ``voices``, a row of one utterance of each voice."""
         x = np.asarray(features, dtype=np.float64)
         if x.size != self._mean.size or not np.all(np.isfinite(x)):
             raise ValueError(f"need {self._mean.size} finite features, got {x.size}")

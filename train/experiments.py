@@ -277,8 +277,8 @@ def halving_search(
     third goes on with three times as many epochs, until one is left, trained with the full budget
     as the final model will be. An earlier stage's one left only sets its parameters for the next
     stage, which its full-budget fits would not change: they are made only if a later rung needs them.
-    An MLP's cost is its gradient
-    steps, not its rows, so epochs, not a fraction of the data, are the resource that halves cost.
+    An MLP's cost is its gradient steps, not its rows, so epochs, not a fraction of the data, are the
+    resource that halves cost.
     A fit that stopped before its budget (its loss no longer improved) is the same fit at any larger
     budget: it is not repeated, nor is a candidate a previous stage fitted already. ``then[i]``
     (as in `Experiment`) is given each fit on split i; the best candidate's fits come back as a Score.

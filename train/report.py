@@ -128,6 +128,7 @@ def windows(curve: list[float | None]) -> tuple[list[float], list[float]]:
 
 
 def mean_sd(score: dict[str, Any]) -> str:
+    """An accuracy's mean ± sd over folds or seeds, in percent."""
     return f"{100 * score['mean']:.1f} ± {100 * score['sd']:.1f} %"
 
 
@@ -233,7 +234,7 @@ them {percent(abstention["accuracy_all"])}.
 ![accuracy against coverage](coverage.png)
 
 **Intensity head** (P(strong), logistic regression on the network's standardised input), protocol (b),
-per fold mean ± sd: accuracy {100 * a["mean"]:.1f} ± {100 * a["sd"]:.1f} %, ROC AUC {auc["mean"]:.3f} ±
+per fold mean ± sd: accuracy {mean_sd(a)}, ROC AUC {auc["mean"]:.3f} ±
 {auc["sd"]:.3f}{without_neutral} ({percent(intensity["strong_share"])} of the rows are strong);
 {metrics["intensity"]["neutral"]}.
 """
