@@ -76,9 +76,10 @@ class Yin:
         self.n_fft = 1 << int(np.ceil(np.log2(self.span)))  # lags up to the longest period never wrap around
         self.lags = np.arange(longest + 1)
 
-    def padded(self, x: np.ndarray) -> np.ndarray:
-        """``x`` with zeros after it if it is shorter than one window's span."""
-        return np.pad(x, (0, max(0, self.span - x.size)))
+    def padded(self, x: np.ndarray, before: int = 0) -> np.ndarray:
+        """``x`` with zeros after it if the signal it ends (``before`` samples precede it) is shorter than
+        one window's span."""
+        return np.pad(x, (0, max(0, self.span - before - x.size)))
 
     def count(self, n: int) -> int:
         """Windows over ``n`` samples (at least one span of them)."""
@@ -201,8 +202,7 @@ class GrowingVoice:
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         fresh, _ = decimate(samples, self._sample_rate, self._settled)
         yin, start = self._yin, self._start
-        x = np.concatenate([self._x[: self._settled - start], fresh])
-        x = np.pad(x, (0, max(0, yin.span - start - x.size)))  # the whole signal's tail, as Yin.padded pads it
+        x = yin.padded(np.concatenate([self._x[: self._settled - start], fresh]), start)
         energy_before = running_energy(x, self._before)
         analysed = tuple(np.concatenate(pair) for pair in zip(self._kept, yin.analyse(x, energy_before), strict=True))
         settled = max(0, (samples.size - 1 - self._reach) // self._factor + 1)  # filters within the audio
