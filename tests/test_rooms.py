@@ -17,6 +17,7 @@ from train.rooms import (
     pink_noise,
     reverberate,
     room_impulse_response,
+    voice_level,
 )
 
 RATE = 16000
@@ -98,6 +99,25 @@ def test_a_room_applies_reverberation_then_noise_at_its_snr() -> None:
             assert 10 * np.log10(active_level(speech) / np.mean(pause**2)) == pytest.approx(room.snr_db, abs=1.5)
         if room.noise is None and room.rt60_s is None:
             np.testing.assert_array_equal(heard, speech)
+
+
+def test_a_voice_s_soft_clip_is_heard_under_the_same_noise_as_its_loud_one() -> None:
+    loud = speech_like(2.0, RATE, seed=1)
+    soft = 0.1 * speech_like(2.0, RATE, seed=2)  # 20 dB softer, the same voice
+    level = voice_level([loud, soft])
+    assert level == pytest.approx(active_level(np.concatenate([loud, soft])))
+    assert active_level(soft) < level < active_level(loud)
+    room = Room("fan", noise="pink", snr_db=20)
+    own_snr = {}
+    for name, clip in (("loud", loud), ("soft", soft)):
+        heard = room.apply(clip, RATE, np.random.default_rng(3), level=level)
+        noise = heard.astype(np.float64) - clip
+        assert 10 * np.log10(level / np.mean(noise**2)) == pytest.approx(20, abs=0.01)
+        own_snr[name] = 10 * np.log10(active_level(clip) / np.mean(noise**2))
+        default = room.apply(clip, RATE, np.random.default_rng(3)).astype(np.float64) - clip
+        assert 10 * np.log10(active_level(clip) / np.mean(default**2)) == pytest.approx(20, abs=0.01)  # own level
+    assert own_snr["loud"] - own_snr["soft"] == pytest.approx(20, abs=0.1)  # the noise does not follow the voice
+    assert own_snr["loud"] == pytest.approx(20 + 10 * np.log10(active_level(loud) / level), abs=0.01)
 
 
 def test_augment_room_draws_a_room_per_copy() -> None:

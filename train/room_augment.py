@@ -4,13 +4,16 @@ Each clip gets ``copies`` extra rows: the clip heard in a room of ``train.rooms.
 cut to the span the daemon's segmenter finds in the clean clip (as the other rows are). A room is
 drawn once per actor and copy, its noise once per clip: copy j of an actor is that voice in one
 room, as a device hears it, and the adapter's per-voice statistics (``adaptation.voices_of``: one
-voice per actor and copy) see a voice in a room.
+voice per actor and copy) see a voice in a room. The room's SNR is against the voice's level (all
+the actor's clips of the run, ``rooms.voice_level``), not each clip's: the noise of a copy is as
+loud under the actor's calm clips as under its angry ones, so the soft ones are heard under the
+noise as a device hears them.
 
 Babble is made of the other actors of the clip's own protocol (b) fold: whenever the clip is a
 training clip, so are they (a fold holds them out together), so no held-out voice is ever heard in
 a training row, and the copies can be computed once and cached. With one actor per fold (five actors
 or fewer) there is no such voice: pink noise instead of babble. Protocol (a)'s random split may test
-a clip whose audio is in another actor's babble (at least 5 dB under that actor's speech); (a) is
+a clip whose audio is in another actor's babble (at least 10 dB under that actor's voice); (a) is
 for comparison with the article only. Test rows are originals only (``Dataset.rows``).
 """
 
@@ -31,7 +34,7 @@ from ser_stream.segmenter import SegmenterConfig, speech_span
 from . import experiments as ex
 from .dataset import Dataset, decode, settings_key, write_cache
 from .ravdess import Clip
-from .rooms import AUGMENT_RT60_S, AUGMENT_SNR_DB, BABBLE_VOICES, random_room
+from .rooms import AUGMENT_RT60_S, AUGMENT_SNR_DB, BABBLE_VOICES, random_room, voice_level
 
 #: Room copies per training clip of the shipped recipe (``--rooms``): each costs as much fit time as
 #: a speed copy. Three, chosen by protocols (c) and (d): 1, 2, 3, 4 copies gave 66.5, 67.7, 68.1 and
@@ -61,6 +64,7 @@ def rooms_key(params: FeatureParams, trim: SegmenterConfig | None, copies: int, 
         "voices": BABBLE_VOICES,
         "pool": POOL_CLIPS,
         "features": IMPLEMENTATION,
+        "snr_against": "voice",  # the level of all the actor's clips, not each clip's
     }
     return settings_key(settings)
 
@@ -87,15 +91,16 @@ def _actor_copies(
     babble = len(pool) >= BABBLE_VOICES
     rooms = [random_room(np.random.default_rng([seed, actor, j]), babble) for j in range(copies)]
     extract = extractor_for(params)
+    voice = [decode(path.read_bytes(), rate) for path in paths]
+    level = voice_level(voice)
     out = []
-    for path, digest, file in zip(paths, digests, files, strict=True):
-        samples = decode(path.read_bytes(), rate)
+    for samples, digest, file in zip(voice, digests, files, strict=True):
         start, end = speech_span(to_int16(samples), trim) if trim else (0, samples.size)
         rows = []
         for j, room in enumerate(rooms):
             rng = np.random.default_rng([seed, j, int(digest[:12], 16)])
             voices = [pool[i] for i in rng.choice(len(pool), min(POOL_CLIPS, len(pool)), replace=False)] if pool else []
-            rows.append(extract(room.apply(samples, rate, rng, voices)[start:end]))
+            rows.append(extract(room.apply(samples, rate, rng, voices, level)[start:end]))
         stacked = np.stack(rows)
         write_cache(file, partial(np.save, arr=stacked))
         out.append(stacked)

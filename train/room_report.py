@@ -22,6 +22,7 @@ def rooms_metrics(copies: int) -> dict[str, Any]:
         "copies_per_clip": copies,
         "rooms": "per actor and copy one of: pink noise, babble, reverberation, reverberation and noise",
         "snr_db": list(AUGMENT_SNR_DB),
+        "snr_against": "the voice's active level (all the actor's clips), not each clip's",
         "rt60_s": list(AUGMENT_RT60_S),
         "babble": f"{BABBLE_VOICES} voices from {POOL_CLIPS} clips of the other actors of the clip's by-actor fold",
     }
@@ -89,8 +90,9 @@ utterance with the statistics of those before it); each utterance is matched to 
 it overlaps most, and a clip is scored by the utterance overlapping it most (none: wrong); "all
 heard": every utterance classified with the whole stream's statistics (two passes). The same
 fitted fold models as protocol (c). Training rows: {copies} room cop{"y" if copies == 1 else "ies"} per clip
-(SNR {AUGMENT_SNR_DB[0]:g}–{AUGMENT_SNR_DB[1]:g} dB, RT60 {AUGMENT_RT60_S[0]:g}–{AUGMENT_RT60_S[1]:g} s;
-`--rooms`). The recipe is chosen by protocols (c) and (d) together (the mean of their means).
+(SNR {AUGMENT_SNR_DB[0]:g}–{AUGMENT_SNR_DB[1]:g} dB against the voice's level, not each clip's;
+RT60 {AUGMENT_RT60_S[0]:g}–{AUGMENT_RT60_S[1]:g} s; `--rooms`). The recipe is chosen by protocols (c) and (d)
+together (the mean of their means).
 
 {room_table(metrics["models"])}
 
