@@ -41,7 +41,8 @@ Bounds of an utterance, in stream samples:
   voice and swings from frame to frame.  In steady noise (``steady`` in the whole band and in
   ``BAND_HZ``) above ``BAND_AUDIBLE_DBFS``, a frame webrtcvad calls non-speech (or the noise gate
   masked) counts as speech when its power in ``BAND_HZ`` is ``BAND_GATE_DB`` above that band's own floor.
-  Babble, clean and reverberant rooms are segmented as without it.
+  Babble, clean and reverberant rooms are segmented as without it; ``noise_gate_db=0`` turns it off
+  with the noise gate.
 - ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
   utterances are dropped and counted in ``dropped_short``.
 
@@ -401,7 +402,7 @@ class Segmenter:
         self._noise_ratio = 10 ** (config.noise_gate_db / 10) if config.noise_gate_db > 0 else 0.0
         self._steady_ratio = min(self._noise_ratio, 10 ** (STEADY_GATE_DB / 10))
         self._noise = _NoiseFloor(frame_ms, self._frame)
-        self._band_ratio = 10 ** (BAND_GATE_DB / 10)
+        self._band_ratio = 10 ** (BAND_GATE_DB / 10) if config.noise_gate_db > 0 else math.inf
         self._band_window = np.hanning(self._frame).astype(np.float32)
         frequencies = np.fft.rfftfreq(self._frame, 1 / config.sample_rate)
         bins = np.flatnonzero((frequencies >= BAND_HZ[0]) & (frequencies <= BAND_HZ[1]))

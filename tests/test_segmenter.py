@@ -384,7 +384,7 @@ def test_a_voice_under_steady_pink_noise_is_found_and_the_noise_alone_opens_noth
     assert abs(found[0].start - 4 * rate) <= TOLERANCE_S * rate and 6 * rate <= found[0].end <= 6.5 * rate
     alone, _ = segment(to_int16(noisy - clean))
     assert not [u.bounds_s for u in alone if u.end > late]
-    monkeypatch.setattr(segmenter_module, "BAND_GATE_DB", float("inf"))  # webrtcvad and the gates alone
+    monkeypatch.setattr(segmenter_module, "BAND_GATE_DB", float("inf"))  # without the rescue
     plain, _ = segment(to_int16(noisy))
     assert not [u.bounds_s for u in plain if u.end > late]
 
