@@ -116,6 +116,10 @@ STEADY_GATE_DB = 6.0
 #: the rescue on every steady frame (no ``STEADY_SHARE``), 200-3000 Hz missed 69, 300-3000 88,
 #: 150-3000 69, 200-4000 77.
 BAND_HZ = (200.0, 3000.0)
+#: Shorter frames are judged on the mean of their energies in ``BAND_HZ`` over this long: on their
+#: own, 10 ms frames let the noise's swings through (protocol (d)'s streams at 10 ms frames, pink noise
+#: at 10 dB: 0.028 spurious utterances per clip, 0.014 with the mean, as without the rescue).
+BAND_MS = 30
 #: 3 dB opened no utterance on noise alone there; 2.5 found 22 clips more in pink noise at 10 dB but
 #: opened one on the noise.
 BAND_GATE_DB = 3.0
@@ -410,6 +414,7 @@ class Segmenter:
         frequencies = np.fft.rfftfreq(self._frame, 1 / config.sample_rate)
         bins = np.flatnonzero((frequencies >= BAND_HZ[0]) & (frequencies <= BAND_HZ[1]))
         self._band = slice(int(bins[0]), int(bins[-1]) + 1)
+        self._recent_band: deque[float] = deque(maxlen=max(1, BAND_MS // frame_ms))  # energies in BAND_HZ
         # While silent, keep enough past audio for the earliest onset the trigger window can report.
         self._history = self._pre_roll + trigger_frames * self._frame
         # Compacting keeps at most max + history + two frames, so at least half the tape is free
@@ -433,6 +438,7 @@ class Segmenter:
         self._recent_energy.clear()
         self._hangover.clear()
         self._noise.clear()
+        self._recent_band.clear()
 
     @property
     def in_speech(self) -> bool:
@@ -560,7 +566,8 @@ class Segmenter:
         self._noise.push(energy, band, voiced)
         if voiced and self._noise.masks(energy, self._noise_ratio, self._steady_ratio):
             voiced = False  # webrtcvad hears a voice, but it does not stand out of the room's babble
-        if not voiced and self._noise.speaks(band, self._band_ratio):
+        self._recent_band.append(band)
+        if not voiced and self._noise.speaks(sum(self._recent_band) / len(self._recent_band), self._band_ratio):
             voiced = True  # webrtcvad hears none (or the noise gate masked it), but the speech band stands out
         if not self._in_speech:
             self._trigger.push(voiced)
