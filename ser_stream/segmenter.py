@@ -5,7 +5,7 @@ streaming class in the manner of silero-vad's ``VADIterator``: webrtcvad labels 
 10/20/30 ms frame voiced or not; speech starts when ``trigger_ratio`` of the frames in a
 short trigger window are voiced, and ends once ``RELEASE_RATIO`` of the frames of the last
 ``hangover_ms`` (counted from the onset) are unvoiced.  Pure code, no threads, no I/O: it
-runs on the audio path, so each frame costs one VAD call and a few integer updates.
+runs on the audio path, so each frame costs one VAD call, one small FFT and a few updates.
 Samples go into one preallocated "tape" and an utterance is copied out of it once, when
 it is emitted.
 
@@ -36,6 +36,13 @@ Bounds of an utterance, in stream samples:
   audio are segmented as without the gate.  ``noise_gate_db=0`` turns it off.  A sound webrtcvad
   calls speech that never pauses for ``FLOOR_WINDOW_MS`` becomes the floor itself: a babble that
   is always there is, after a few seconds, the room.
+- Speech band rescue: webrtcvad calls a voice quieter than steady noise (pink noise, a fan) non-speech
+  (and in loud steady noise the noise gate masks it), and the frame's whole power does not tell it
+  either, as most of that noise's power lies below the voice and swings from frame to frame.  In noise
+  above ``BAND_AUDIBLE_DBFS`` that is steady and has been for most of the last ``STEADY_MS``, such a
+  frame counts as speech when its power in ``BAND_HZ`` is ``BAND_GATE_DB`` above that band's own floor.
+  Clean, reverberant and babbling rooms are segmented as without it; ``noise_gate_db=0`` turns it off
+  with the noise gate.
 - ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
   utterances are dropped and counted in ``dropped_short``.
 
@@ -97,6 +104,36 @@ FOOLED_MS = 1000
 #: utterances early.
 STEADY_DIP_DB = 5.0
 STEADY_GATE_DB = 6.0
+
+#: Speech band rescue.  webrtcvad calls a voice quieter than steady noise non-speech, and the frame's
+#: whole power cannot tell it either: pink noise keeps most of its power below the voice (two thirds
+#: under 60 Hz in protocol (d)'s streams), where it swings by several dB from frame to frame (99 % of
+#: 30 ms frames within 7.6 dB of the median).  Between 300 and 3000 Hz it holds within 1.9 dB, and a
+#: voice 5 dB under the noise overall still lifts it.  So in steady noise a frame webrtcvad calls
+#: non-speech counts as speech when its power in ``BAND_HZ`` (Hann-windowed FFT) is ``BAND_GATE_DB``
+#: above that band's floor (minimum statistics, as the floor's).  In protocol (d)'s streams (20 actors,
+#: 640 clips) it missed 75 clips in pink noise at 10 dB with 200-3000 Hz, 211 without the rescue; with
+#: the rescue on every steady frame (no ``STEADY_SHARE``), 200-3000 Hz missed 69, 300-3000 88,
+#: 150-3000 69, 200-4000 77.
+BAND_HZ = (200.0, 3000.0)
+#: Shorter frames are judged on the mean of their energies in ``BAND_HZ`` over this long: on their
+#: own, 10 ms frames let the noise's swings through (protocol (d)'s streams at 10 ms frames, pink noise
+#: at 10 dB: 0.028 spurious utterances per clip, 0.014 with the mean, as without the rescue).
+BAND_MS = 30
+#: 3 dB opened no utterance on noise alone there; 2.5 found 22 clips more in pink noise at 10 dB but
+#: opened one on the noise.
+BAND_GATE_DB = 3.0
+#: No rescue below this floor (dBFS): noise that faint hides no voice, while the breaths and lip sounds
+#: of a close talker stand out of it.  Protocol (d)'s clean streams with steady pink hiss at -75 dBFS:
+#: 11 spurious utterances, as without the rescue; 17 without this floor.
+BAND_AUDIBLE_DBFS = -70.0
+#: Babble looks steady now and then (3-13 % of its frames in protocol (d)'s streams, pink noise 94-100 %),
+#: and rescues then let its own bursts through (protocol (d), babble at 15 dB: a clip missed and a
+#: spurious utterance more).  So the rescue waits until the share of steady frames, followed with a
+#: time constant of ``STEADY_MS``, reaches ``STEADY_SHARE``: after 6 s of steady noise; babble's stayed
+#: under 0.57 in 99 % of its frames.
+STEADY_MS = 5000
+STEADY_SHARE = 0.7
 
 #: What ``noise_floor_dbfs`` says for digital silence (whose logarithm is -inf, which JSON lacks).
 SILENT_DBFS = -120.0
@@ -247,41 +284,79 @@ class _Window:
         self.voiced = 0
 
 
-class _NoiseFloor:
-    """The room's noise power per frame, and whether webrtcvad calls that noise speech (babble, a
-    television) or not (a fan: webrtcvad adapts to steady noise itself)."""
+class _Minimum:
+    """The minimum of the values pushed over the last ``window`` pushes (a deque of increasing values)."""
 
-    def __init__(self, frame_ms: int) -> None:
-        self._window = FLOOR_WINDOW_MS // frame_ms
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._values: deque[tuple[int, float]] = deque()  # (push index, value), increasing values
+        self._pushed = 0
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._pushed = 0
+
+    def push(self, value: float) -> None:
+        values = self._values
+        while values and values[-1][1] >= value:
+            values.pop()
+        values.append((self._pushed, value))
+        if values[0][0] <= self._pushed - self._window:
+            values.popleft()
+        self._pushed += 1
+
+    @property
+    def value(self) -> float:
+        return self._values[0][1]
+
+
+class _NoiseFloor:
+    """The room's noise power per frame, in the whole band and in the speech band; whether the noise is
+    steady; and whether webrtcvad calls that noise speech (babble, a television) or not (a fan: webrtcvad
+    adapts to steady noise itself)."""
+
+    def __init__(self, frame_ms: int, frame_samples: int) -> None:
+        window = FLOOR_WINDOW_MS // frame_ms
         self._warmup = FLOOR_WARMUP_MS // frame_ms
         self._keep = math.exp(-frame_ms / FLOOR_SMOOTHING_MS)
         self._keep_voiced = math.exp(-frame_ms / FOOLED_MS)
+        self._keep_steady = math.exp(-frame_ms / STEADY_MS)
         self._near = 10 ** (FLOOR_NEAR_DB / 10)
         self._dip = 10 ** (STEADY_DIP_DB / 10)
-        self._minima: deque[tuple[int, float]] = deque()  # (frame index, smoothed power), increasing powers
-        self._raw_minima: deque[tuple[int, float]] = deque()  # the same of the frames' own power
+        self._audible = 10 ** (BAND_AUDIBLE_DBFS / 10) * frame_samples * 32768.0**2  # as a frame energy
+        self._floor, self._quietest = _Minimum(window), _Minimum(window)  # smoothed and single frames' power
+        self._band_floor = _Minimum(window)  # the smoothed power in BAND_HZ
         self.clear()
 
     def clear(self) -> None:
-        self._minima.clear()
-        self._raw_minima.clear()
+        for minimum in (self._floor, self._quietest, self._band_floor):
+            minimum.clear()
         self._frames = 0
-        self._smoothed = 0.0
+        self._smoothed = self._band_smoothed = 0.0
         self._voiced_share = 0.0  # of the frames at the floor, how many webrtcvad called speech (running)
+        self._steady_share = 0.0  # of the frames since the warm-up, how many found the noise steady (running)
 
-    def push(self, energy: float, voiced: bool) -> None:
-        smoothed = energy if self._frames == 0 else self._keep * self._smoothed + (1 - self._keep) * energy
-        for minima, value in ((self._minima, smoothed), (self._raw_minima, energy)):
-            while minima and minima[-1][1] >= value:
-                minima.pop()
-            minima.append((self._frames, value))
-            if minima[0][0] <= self._frames - self._window:
-                minima.popleft()
-        self._smoothed = smoothed
+    def push(self, energy: float, band: float, voiced: bool) -> None:
+        if self._frames == 0:
+            self._smoothed, self._band_smoothed = energy, band
+        else:
+            self._smoothed = self._keep * self._smoothed + (1 - self._keep) * energy
+            self._band_smoothed = self._keep * self._band_smoothed + (1 - self._keep) * band
+        self._floor.push(self._smoothed)
+        self._quietest.push(energy)
+        self._band_floor.push(self._band_smoothed)
         self._frames += 1
         floor = self.energy
         if floor is not None and energy <= floor * self._near:
             self._voiced_share = self._keep_voiced * self._voiced_share + (1 - self._keep_voiced) * voiced
+        if floor is not None:
+            self._steady_share = self._keep_steady * self._steady_share + (1 - self._keep_steady) * self.steady
+
+    @property
+    def steady(self) -> bool:
+        """The noise barely dips below its floor (a fan, pink noise), unlike babble or digital silence."""
+        floor = self.energy
+        return floor is not None and self._quietest.value > 0 and floor < self._quietest.value * self._dip
 
     def masks(self, energy: float, ratio: float, steady_ratio: float) -> bool:
         """Whether a frame of ``energy`` is the room's noise: webrtcvad takes that noise for speech and
@@ -289,14 +364,20 @@ class _NoiseFloor:
         floor = self.energy
         if floor is None or self._voiced_share < FOOLED_SHARE:
             return False
-        quietest = self._raw_minima[0][1]
-        steady = quietest > 0 and floor < quietest * self._dip
-        return energy < floor * (steady_ratio if steady else ratio)
+        return energy < floor * (steady_ratio if self.steady else ratio)
+
+    def speaks(self, band: float, ratio: float) -> bool:
+        """Whether a frame with ``band`` energy in ``BAND_HZ`` stands ``ratio`` (power) above audible noise
+        that is steady and has been for a while: a voice webrtcvad does not hear, or not out of the noise."""
+        floor = self.energy
+        if floor is None or floor < self._audible or self._steady_share < STEADY_SHARE or not self.steady:
+            return False
+        return band >= self._band_floor.value * ratio
 
     @property
     def energy(self) -> float | None:
         """The floor as a frame energy (None during the warm-up)."""
-        return self._minima[0][1] if self._frames >= self._warmup else None
+        return self._floor.value if self._frames >= self._warmup else None
 
 
 class Segmenter:
@@ -327,7 +408,13 @@ class Segmenter:
         self._gate_ratio = 10 ** (-config.gate_db / 10) if config.gate_db > 0 else 0.0
         self._noise_ratio = 10 ** (config.noise_gate_db / 10) if config.noise_gate_db > 0 else 0.0
         self._steady_ratio = min(self._noise_ratio, 10 ** (STEADY_GATE_DB / 10))
-        self._noise = _NoiseFloor(frame_ms)
+        self._noise = _NoiseFloor(frame_ms, self._frame)
+        self._band_ratio = 10 ** (BAND_GATE_DB / 10) if config.noise_gate_db > 0 else math.inf
+        self._band_window = np.hanning(self._frame).astype(np.float32)
+        frequencies = np.fft.rfftfreq(self._frame, 1 / config.sample_rate)
+        bins = np.flatnonzero((frequencies >= BAND_HZ[0]) & (frequencies <= BAND_HZ[1]))
+        self._band = slice(int(bins[0]), int(bins[-1]) + 1)
+        self._recent_band: deque[float] = deque(maxlen=max(1, BAND_MS // frame_ms))  # energies in BAND_HZ
         # While silent, keep enough past audio for the earliest onset the trigger window can report.
         self._history = self._pre_roll + trigger_frames * self._frame
         # Compacting keeps at most max + history + two frames, so at least half the tape is free
@@ -351,6 +438,7 @@ class Segmenter:
         self._recent_energy.clear()
         self._hangover.clear()
         self._noise.clear()
+        self._recent_band.clear()
 
     @property
     def in_speech(self) -> bool:
@@ -474,9 +562,13 @@ class Segmenter:
         energy = float(np.dot(as_float, as_float))
         frame_start = self._vad_pos
         self._vad_pos += self._frame
-        self._noise.push(energy, voiced)
+        band = self._band_energy(samples)
+        self._noise.push(energy, band, voiced)
         if voiced and self._noise.masks(energy, self._noise_ratio, self._steady_ratio):
             voiced = False  # webrtcvad hears a voice, but it does not stand out of the room's babble
+        self._recent_band.append(band)
+        if not voiced and self._noise.speaks(sum(self._recent_band) / len(self._recent_band), self._band_ratio):
+            voiced = True  # webrtcvad hears none (or the noise gate masked it), but the speech band stands out
         if not self._in_speech:
             self._trigger.push(voiced)
             self._recent_energy.append(energy)
@@ -499,6 +591,11 @@ class Segmenter:
         end = min(self._last_voiced_end + self._tail, self._vad_pos)
         self._cut_windows(done, end, closed_at=self._vad_pos)
         self._close(done, end, closed_at=self._vad_pos)
+
+    def _band_energy(self, samples: np.ndarray) -> float:
+        """The frame's energy in ``BAND_HZ`` (Hann-windowed): a fan's rumble and pink noise's low end left out."""
+        spectrum = np.fft.rfft(samples * self._band_window)[self._band]
+        return float(np.vdot(spectrum, spectrum).real)
 
     def _open(self, done: list[SpeechEvent]) -> None:
         """Speech starts: the onset is the first voiced frame of the trigger window."""

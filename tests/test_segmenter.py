@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import webrtcvad
 
+from ser_stream import segmenter as segmenter_module
 from ser_stream.audio import to_int16
 from ser_stream.segmenter import FLOOR_WARMUP_MS, FLOOR_WINDOW_MS, SILENT_DBFS, Segmenter, SegmenterConfig, Utterance
 from testkit.noisy import babble_pool, overlapping, voice_stream
@@ -365,6 +366,28 @@ def test_utterances_close_in_loud_steady_pink_noise(snr_db: float) -> None:
     if snr_db == 10:
         plain, _ = segment(noisy, SegmenterConfig(noise_gate_db=0))
         assert plain[0].cut
+
+
+def test_a_voice_under_steady_pink_noise_is_found_and_the_noise_alone_opens_nothing(monkeypatch) -> None:
+    """A harmonic voice with a pitch glide at about -30 dBFS (RAVDESS's level), 3 dB under pink noise that
+    runs from 8 s before it (the rescue waits for noise that has been steady for a while): missed without
+    the speech band rescue, found as one utterance with it; the noise alone opens only webrtcvad's
+    start-up utterance, in the first two seconds."""
+    rate = 16000
+    voice = speech_like(2.0, rate, seed=4) * np.float32(10 ** (-30 / 20) / 0.1)
+    clean = np.concatenate([np.zeros(8 * rate, np.float32), voice, np.zeros(2 * rate, np.float32)])
+    noise = pink_noise(clean.size, np.random.default_rng(4))
+    noisy = mix_at_snr(clean, noise, -3)
+    late = 2 * rate  # after webrtcvad's start-up in the noise
+    utterances, _ = segment(to_int16(noisy))
+    found = [u for u in utterances if u.end > late]
+    assert len(found) == 1, [u.bounds_s for u in utterances]
+    assert abs(found[0].start - 8 * rate) <= TOLERANCE_S * rate and 10 * rate <= found[0].end <= 10.5 * rate
+    alone, _ = segment(to_int16(noisy - clean))
+    assert not [u.bounds_s for u in alone if u.end > late]
+    monkeypatch.setattr(segmenter_module, "BAND_GATE_DB", float("inf"))  # without the rescue
+    plain, _ = segment(to_int16(noisy))
+    assert not [u.bounds_s for u in plain if u.end > late]
 
 
 def clips_in_babble(ravdess, snr_db: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
