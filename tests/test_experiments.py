@@ -61,9 +61,8 @@ def test_a_candidate_that_stopped_early_is_scored_from_the_search_too():
         assert result.score_of(quick({"alpha": alpha})).scores == fresh.scores
 
 
-def test_successive_halving_trains_a_third_for_three_times_as_many_epochs_and_reuses_what_it_fitted(monkeypatch):
-    data = synthetic()
-    design = ex.actor_design(data)
+def record_fits(monkeypatch) -> list[tuple[float, int, int]]:
+    """(alpha, epochs, batch size) of every fit the search makes, in order."""
     fitted = []
     real = ex._fit_predict
 
@@ -73,6 +72,13 @@ def test_successive_halving_trains_a_third_for_three_times_as_many_epochs_and_re
         return real(model, X, y, train, test, then)
 
     monkeypatch.setattr(ex, "_fit_predict", spy)
+    return fitted
+
+
+def test_successive_halving_trains_a_third_for_three_times_as_many_epochs_and_reuses_what_it_fitted(monkeypatch):
+    data = synthetic()
+    design = ex.actor_design(data)
+    fitted = record_fits(monkeypatch)
     alphas = [0.001, 0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]  # 9 candidates: 3 rungs
     winner_then = [ex.final_step] * 4
     result = ex.halving_search(make, design, ({"alpha": alphas}, {"batch_size": [256, 64]}), 1, winner_then)
@@ -100,6 +106,23 @@ def test_successive_halving_trains_a_third_for_three_times_as_many_epochs_and_re
     (fresh,) = ex.score_all([ex.Experiment(lambda s: best, design, [0] * 4, winner_then)], 1)
     assert result.best_fits.scores == fresh.scores and result.best_fits.y_pred == fresh.y_pred  # the same fits
     assert [model.max_iter for model in result.best_fits.then] == [30] * 4
+
+
+def test_the_last_stage_at_full_budget_judges_every_candidate_where_the_final_model_trains(monkeypatch):
+    data = synthetic()
+    design = ex.actor_design(data)
+    fitted = record_fits(monkeypatch)
+    alphas = [0.001, 0.01, 1.0, 30.0]
+    result = ex.halving_search(make, design, ({"batch_size": [256]}, {"alpha": alphas}), 1, last_at_full_budget=True)
+    stage = result.stages[1]
+    assert [(r["params"]["alpha"], r["rung"], r["epochs"]) for r in stage] == [(a, 0, 30) for a in alphas]
+    assert result.best_params["alpha"] == max(stage, key=lambda r: r["accuracy"])["params"]["alpha"]
+    assert result.best_score == max(r["accuracy"] for r in stage)
+    assert not [f for f in fitted if f[1] != 30]  # no shorter rung in the last stage, nor in a one-candidate first
+    assert sorted(f[0] for f in fitted) == sorted(a for a in alphas for _ in range(4))  # each alpha once per fold
+    # without it, the same grid is halved: 4 candidates, 3 rungs
+    halved = ex.halving_search(make, design, ({"batch_size": [256]}, {"alpha": alphas}), 1)
+    assert [r["epochs"] for r in halved.stages[1]] == [4, 4, 4, 4, 10, 10, 30]
 
 
 def test_a_fit_that_stopped_early_is_the_same_fit_with_a_larger_budget():

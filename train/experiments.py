@@ -269,13 +269,17 @@ def halving_search(
     grids: tuple[dict[str, list[Any]], ...],
     jobs: int,
     then: Sequence[Callable[[ClassifierMixin], Any] | None] | None = None,
+    last_at_full_budget: bool = False,
 ) -> SearchResult:
     """Staged successive halving over training epochs, under ``design``'s splits (whole folds).
 
     ``make(params)`` is an MLP (behind a scaler or not) whose ``max_iter`` is the full budget. Every
     candidate of a stage first trains for a fraction of it, ranked by mean split accuracy; the best
     third goes on with three times as many epochs, until one is left, trained with the full budget
-    as the final model will be. An earlier stage's one left only sets its parameters for the next
+    as the final model will be. With ``last_at_full_budget`` the last stage's candidates all train the
+    full budget: its few settings (weight decay among them) are then judged where they act, not by
+    how fast they learn (a short rung favours little weight decay). An earlier stage's one left only
+    sets its parameters for the next
     stage, which its full-budget fits would not change: they are made only if a later rung needs them.
     An MLP's cost is its gradient steps, not its rows, so epochs, not a fraction of the data, are the
     resource that halves cost.
@@ -291,9 +295,10 @@ def halving_search(
         candidates = _stage_grid(grid, best)
         models = [make({**best, **c}) for c in candidates]
         full = final_step(make(best)).max_iter
-        rungs = _rungs(len(candidates))
+        last = stage == len(grids) - 1
+        rungs = 1 if last and last_at_full_budget else _rungs(len(candidates))
         records = []
-        for rung in range(rungs if stage == len(grids) - 1 else rungs - 1):
+        for rung in range(rungs if last else rungs - 1):
             budget = ceil(full / HALVING_FACTOR ** (rungs - 1 - rung))
             keys = [_fit_key(make({**best, **c})) for c in candidates]
             todo = [
@@ -323,7 +328,7 @@ def halving_search(
             kept = ranked[: ceil(len(candidates) / HALVING_FACTOR)]
             candidates, best_score, winner = [candidates[i] for i in kept], means[ranked[0]], scored[ranked[0]]
         for model in models:  # fits that hold at the full budget: protocol (b) of that model costs no fit
-            done = [_reusable(fits[(_fit_key(model), split)], full) for split in range(len(design.splits))]
+            done = [_reusable(fits.get((_fit_key(model), split), []), full) for split in range(len(design.splits))]
             if all(done):
                 split_scores.append((estimator_params(model), _pooled(done).scores))
         best.update(candidates[0])

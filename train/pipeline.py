@@ -209,7 +209,9 @@ def search_shipped(
     streams = ad.fold_streams(data.ours, data.unlabelled, labels, seed)
     # the search's best fits are the plain recipe's (b); they play its (c) and (d)
     plain = [partial(ad.play_all, fold, None, rooms=r) for fold, r in zip(streams, rooms, strict=True)]
-    search = ex.halving_search(lambda p: ours_model(p)(seed), ex.actor_design(data.ours), grids, jobs, plain)
+    search = ex.halving_search(
+        lambda p: ours_model(p)(seed), ex.actor_design(data.ours), grids, jobs, plain, last_at_full_budget=True
+    )
     return streams, search
 
 
