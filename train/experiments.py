@@ -279,8 +279,8 @@ def halving_search(
     as the final model will be. With ``last_at_full_budget`` the last stage's candidates all train the
     full budget: its few settings (weight decay among them) are then judged where they act, not by
     how fast they learn (a short rung favours little weight decay). An earlier stage's one left only
-    sets its parameters for the next
-    stage, which its full-budget fits would not change: they are made only if a later rung needs them.
+    sets its parameters for the next stage, which its full-budget fits would not change: they are made
+    only if a later rung needs them.
     An MLP's cost is its gradient steps, not its rows, so epochs, not a fraction of the data, are the
     resource that halves cost.
     A fit that stopped before its budget (its loss no longer improved) is the same fit at any larger
