@@ -39,7 +39,7 @@ def main() -> None:
         "pipeline": lambda: pipeline.run(args.data),
         "classify": lambda: classify.run(args.data),
         "device": lambda: device.run(args.idle_s),
-        "model": model.run,
+        "model": lambda: model.run(args.data),
         "segmentation": lambda: segmentation.run(args.data),
         "interim": lambda: interim.run(args.data, args.idle_s),
     }

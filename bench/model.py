@@ -1,9 +1,14 @@
-"""Model bundle: the data-only .npz against the joblib pickle it replaced, on disk and at load.
+"""Model bundle: the data-only .npz against the joblib pickle it replaced, on disk and at load; and
+the forward pass of the shipped bundles' networks against one of them alone.
 
 The reference is the last pickle bundle and the code that loaded it, taken from git
 (``REFERENCE``) into a temporary folder and run by this interpreter in the same run.
 Each process imports the loader, loads the bundle once (what start-up pays) and then
 ``LOADS`` more times (what a SIGHUP reload pays); figures are medians over ``PROCESSES``.
+
+``networks``: each shipped bundle's probabilities of one utterance (all its networks, averaged and
+calibrated) against its first network alone, BLAS in one thread as the daemon runs; and the
+features of the utterance, which the worker computes for the same utterance, as the scale.
 """
 
 from __future__ import annotations
@@ -12,16 +17,24 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
 
-from bench.common import line, median, python_start_s, section
+import soundfile
+
+from bench.common import DEFAULT_DATA, clips, line, median, python_start_s, section
+from ser_stream.features import extract_features
+from ser_stream.model import load_bundle, single_threaded_blas
 from testkit.live import REPO
 
 #: The last commit of the joblib bundle and its loader (SHA-256 check, then a pickle read without scikit-learn).
 REFERENCE = "f6ea677"
 PROCESSES = 7
 LOADS = 20
+#: Forward passes timed per bundle and way (one at a time, as the worker makes them).
+PASSES = 2000
 #: Run in a fresh process: import the loader, load once, load LOADS more times; prints seconds and where it ran.
 PROBE = f"""
 import sys, time
@@ -66,7 +79,42 @@ def probe(code_root: Path, bundle: Path) -> tuple[float, float, float, str]:
     return float(imported), float(first), float(reload), " ".join(heavy) or "none"
 
 
-def run() -> None:
+def run(data: Path = DEFAULT_DATA) -> None:
+    loading()
+    networks(data)
+
+
+def networks(data: Path) -> None:
+    """Per utterance: each shipped bundle's forward pass, against its first network alone and the features."""
+    single_threaded_blas()
+    samples = soundfile.read(clips(data, 1)[0], dtype="float32")[0]
+    section(f"model: the forward pass of one utterance, {PASSES} passes, 1 BLAS thread")
+    for name in ("ser-mlp", "ser-mlp-8"):
+        bundle = load_bundle(REPO / "models" / f"{name}.npz")
+        row = extract_features(samples, 16000, bundle.feature_params)
+        features = []
+        for _ in range(20):
+            started = time.perf_counter()
+            extract_features(samples, 16000, bundle.feature_params)
+            features.append(time.perf_counter() - started)
+        mlp = bundle.mlp
+        first = replace(mlp, coefs=tuple(c[:1] for c in mlp.coefs), intercepts=tuple(b[:1] for b in mlp.intercepts))
+        times = {}
+        for way, network in (("all", mlp), ("first", first)):
+            passes = []
+            for _ in range(PASSES):
+                started = time.perf_counter()
+                network.predict_proba(row)
+                passes.append(time.perf_counter() - started)
+            times[way] = median(passes)
+        everything, one, extraction = times["all"], times["first"], median(features)
+        line(f"{name}: {mlp.members} networks", f"{1e6 * everything:.0f} µs (median)")
+        line("  its first network alone (reference)", f"{1e6 * one:.0f} µs ({everything / one:.2f}x)")
+        clip = f"  features of the {samples.size / 16000:.1f} s clip"
+        line(clip, f"{1e3 * extraction:.2f} ms (networks: {everything / extraction:.1%})")
+
+
+def loading() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-model-") as folder:
         old_root = checkout(REFERENCE, Path(folder))
         bundles = {

@@ -24,8 +24,8 @@ from ser_stream.model import bundle as bundle_module
 from ser_stream.segmenter import SegmenterConfig
 from testkit.live import REPO, clip_path, free_endpoint
 from tests.conftest import SHIPPED_MODEL, run_cli
-from train.adaptation import RECIPES
-from train.experiments import quiet_training
+from train.experiments import SHIPPED_MEMBERS, quiet_training
+from train.pipeline import shipped_row
 from train.ravdess import EMOTIONS
 
 LABELS = ["calm", "happy", "fearful"]
@@ -313,6 +313,11 @@ def test_arrays_too_large_to_be_a_model_are_refused_before_they_are_read(model, 
         ({"network": {"activation": "relu", "out_activation": "softmax", "layers": 3}}, "lacks arrays"),
         ({"network": {"activation": "gelu", "out_activation": "softmax", "layers": 2}}, "are not among"),
         ({"network": {"activation": "relu", "out_activation": "softmax", "layers": 10**9}}, "from 1 to 64"),
+        ({"network": {"activation": "relu", "out_activation": "softmax", "layers": 2, "members": 0}}, "from 1 to 16"),
+        (
+            {"network": {"activation": "relu", "out_activation": "softmax", "layers": 2, "members": 3}},
+            "its weights are not 3 network(s) of 2 layer(s)",
+        ),
         ({"extra_arrays": "prior"}, "extra_arrays is not a list of names"),
         ({"sample_rate": 22050}, "sample rates disagree (sample_rate 22050, features.sample_rate 16000)"),
         ({"trim": {"sample_rate": 8000}}, "features.sample_rate 16000, trim.sample_rate 8000)"),
@@ -360,7 +365,8 @@ def test_shipped_bundles_are_complete(path, labels):
     for row in ("dummy (stratified)", "DataFlair MLP", "article's tuned MLP (logistic, (250, 150))"):
         assert set(manifest["metrics"][row]) == {"split", "actor"}
     recipe = manifest["adaptation"]["training"]["mode"] if bundle.prior else "none"
-    shipped = manifest["metrics"][f"ours: {RECIPES[recipe]}"]
+    assert bundle.mlp.members == manifest["estimator"]["members"] == SHIPPED_MEMBERS
+    shipped = manifest["metrics"][shipped_row(recipe, bundle.mlp.members)]
     assert shipped["split"]["mean"] > manifest["metrics"]["DataFlair MLP"]["split"]["mean"]
     assert shipped["actor"]["mean"] > manifest["metrics"]["DataFlair MLP"]["actor"]["mean"]
     assert bundle.prior is not None and bundle.intensity_head is not None  # the shipped recipe adapts

@@ -15,7 +15,7 @@ from tests.conftest import run_train
 from train.adaptation import RECIPES
 from train.augment import SPEEDS
 from train.dataset import load_dataset
-from train.experiments import DATAFLAIR_PARAMS
+from train.experiments import DATAFLAIR_PARAMS, SHIPPED_MEMBERS
 from train.pipeline import OURS_TRAINING, SHIPPED_FEATURES, SHIPPED_TRIM
 from train.ravdess import SEED_EMOTIONS, scan
 from train.room_augment import ROOM_COPIES
@@ -121,7 +121,11 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["adaptation"]["chosen"] == "online"
     streams = {row: m["stream"] for row, m in metrics["models"].items() if "stream" in m}
-    assert len(streams) == len(RECIPES)
+    # each recipe with one network (they are chosen between so), and the shipped model: the chosen one's networks
+    shipped = metrics["shipped"]
+    assert shipped == f"shipped: {RECIPES['online']}, {SHIPPED_MEMBERS} networks" and len(streams) == len(RECIPES) + 1
+    assert bundle.mlp.members == bundle.manifest["network"]["members"] == SHIPPED_MEMBERS
+    assert bundle.manifest["estimator"]["members"] == SHIPPED_MEMBERS
     rooms = {row: m["rooms"] for row, m in metrics["models"].items() if "rooms" in m}
     assert set(rooms) == set(streams)
     for by_room in rooms.values():
@@ -132,7 +136,8 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
         c = np.mean([mix["overall"] for mix in streams[row].values()])
         return np.mean([c, np.mean([r["accuracy"] for r in rooms[row].values()])])
 
-    assert max(streams, key=chosen_by) == f"ours: {RECIPES[metrics['adaptation']['best']]}"  # what auto would ship
+    recipes = [row for row in streams if row != shipped]
+    assert max(recipes, key=chosen_by) == f"ours: {RECIPES[metrics['adaptation']['best']]}"  # what auto would ship
     assert bundle.manifest["training_data"]["augmentation"]["rooms"]["copies_per_clip"] == ROOM_COPIES
     # our model trains with our budget, the seed's with DataFlair's: each search's last rung is its full budget
     assert OURS_TRAINING.items() <= bundle.manifest["estimator"]["params"].items()
@@ -164,6 +169,7 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
         (["--data", "EMPTY", "--actors", "0-30"], "--actors"),
         (["--data", "EMPTY", "--adaptation", "always"], "--adaptation"),
         (["--data", "EMPTY", "--rooms", "-1"], "--rooms"),
+        (["--data", "EMPTY", "--members", "0"], "--members ≥ 1"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, args, message):

@@ -12,6 +12,7 @@ from pathlib import Path
 from ser_stream.errors import ArgumentParser, UserError
 
 from .adaptation import RECIPES
+from .experiments import SHIPPED_MEMBERS
 from .ravdess import EMOTIONS, SEED_EMOTIONS
 from .room_augment import ROOM_COPIES
 
@@ -90,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         "0: none)",
     )
     parser.add_argument(
+        "--members",
+        type=int,
+        default=SHIPPED_MEMBERS,
+        metavar="N",
+        help="networks in the shipped model, each from its own random seed, their probabilities averaged "
+        "(default: %(default)s; 1: one network)",
+    )
+    parser.add_argument(
         "--dask",
         metavar="SCHEDULER_ADDRESS",
         help="run the grid searches and repeated-seed evaluations on this Dask cluster, e.g. tcp://host:8786 "
@@ -108,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     args = build_parser().parse_args(argv)
-    if args.jobs < 1 or args.repeats < 2 or args.rooms < 0:
-        print("python -m train: --jobs must be ≥ 1, --repeats ≥ 2 and --rooms ≥ 0", file=sys.stderr)
+    if args.jobs < 1 or args.repeats < 2 or args.rooms < 0 or args.members < 1:
+        print("python -m train: --jobs must be ≥ 1, --repeats ≥ 2, --rooms ≥ 0 and --members ≥ 1", file=sys.stderr)
         return 2
     missing = missing_modules(DASK_EXTRA) if args.dask else []
     if missing:

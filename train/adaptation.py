@@ -327,16 +327,31 @@ def actor_experiments(
     settings: dict[str, float],
     rooms: list[list[rp.RoomStream]] | None = None,
 ) -> dict[str, ex.Experiment]:
-    """Per adapted recipe, protocol (b), whose fits play (c)'s streams and (d)'s ``rooms`` (per fold).
-    The plain recipe's (b) fits are the successive halving's own (the same fits, streams played)."""
+    """`recipe_experiment` of every adapted recipe. The plain recipe's (b) fits are the successive
+    halving's own (the same fits, streams played)."""
+    return {
+        mode: recipe_experiment(make, data, streams, seed, settings, mode, rooms) for mode in RECIPES if mode != "none"
+    }
+
+
+def recipe_experiment(
+    make: Callable[[int], Any],
+    data: Dataset,
+    streams: list[list[Stream]],
+    seed: int,
+    settings: dict[str, float],
+    mode: str,
+    rooms: list[list[rp.RoomStream]] | None = None,
+) -> ex.Experiment:
+    """Protocol (b) of recipe ``mode``, whose fits play (c)'s ``streams`` and (d)'s ``rooms`` (per fold)."""
     folds = ex.actor_folds(data)
     rooms = rooms or [[] for _ in folds]
-    experiments = {}
-    for mode in [mode for mode in RECIPES if mode != "none"]:
-        actor, priors = adapted_design(data, folds, settings, mode, seed)
-        then = [partial(play_all, fold, prior, rooms=r) for fold, prior, r in zip(streams, priors, rooms, strict=True)]
-        experiments[mode] = ex.Experiment(make, actor, [seed] * len(folds), then)
-    return experiments
+    if mode == "none":
+        design, priors = ex.actor_design(data), [None] * len(folds)
+    else:
+        design, priors = adapted_design(data, folds, settings, mode, seed)
+    then = [partial(play_all, fold, prior, rooms=r) for fold, prior, r in zip(streams, priors, rooms, strict=True)]
+    return ex.Experiment(make, design, [seed] * len(folds), then)
 
 
 def split_experiment(

@@ -55,6 +55,12 @@ ARTICLE = "article's tuned MLP (logistic, (250, 150))"
 RECIPE_ROWS = {mode: f"ours: {what}" for mode, what in ad.RECIPES.items()}
 
 
+def shipped_row(mode: str, members: int) -> str:
+    """The shipped model's row: its recipe's, or with several networks a row of its own (the recipes are
+    chosen between with one network each)."""
+    return RECIPE_ROWS[mode] if members == 1 else f"shipped: {ad.RECIPES[mode]}, {members} networks"
+
+
 def default_name(emotions: tuple[str, ...]) -> str:
     """``ser-mlp`` for the seed's four emotions, ``ser-mlp-8`` for all eight, else the emotions' names."""
     if set(emotions) == set(SEED_EMOTIONS):
@@ -97,7 +103,7 @@ def _run(args: argparse.Namespace, cluster: Cluster | None) -> dict[str, Any]:
         timings["shipped_search_s"] = lap()
         protocols = plan_protocols(data, seed_search, ours_search, streams, rooms, seeds)
         outcome = collect(protocols, protocols.score(args.jobs), ours_search, args.adaptation)
-        outcome, shipped = fit_shipped(outcome, data, ours_search.best_params, seeds, args.jobs)
+        outcome, shipped = fit_shipped(outcome, data, ours_search.best_params, streams, rooms, seeds, args)
         timings["protocols_s"] = lap()
     plot_scores(outcome, labels, report_dir)
 
@@ -175,9 +181,10 @@ def labels_of(args: argparse.Namespace, seed_data: Dataset) -> list[str]:
     return labels
 
 
-def ours_model(params: dict[str, Any]) -> Callable[[int], ClassifierMixin]:
-    """Our MLP (behind a scaler) with ``params`` and our training budget, by random seed."""
-    return lambda s: ex.mlp(ours_params(params), s, scaled=True)
+def ours_model(params: dict[str, Any], members: int = 1) -> Callable[[int], ClassifierMixin]:
+    """Our MLP (behind a scaler; ``members`` of them, `ex.SeedEnsemble`) with ``params`` and our training
+    budget, by random seed."""
+    return lambda s: ex.mlp(ours_params(params), s, scaled=True, members=members)
 
 
 def ours_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -257,17 +264,20 @@ def plan_protocols(
 
 @dataclass(frozen=True)
 class Outcome:
-    """Every row's scores and parameters, the recipes' results, and which recipe ships."""
+    """Every row's scores and parameters, the recipes' results, which recipe ships, and (once
+    `fit_shipped` has measured it) the shipped model's result."""
 
     scores: dict[str, dict[str, ex.Score]]  # row: protocol: score
     params: dict[str, dict[str, Any]]
     results: dict[str, ad.Recipe]
     best: str  # the recipe protocols (c) and (d) choose
     chosen: str  # the recipe shipped: the best, unless --adaptation names one
+    members: int = 1  # networks in the shipped model
+    result: ad.Recipe | None = None  # the shipped model under protocols (a) to (d)
 
     @property
     def shipped(self) -> str:
-        return RECIPE_ROWS[self.chosen]
+        return shipped_row(self.chosen, self.members)
 
 
 def collect(protocols: Protocols, done: Iterator[ex.Score], ours_search: ex.SearchResult, adaptation: str) -> Outcome:
@@ -292,20 +302,33 @@ def collect(protocols: Protocols, done: Iterator[ex.Score], ours_search: ex.Sear
 
 
 def fit_shipped(
-    outcome: Outcome, data: Features, params: dict[str, Any], seeds: list[int], jobs: int
+    outcome: Outcome,
+    data: Features,
+    params: dict[str, Any],
+    streams: list[list[ad.Stream]],
+    rooms: list[list[RoomStream]],
+    seeds: list[int],
+    args: argparse.Namespace,
 ) -> tuple[Outcome, tuple[ClassifierMixin, np.ndarray, AdapterPrior | None]]:
-    """``outcome`` with protocol (a) of the chosen recipe, the one the article's figures compare with
-    (the variants not shipped are compared under (b) to (d), which choose), and the chosen recipe
-    fitted on all the data with its training rows and prior; in one batch, so the final fit takes the
-    core the (a) fits leave idle."""
-    chosen, seed = outcome.chosen, seeds[0]
+    """``outcome`` with the shipped model's result: the chosen recipe with ``args.members`` networks,
+    under protocol (a) (the article's, which its figures compare with; the variants not shipped are
+    compared under (b) to (d), which choose) and, when several, under (b) to (d) again (the choice was
+    made with one network each); and the model fitted on all the data, with its training rows and prior.
+    In one batch, so the final fit takes the core the others leave idle."""
+    chosen, seed, members = outcome.chosen, seeds[0], args.members
+    make = ours_model(params, members)
     X, prior = ad.training_matrix(data.ours, chosen, ADAPTATION, seed)
-    log(f"protocol (a) of the shipped recipe and its final model: {len(seeds) + 1} fits …")
-    split_experiment = ad.split_experiment(ours_model(params), data.ours, seeds, ADAPTATION, chosen)
-    (split,), (model,) = ex.score_and_fit([split_experiment], [(ours_model(params)(seed), X, data.ours.y)], jobs)
-    results = {**outcome.results, chosen: replace(outcome.results[chosen], split=split)}
-    scores = {**outcome.scores, outcome.shipped: {"split": split, **outcome.scores[outcome.shipped]}}
-    return replace(outcome, scores=scores, results=results), (model, X, prior)
+    again = [ad.recipe_experiment(make, data.ours, streams, seed, ADAPTATION, chosen, rooms)] if members > 1 else []
+    experiments = [*again, ad.split_experiment(make, data.ours, seeds, ADAPTATION, chosen)]  # the longest first
+    fits = members * (sum(len(e.design.splits) for e in experiments) + 1)
+    log(f"the shipped model ({members} network(s)) under protocols (a) to (d), and fitted: {fits} network fits …")
+    (*again, split), (model,) = ex.score_and_fit(experiments, [(make(seed), X, data.ours.y)], args.jobs)
+    result = ad.recipe(chosen, split, again[0], ADAPTATION) if again else replace(outcome.results[chosen], split=split)
+    row = shipped_row(chosen, members)
+    scores = {**outcome.scores, row: {"split": split, "actor": result.actor}}
+    row_params = {**outcome.params, row: {**ours_params(params), **({"members": members} if members > 1 else {})}}
+    shipped = replace(outcome, scores=scores, params=row_params, members=members, result=result)
+    return shipped, (model, X, prior)
 
 
 def plot_scores(outcome: Outcome, labels: list[str], report_dir: Path) -> None:
@@ -319,8 +342,9 @@ def plot_scores(outcome: Outcome, labels: list[str], report_dir: Path) -> None:
     plot_loss_curves(curves, report_dir / "loss_curves.png")
     for protocol, title in (("split", "(a) random split, pooled over seeds"), ("actor", "(b) by actor, pooled")):
         plot_confusion(scores[shipped][protocol], labels, f"shipped, {title}", report_dir / f"confusion_{protocol}.png")
-    plot_streams({RECIPE_ROWS[mode]: r.stream for mode, r in outcome.results.items()}, report_dir / "streams.png")
-    plot_rooms({RECIPE_ROWS[mode]: r.rooms for mode, r in outcome.results.items()}, report_dir / "rooms.png")
+    results = recipe_results(outcome)
+    plot_streams({row: r.stream for row, r in results.items()}, report_dir / "streams.png")
+    plot_rooms({row: r.rooms for row, r in results.items()}, report_dir / "rooms.png")
 
 
 @dataclass(frozen=True)
@@ -352,7 +376,7 @@ def finish(
     shipped_b = protocols.recipes[chosen].design if chosen != "none" else ex.actor_design(data.ours)  # its (b)
     horizon = None if chosen == "none" else ADAPTATION["horizon"]
     strong = strong_of(data.clips)
-    heads = fit_heads(outcome.results[chosen].actor, horizon, shipped_b, strong, model, X, data.ours.clip)
+    heads = fit_heads(outcome.result.actor, horizon, shipped_b, strong, model, X, data.ours.clip)
     return Final(model, prior, heads)
 
 
@@ -362,12 +386,18 @@ def models_metrics(outcome: Outcome) -> dict[str, dict[str, Any]]:
         row: {"params": jsonable(outcome.params[row]), **{p: s.to_dict() for p, s in by_protocol.items()}}
         for row, by_protocol in outcome.scores.items()
     }
-    for mode, result in outcome.results.items():
-        model_metrics[RECIPE_ROWS[mode]]["stream"] = result.stream
+    for row, result in recipe_results(outcome).items():
+        model_metrics[row]["stream"] = result.stream
         if result.horizons:
-            model_metrics[RECIPE_ROWS[mode]]["horizons"] = result.horizons
-        model_metrics[RECIPE_ROWS[mode]]["rooms"] = result.rooms
+            model_metrics[row]["horizons"] = result.horizons
+        model_metrics[row]["rooms"] = result.rooms
     return model_metrics
+
+
+def recipe_results(outcome: Outcome) -> dict[str, ad.Recipe]:
+    """Per row, the result of a recipe's variant under protocols (b) to (d), and the shipped model's."""
+    results = {RECIPE_ROWS[mode]: result for mode, result in outcome.results.items()}
+    return {**results, **({outcome.shipped: outcome.result} if outcome.result else {})}
 
 
 def build_manifest(
@@ -387,9 +417,10 @@ def build_manifest(
         "features": SHIPPED_FEATURES.to_dict(),
         "trim": asdict(SHIPPED_TRIM),
         "estimator": {
-            "type": "StandardScaler + MLPClassifier",
+            "type": "StandardScaler + MLPClassifier" + (f" × {args.members}, averaged" if args.members > 1 else ""),
             "params": jsonable(ours_params(params)),
             "random_state": args.seed,
+            **({"members": args.members} if args.members > 1 else {}),
         },
         **({"adaptation": adaptation_section(final.prior, chosen)} if final.prior else {}),
         **final.heads.sections,
