@@ -276,10 +276,11 @@ protocol {PROTOCOLS["actor"]}; protocol {PROTOCOLS["stream"]}.
 "ours": {shipped["n_features"]} features, scaled, clips cut to the span the daemon's
 segmenter hands over, speed-perturbed training copies ({", ".join(map(str, metrics["augmentation_speeds"]))}); the
 same hyperparameters, searched without adaptation, in every variant.
-**Shipped: {metrics["shipped"]}.** Hyperparameters were selected by protocol (b); the recipe by
-protocols (c) and (d) together: the mean of (c)'s whole streams over its mixes and (d)'s accuracy over
-its rooms. Both searches are staged successive halving over training epochs under protocol (b)'s folds
-(architecture, then training settings; a third of the candidates go on with three times the epochs):
+**Shipped: {metrics["shipped"].removeprefix("shipped: ")}.** Hyperparameters were selected by protocol (b); the
+recipe by protocols (c) and (d) together, each variant with one network: the mean of (c)'s whole streams
+over its mixes and (d)'s accuracy over its rooms. Both searches are staged successive halving over
+training epochs under protocol (b)'s folds (architecture, then training settings; a third of the
+candidates go on with three times the epochs):
 
 {search_lines}
 
