@@ -324,11 +324,10 @@ def fit_shipped(
     log(f"the shipped model ({members} network(s)) under protocols (a) to (d), and fitted: {fits} network fits …")
     (*again, split), (model,) = ex.score_and_fit(experiments, [(make(seed), X, data.ours.y)], args.jobs)
     result = ad.recipe(chosen, split, again[0], ADAPTATION) if again else replace(outcome.results[chosen], split=split)
-    row = shipped_row(chosen, members)
-    scores = {**outcome.scores, row: {"split": split, "actor": result.actor}}
-    row_params = {**outcome.params, row: {**ours_params(params), **({"members": members} if members > 1 else {})}}
-    shipped = replace(outcome, scores=scores, params=row_params, members=members, result=result)
-    return shipped, (model, X, prior)
+    outcome = replace(outcome, members=members, result=result)
+    scores = {**outcome.scores, outcome.shipped: {"split": split, "actor": result.actor}}
+    row_params = {**ours_params(params), **({"members": members} if members > 1 else {})}
+    return replace(outcome, scores=scores, params={**outcome.params, outcome.shipped: row_params}), (model, X, prior)
 
 
 def plot_scores(outcome: Outcome, labels: list[str], report_dir: Path) -> None:
