@@ -390,6 +390,25 @@ def test_a_voice_under_steady_pink_noise_is_found_and_the_noise_alone_opens_noth
     assert not [u.bounds_s for u in plain if u.end > late]
 
 
+@pytest.mark.parametrize("frame_ms", [20, 30])
+def test_steady_noise_that_swells_and_fades_opens_no_utterance(monkeypatch, frame_ms: int) -> None:
+    """A minute of pink noise at about -35 dBFS whose level swings by 3 dB every 2 s (a fan changing speed):
+    its speech band rises and falls over the floor like a soft voice's, but does not repeat at a pitch
+    period, so the rescue opens at most two utterances after webrtcvad's start-up; when any rise opened
+    one (a periodicity threshold of 0), more than ten.  (With 10 ms frames: 6 against 19.)"""
+    rate = 16000
+    t = np.arange(60 * rate) / rate
+    swell = 10 ** (1.5 * np.sin(2 * np.pi * t / 2.0) / 20)
+    noisy = to_int16(pink_noise(t.size, np.random.default_rng(1)) * swell * 10 ** (-35 / 20))
+    config = SegmenterConfig(frame_ms=frame_ms)
+    late = 3 * rate  # after webrtcvad's start-up in the noise
+    utterances, _ = segment(noisy, config)
+    assert len([u for u in utterances if u.start > late]) <= 2, [u.bounds_s for u in utterances]
+    monkeypatch.setattr(segmenter_module, "RESCUE_PERIODICITY", 0.0)
+    swelling, _ = segment(noisy, config)
+    assert len([u for u in swelling if u.start > late]) > 10
+
+
 def clips_in_babble(ravdess, snr_db: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Actor 4's clips with the babble of four other actors running through the whole stream."""
     clips = [(emotion, intensity, 1) for emotion in (2, 3, 6, 7) for intensity in (1, 2)]
