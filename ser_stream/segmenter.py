@@ -40,7 +40,9 @@ Bounds of an utterance, in stream samples:
   (and in loud steady noise the noise gate masks it), and the frame's whole power does not tell it
   either, as most of that noise's power lies below the voice and swings from frame to frame.  In noise
   above ``BAND_AUDIBLE_DBFS`` that is steady and has been for most of the last ``STEADY_MS``, such a
-  frame counts as speech when its power in ``BAND_HZ`` is ``BAND_GATE_DB`` above that band's own floor.
+  frame counts as speech when its power in ``BAND_HZ`` is ``BAND_GATE_DB`` above that band's own floor;
+  it opens an utterance only if that band repeats at a pitch period (``RESCUE_PERIODICITY``), as a voice
+  does and noise whose level swells and fades does not.
   Clean, reverberant and babbling rooms are segmented as without it; ``noise_gate_db=0`` turns it off
   with the noise gate.
 - ``min_utterance_ms`` applies to ``end - start``, pre-roll and tail included; shorter
