@@ -7,7 +7,9 @@ import pytest
 
 from tests.conftest import speech_like
 from train.rooms import (
+    PROTOCOL_MICROPHONES,
     PROTOCOL_ROOMS,
+    Microphone,
     Room,
     active_level,
     augment_room,
@@ -128,3 +130,34 @@ def test_augment_room_draws_a_room_per_copy() -> None:
     assert all(not np.allclose(c, speech) for c in copies)
     assert len({c.tobytes() for c in copies}) == len(copies)
     np.testing.assert_array_equal(copies[0], augment_room(speech, RATE, np.random.default_rng(0), clips))
+
+
+def test_a_microphone_band_limits_and_tilts_what_it_hears_and_keeps_its_level() -> None:
+    phone = Microphone(highpass_hz=300, lowpass_hz=3400)
+    db = 20 * np.log10(phone.gain(np.array([50.0, 300.0, 1000.0, 3400.0, 7000.0])))
+    assert db[1] == pytest.approx(-3.0, abs=0.1) and db[3] == pytest.approx(-3.0, abs=0.1)  # the corners
+    assert db[2] == pytest.approx(0, abs=0.1) and db[0] < -30 and db[4] < -12  # 12 dB per octave beyond them
+    tilted = Microphone(highpass_hz=1e-3, lowpass_hz=1e9, tilt_db_per_octave=3.0)
+    assert 20 * np.log10(tilted.gain(np.array([2000.0]))[0]) == pytest.approx(3.0, abs=1e-6)  # an octave up
+
+    noise = np.random.default_rng(0).standard_normal(2 * RATE).astype(np.float32)
+    heard = phone.apply(noise, RATE)
+    assert heard.dtype == np.float32 and heard.size == noise.size
+    assert np.sqrt(np.mean(heard.astype(np.float64) ** 2)) == pytest.approx(np.sqrt(np.mean(noise**2.0)), rel=1e-4)
+    power, f = np.abs(np.fft.rfft(heard)) ** 2, np.fft.rfftfreq(heard.size, 1 / RATE)
+    inside, outside = power[(f > 1000) & (f < 2000)].mean(), power[(f > 5000) & (f < 7000)].mean()
+    assert 10 * np.log10(inside / outside) > 8  # 7.5 to 12.6 dB down from 5 to 7 kHz
+
+
+def test_protocol_e_hears_a_quiet_room_through_microphones_that_each_cut_a_band() -> None:
+    """Protocol (e)'s conditions are quiet rooms (no noise, no reverberation) through a microphone each,
+    named apart from protocol (d)'s rooms; each takes away a part of the speech band that RAVDESS keeps."""
+    names = [room.name for room in PROTOCOL_ROOMS + PROTOCOL_MICROPHONES]
+    assert len(set(names)) == len(names)
+    speech = speech_like(2.0, RATE)
+    for room in PROTOCOL_MICROPHONES:
+        assert room.mic is not None and room.noise is None and room.rt60_s is None
+        heard = room.apply(speech, RATE, np.random.default_rng(0))
+        np.testing.assert_array_equal(heard, room.mic.apply(speech, RATE))
+        gains = room.mic.gain(np.array([100.0, 1000.0, 6000.0]))
+        assert gains.min() < 10 ** (-6 / 20)  # at least 6 dB off somewhere between 100 Hz and 6 kHz

@@ -19,7 +19,7 @@ from train.experiments import DATAFLAIR_PARAMS, SHIPPED_MEMBERS
 from train.pipeline import OURS_TRAINING, SHIPPED_FEATURES, SHIPPED_TRIM
 from train.ravdess import SEED_EMOTIONS, scan
 from train.room_augment import ROOM_COPIES
-from train.rooms import PROTOCOL_ROOMS
+from train.rooms import PROTOCOL_MICROPHONES, PROTOCOL_ROOMS
 
 SEED_CODES = (2, 3, 6, 7)
 
@@ -131,6 +131,14 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
     for by_room in rooms.values():
         assert list(by_room) == [room.name for room in PROTOCOL_ROOMS]
         assert all(r["clips"] == 3 * 32 and 0 <= r["accuracy"] <= 1 for r in by_room.values())
+    # protocol (e): the same voices through other microphones, reported beside (d), not chosen by
+    microphones = {row: m["microphones"] for row, m in metrics["models"].items() if "microphones" in m}
+    assert set(microphones) == set(streams)
+    for by_mic in microphones.values():
+        assert list(by_mic) == [mic.name for mic in PROTOCOL_MICROPHONES]
+        assert all(r["clips"] == 3 * 32 and 0 <= r["accuracy"] <= 1 for r in by_mic.values())
+    evaluation = bundle.manifest["metrics"][shipped]
+    assert evaluation["microphone"] == {mic: r["accuracy"] for mic, r in microphones[shipped].items()}
 
     def chosen_by(row: str) -> float:  # protocols (c) and (d), equally weighted
         c = np.mean([mix["overall"] for mix in streams[row].values()])
@@ -157,6 +165,7 @@ def test_a_quick_adapted_run_carries_the_prior_and_reports_protocol_c(ravdess, t
     report = tmp_path / "report"
     assert (report / "streams.png").stat().st_size > 0 and (report / "rooms.png").stat().st_size > 0
     assert "## Protocol (d): the room" in (report / "report.md").read_text()
+    assert "## Protocol (e): other microphones" in (report / "report.md").read_text()
     assert "## Protocol (c): a device hearing one voice" in (report / "report.md").read_text()
 
 

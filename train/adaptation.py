@@ -38,6 +38,7 @@ from ser_stream.adapter import AdapterPrior, VoiceAdapter
 from . import experiments as ex
 from . import room_protocol as rp
 from .dataset import TRAINING_DTYPE, Dataset
+from .rooms import PROTOCOL_MICROPHONES
 
 #: The shipped recipe's variants: without adaptation, and with each way of standardising training rows.
 RECIPES = {
@@ -301,6 +302,7 @@ class Recipe:
     stream: dict[str, Any]  # summarise()
     horizons: dict[str, dict[str, float | None]]  # horizon_sweep()
     rooms: dict[str, dict[str, Any]]  # protocol (d): room_protocol.summarise()
+    microphones: dict[str, dict[str, Any]]  # protocol (e): room_protocol.summarise(..., PROTOCOL_MICROPHONES)
 
     @property
     def stream_accuracy(self) -> float:
@@ -368,4 +370,5 @@ def recipe(mode: str, split: ex.Score | None, actor: ex.Score, settings: dict[st
     played = [p for fold in actor.then for p in fold if isinstance(p, Played)]
     rooms = [p for fold in actor.then for p in fold if isinstance(p, rp.RoomPlayed)]
     horizon = None if mode == "none" else settings["horizon"]
-    return Recipe(mode, split, actor, summarise(played, horizon), horizon_sweep(played), rp.summarise(rooms))
+    stream, horizons = summarise(played, horizon), horizon_sweep(played)
+    return Recipe(mode, split, actor, stream, horizons, rp.summarise(rooms), rp.summarise(rooms, PROTOCOL_MICROPHONES))

@@ -380,7 +380,8 @@ def finish(
 
 
 def models_metrics(outcome: Outcome) -> dict[str, dict[str, Any]]:
-    """metrics.json's ``models``: per row, its parameters and scores, and the recipes' streams and rooms."""
+    """metrics.json's ``models``: per row, its parameters and scores, and the recipes' streams, rooms and
+    microphones."""
     model_metrics = {
         row: {"params": jsonable(outcome.params[row]), **{p: s.to_dict() for p, s in by_protocol.items()}}
         for row, by_protocol in outcome.scores.items()
@@ -390,6 +391,7 @@ def models_metrics(outcome: Outcome) -> dict[str, dict[str, Any]]:
         if result.horizons:
             model_metrics[row]["horizons"] = result.horizons
         model_metrics[row]["rooms"] = result.rooms
+        model_metrics[row]["microphones"] = result.microphones
     return model_metrics
 
 
@@ -444,6 +446,11 @@ def build_manifest(
                 **{p: {"mean": m[p]["mean"], "sd": m[p]["sd"]} for p in ("split", "actor") if p in m},
                 **({"stream": {mix: s["overall"] for mix, s in m["stream"].items()}} if "stream" in m else {}),
                 **({"room": {room: r["accuracy"] for room, r in m["rooms"].items()}} if m.get("rooms") else {}),
+                **(
+                    {"microphone": {mic: r["accuracy"] for mic, r in m["microphones"].items()}}
+                    if m.get("microphones")
+                    else {}
+                ),
             }
             for row, m in model_metrics.items()
         },

@@ -3,6 +3,7 @@ daemon's segmenter and adapter.
 
 For every fold of protocol (b), each held-out actor's clips (the model's emotions) in a random order
 make one stream, ``GAP_S`` of silence between clips, heard in each room of ``train.rooms.PROTOCOL_ROOMS``
+(and, for protocol (e), through each microphone of ``PROTOCOL_MICROPHONES``; ``HEARD``: both)
 (noise through the whole stream; babble made of the fold's other held-out actors, or of the other
 actors when the fold holds out one). The stream goes through ``ser_stream.segmenter.Segmenter`` with
 the daemon's default settings; each utterance found is matched to the clip whose speech (the span the
@@ -40,7 +41,10 @@ from . import experiments as ex
 from .dataset import TRAINING_DTYPE, Dataset, decode, settings_key, write_cache
 from .ravdess import Clip
 from .room_augment import POOL_CLIPS
-from .rooms import PROTOCOL_ROOMS
+from .rooms import PROTOCOL_MICROPHONES, PROTOCOL_ROOMS, Room
+
+#: Every condition a stream is heard in: protocol (d)'s rooms, then protocol (e)'s microphones.
+HEARD = PROTOCOL_ROOMS + PROTOCOL_MICROPHONES
 
 #: Silence between two clips of a stream (each clip has about a second of room tone of its own).
 GAP_S = 1.2
@@ -111,12 +115,11 @@ def _actor_streams(
     seed: int,
     file: Path,
 ) -> list[RoomStream]:
-    """One actor's stream in every room of PROTOCOL_ROOMS, from the cache or segmented."""
+    """One actor's stream in every room of HEARD, from the cache or segmented."""
     if file.exists():
         with np.load(file) as saved:
             return [
-                RoomStream(actor, room.name, *(saved[f"{key}{i}"] for key in SAVED))
-                for i, room in enumerate(PROTOCOL_ROOMS)
+                RoomStream(actor, room.name, *(saved[f"{key}{i}"] for key in SAVED)) for i, room in enumerate(HEARD)
             ]
     rate = params.sample_rate
     rng = np.random.default_rng([seed, actor])
@@ -126,7 +129,7 @@ def _actor_streams(
     pool = [decode(p.read_bytes(), rate) for p in pool_paths]
     extract = extractor_for(params)
     streams = []
-    for i, room in enumerate(PROTOCOL_ROOMS):
+    for i, room in enumerate(HEARD):
         room_rng = np.random.default_rng([seed, actor, i])
         voices = [pool[k] for k in room_rng.choice(len(pool), min(POOL_CLIPS, len(pool)), replace=False)]
         heard = to_int16(room.apply(samples, rate, room_rng, voices))
@@ -147,7 +150,7 @@ def streams_key(params: FeatureParams, config: SegmenterConfig, seed: int) -> st
         "segmenter": asdict(config),
         "seed": seed,
         "gap_s": GAP_S,
-        "rooms": [asdict(room) for room in PROTOCOL_ROOMS],
+        "rooms": [asdict(room) for room in HEARD],
         "pool": POOL_CLIPS,
         "features": IMPLEMENTATION,
         "segmenter_code": hashlib.sha256(Path(segmenter.__file__).read_bytes()).hexdigest(),  # it changes
@@ -232,10 +235,11 @@ def play_rooms(rooms: Sequence[RoomStream], prior: AdapterPrior | None, model: C
     return [play_room(model, stream, prior) for stream in rooms]
 
 
-def summarise(played: Sequence[RoomPlayed]) -> dict[str, dict[str, Any]]:
-    """Protocol (d) per room: accuracy over clips, per actor, and the segmentation figures."""
+def summarise(played: Sequence[RoomPlayed], rooms: Sequence[Room] = PROTOCOL_ROOMS) -> dict[str, dict[str, Any]]:
+    """Protocol (d) (or, with ``PROTOCOL_MICROPHONES``, (e)) per room: accuracy over clips, per actor, and
+    the segmentation figures."""
     summary = {}
-    for room in PROTOCOL_ROOMS:
+    for room in rooms:
         runs = [p for p in played if p.room == room.name]
         if not runs:
             continue

@@ -1,4 +1,4 @@
-"""Protocol (d) and the room copies in the report: the manifest's record, a table and a plot."""
+"""Protocols (d) and (e) and the room copies in the report: the manifest's record, tables and a plot."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from .room_augment import POOL_CLIPS
 from .room_protocol import GAP_S
-from .rooms import AUGMENT_RT60_S, AUGMENT_SNR_DB, BABBLE_VOICES, PROTOCOL_ROOMS
+from .rooms import AUGMENT_RT60_S, AUGMENT_SNR_DB, BABBLE_VOICES, PROTOCOL_MICROPHONES, PROTOCOL_ROOMS
 
 
 def rooms_metrics(copies: int) -> dict[str, Any]:
@@ -33,11 +33,12 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
 
-def room_table(rows: dict[str, dict[str, Any]]) -> str:
-    """Protocol (d) per recipe and room: accuracy over clips, then the segmentation figures."""
-    rooms = [room.name for room in PROTOCOL_ROOMS]
+def room_table(rows: dict[str, dict[str, Any]], section: str = "rooms") -> str:
+    """Protocol (d) (``section`` "microphones": (e)) per recipe and room: accuracy over clips, then the
+    segmentation figures."""
+    rooms = [room.name for room in (PROTOCOL_ROOMS if section == "rooms" else PROTOCOL_MICROPHONES)]
     lines = [f"| recipe | {' | '.join(rooms)} | mean |", "|---|" + "---|" * (len(rooms) + 1)]
-    measured = {name: row["rooms"] for name, row in rows.items() if row.get("rooms")}
+    measured = {name: row[section] for name, row in rows.items() if row.get(section)}
     for name, by_room in measured.items():
         for key, how in (("accuracy", ""), ("accuracy_all_heard", ", all heard")):
             cells = [percent(by_room[room][key]) if room in by_room else "—" for room in rooms]
@@ -97,4 +98,12 @@ together (the mean of their means).
 {room_table(metrics["models"])}
 
 ![protocol (d)](rooms.png)
+
+## Protocol (e): other microphones
+
+The same held-out voices, streams and fitted models as protocol (d), in a quiet room heard through
+microphones other than RAVDESS's studio one (a zero-phase magnitude response: second-order band
+edges, the level kept): {", ".join(room.name for room in PROTOCOL_MICROPHONES)}. Measured, not chosen by.
+
+{room_table(metrics["models"], "microphones")}
 """
