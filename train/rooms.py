@@ -16,7 +16,7 @@ only (numpy and scipy); serving never imports this.
   model is exact by construction (``decay_time`` measures it) and takes microseconds. What it lacks
   is the early reflections' geometry, which utterance-level spectral means barely see.
 - ``Microphone``: what another device's microphone and front end do to all it hears: a band limit at
-  both ends and a tilt, as a zero-phase gain.
+  both ends, as a zero-phase gain.
 - ``Room`` names one condition; ``PROTOCOL_ROOMS`` are protocol (d)'s, ``PROTOCOL_MICROPHONES`` protocol
   (e)'s; ``random_room`` draws one for training copies (``augment_room``: a copy in one).
 """
@@ -133,18 +133,16 @@ def reverberate(x: np.ndarray, response: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Microphone:
-    """A microphone's magnitude response: second-order (Butterworth-shaped) high-pass and low-pass corners
-    and a tilt in dB per octave about 1 kHz, applied as a zero-phase gain in the frequency domain
-    (utterance-level features see magnitudes, not phase); the level is kept."""
+    """A microphone's magnitude response: second-order (Butterworth-shaped) high-pass and low-pass corners,
+    applied as a zero-phase gain in the frequency domain (utterance-level features see magnitudes, not
+    phase); the level is kept."""
 
     highpass_hz: float
     lowpass_hz: float
-    tilt_db_per_octave: float = 0.0
 
     def gain(self, frequencies: np.ndarray) -> np.ndarray:
         f = np.maximum(np.asarray(frequencies, dtype=np.float64), 1.0)
-        band = 1 / np.sqrt((1 + (self.highpass_hz / f) ** 4) * (1 + (f / self.lowpass_hz) ** 4))
-        return band * (f / 1000.0) ** (self.tilt_db_per_octave / (20 * np.log10(2.0)))
+        return 1 / np.sqrt((1 + (self.highpass_hz / f) ** 4) * (1 + (f / self.lowpass_hz) ** 4))
 
     def apply(self, x: np.ndarray, rate: int) -> np.ndarray:
         """``x`` as this microphone hears it, at ``x``'s RMS, float32."""
