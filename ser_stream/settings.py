@@ -211,7 +211,9 @@ class VadSettings(Stage):
     frame_ms: int = option(30, "VAD frame in ms", choices=VAD_FRAME_MS, restart=True)
     aggressiveness: int = option(2, "webrtcvad aggressiveness", key="vad_aggressiveness", choices=(0, 1, 2, 3))
     pre_roll_ms: int = option(150, "audio kept before speech onset, ms", minimum=0, maximum=5000, metavar="MS")
-    hangover_ms: int = option(500, "non-speech that ends an utterance, ms", minimum=1, maximum=10_000, metavar="MS")
+    hangover_ms: int = option(
+        500, "non-speech that ends an utterance, ms (longer in steady noise)", minimum=1, maximum=10_000, metavar="MS"
+    )
     min_utterance_ms: int = option(
         500, "shorter utterances are dropped, ms", minimum=0, maximum=MAX_UTTERANCE_MS, metavar="MS"
     )

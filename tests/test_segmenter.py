@@ -390,6 +390,29 @@ def test_a_voice_under_steady_pink_noise_is_found_and_the_noise_alone_opens_noth
     assert not [u.bounds_s for u in plain if u.end > late]
 
 
+def test_a_pause_in_steady_noise_holds_the_utterance_a_quiet_room_would_split(monkeypatch) -> None:
+    """Two bursts of voice 650 ms apart: in a quiet room two utterances (the 500 ms hangover runs out in
+    the pause); in pink noise 20 dB under the voice that has run for 8 s, one (``STEADY_HANGOVER_MS``),
+    its end still hugging the second burst; with the steady hangover at 0, two there too."""
+    rate = 16000
+    pause = np.zeros(int(0.65 * rate), np.float32)
+    voice = np.concatenate([speech_like(1.0, rate, seed=1), pause, speech_like(1.0, rate, seed=2)])
+    lead = np.zeros(8 * rate, np.float32)
+    clean = np.concatenate([lead, voice, np.zeros(2 * rate, np.float32)])
+    second_end = lead.size + voice.size
+    quiet, _ = segment(to_int16(clean))
+    assert len(quiet) == 2, [u.bounds_s for u in quiet]
+    noisy = to_int16(mix_at_snr(clean, pink_noise(clean.size, np.random.default_rng(5)), 20))
+    late = 2 * rate  # after webrtcvad's start-up in the noise
+    held = [u for u in segment(noisy)[0] if u.end > late]
+    assert len(held) == 1, [u.bounds_s for u in held]
+    assert abs(held[0].start - lead.size) <= TOLERANCE_S * rate
+    assert second_end <= held[0].end <= second_end + TOLERANCE_S * rate
+    monkeypatch.setattr(segmenter_module, "STEADY_HANGOVER_MS", 0)
+    split = [u for u in segment(noisy)[0] if u.end > late]
+    assert len(split) == 2, [u.bounds_s for u in split]
+
+
 @pytest.mark.parametrize("frame_ms", [20, 30])
 def test_steady_noise_that_swells_and_fades_opens_no_utterance(monkeypatch, frame_ms: int) -> None:
     """A minute of pink noise at about -35 dBFS whose level swings by 3 dB every 2 s (a fan changing speed):
