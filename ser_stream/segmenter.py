@@ -152,10 +152,12 @@ STEADY_SHARE = 0.7
 #: In such noise (steady, audible, for a while: where the rescue listens) an utterance ends only after at
 #: least this much non-speech, ``hangover_ms`` if longer: a voice's soft words sink under the noise for
 #: longer than a quiet room's pauses, and with the quiet room's 500 ms one clip in twenty was split in two
-#: or more in protocol (d)'s streams at 10 dB.  With 800 ms: split clips 34 -> 12 (of 640) in pink noise at
-#: 10 dB and 10 -> 5 at 20 dB, missed 67 -> 62 and 24 -> 22 (``speech_band`` rescues hold an utterance open
-#: longer); clean, reverberant and babbling rooms are segmented as before.  It delays the decision in
-#: such a room, not the utterance's end, which still hugs the last voiced frame.
+#: or more in streams built as protocol (d)'s at 10 dB.  With 800 ms: split clips 34 -> 12 (of 640) in pink
+#: noise at 10 dB and 10 -> 5 at 20 dB, missed 67 -> 62 and 24 -> 22 (the speech band holds an utterance
+#: open longer); clean, reverberant and babbling rooms are segmented as before (in babble, 800 ms joins
+#: neighbouring sentences).  It delays the decision in
+#: such a room, not the utterance's end, which still hugs the last voiced frame.  ``noise_gate_db=0`` turns
+#: it off with the noise gate and the rescue.
 STEADY_HANGOVER_MS = 800
 
 #: What ``noise_floor_dbfs`` says for digital silence (whose logarithm is -inf, which JSON lacks).
@@ -432,7 +434,8 @@ class Segmenter:
         self._max = _ms_to_samples(config.max_utterance_ms, config.sample_rate)
         trigger_frames = TRIGGER_WINDOW_MS // frame_ms
         hangover_frames = math.ceil(config.hangover_ms / frame_ms)
-        steady_frames = math.ceil(max(config.hangover_ms, STEADY_HANGOVER_MS) / frame_ms)
+        steady_hangover_ms = max(config.hangover_ms, STEADY_HANGOVER_MS if config.noise_gate_db > 0 else 0)
+        steady_frames = math.ceil(steady_hangover_ms / frame_ms)
         self._trigger_needed = max(1, math.ceil(config.trigger_ratio * trigger_frames - _RATIO_EPSILON))
         self._release_needed = math.ceil(RELEASE_RATIO * hangover_frames - _RATIO_EPSILON)
         self._steady_release_needed = math.ceil(RELEASE_RATIO * steady_frames - _RATIO_EPSILON)

@@ -393,7 +393,8 @@ def test_a_voice_under_steady_pink_noise_is_found_and_the_noise_alone_opens_noth
 def test_a_pause_in_steady_noise_holds_the_utterance_a_quiet_room_would_split(monkeypatch) -> None:
     """Two bursts of voice 650 ms apart: in a quiet room two utterances (the 500 ms hangover runs out in
     the pause); in pink noise 20 dB under the voice that has run for 8 s, one (``STEADY_HANGOVER_MS``),
-    its end still hugging the second burst; with the steady hangover at 0, two there too."""
+    its end still hugging the second burst; with the steady hangover at 0, or the noise gate off (which
+    turns off all the segmenter does about noise), two there too."""
     rate = 16000
     pause = np.zeros(int(0.65 * rate), np.float32)
     voice = np.concatenate([speech_like(1.0, rate, seed=1), pause, speech_like(1.0, rate, seed=2)])
@@ -408,6 +409,8 @@ def test_a_pause_in_steady_noise_holds_the_utterance_a_quiet_room_would_split(mo
     assert len(held) == 1, [u.bounds_s for u in held]
     assert abs(held[0].start - lead.size) <= TOLERANCE_S * rate
     assert second_end <= held[0].end <= second_end + TOLERANCE_S * rate
+    without_gate = [u for u in segment(noisy, SegmenterConfig(noise_gate_db=0))[0] if u.end > late]
+    assert len(without_gate) == 2, [u.bounds_s for u in without_gate]
     monkeypatch.setattr(segmenter_module, "STEADY_HANGOVER_MS", 0)
     split = [u for u in segment(noisy)[0] if u.end > late]
     assert len(split) == 2, [u.bounds_s for u in split]
