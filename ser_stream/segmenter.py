@@ -155,9 +155,8 @@ STEADY_SHARE = 0.7
 #: or more in streams built as protocol (d)'s at 10 dB.  With 800 ms: split clips 34 -> 12 (of 640) in pink
 #: noise at 10 dB and 10 -> 5 at 20 dB, missed 67 -> 62 and 24 -> 22 (the speech band holds an utterance
 #: open longer); clean, reverberant and babbling rooms are segmented as before (in babble, 800 ms joins
-#: neighbouring sentences).  It delays the decision in
-#: such a room, not the utterance's end, which still hugs the last voiced frame.  ``noise_gate_db=0`` turns
-#: it off with the noise gate and the rescue.
+#: neighbouring sentences).  It delays the decision in such a room, not the utterance's end, which still
+#: hugs the last voiced frame.  ``noise_gate_db=0`` turns it off with the noise gate and the rescue.
 STEADY_HANGOVER_MS = 800
 
 #: What ``noise_floor_dbfs`` says for digital silence (whose logarithm is -inf, which JSON lacks).
