@@ -19,7 +19,7 @@ import soundfile
 import soxr
 import zmq
 
-from ser_stream.capture import FileSource, MicSource
+from ser_stream.capture import STALL_S, FileSource, MicSource
 from ser_stream.errors import PipelineError
 from ser_stream.events import validator_for
 from ser_stream.model import Classifier, load_bundle
@@ -151,15 +151,20 @@ def test_a_full_capture_queue_is_counted_and_capture_goes_on(virtual_mic):
     assert starts[5] - starts[4] > 480  # the offsets skip what was dropped: stream time stays true
 
 
+#: How long the capture thread is starved: long, but clear of STALL_S, after which the stream counts as lost
+#: (a stall of exactly STALL_S raced the detector on a busy machine).
+STARVED_S = STALL_S - 0.5
+
+
 class _StallingMicSource(MicSource):
-    """A capture thread starved for 3 s once, as a busy CPU would starve it."""
+    """A capture thread starved for ``STARVED_S`` once, as a busy CPU would starve it."""
 
     def _capture(self, stream, stopping):
         real_read, reads = stream.read, itertools.count()
 
         def read(frames):
             if next(reads) == 30:
-                time.sleep(3.0)  # the starvation under test
+                time.sleep(STARVED_S)  # the starvation under test
             return real_read(frames)
 
         stream.read = read
@@ -167,7 +172,7 @@ class _StallingMicSource(MicSource):
 
 
 def test_a_starved_capture_thread_catches_up_without_losing_stream_time(virtual_mic):
-    """3 s without a read: PulseAudio buffers it all, and the backlog is read in a burst.  Nothing is
+    """2.5 s without a read: PulseAudio buffers it all, and the backlog is read in a burst.  Nothing is
     counted lost (the loss detector waits until the backlog is drained, its first version did not),
     and the offsets still match wall time.  Real loss cannot be made here: PulseAudio buffers more
     than any stall a test can afford, and this VM has no ALSA kernel support; tests/test_capture.py
