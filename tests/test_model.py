@@ -17,17 +17,30 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ser_stream.audio import load_audio
 from ser_stream.errors import ModelError
-from ser_stream.features import SEED_PARAMS
-from ser_stream.model import MANIFEST_FORMAT, load_bundle, manifest_path, save_bundle, sha256_of, trim_differences
+from ser_stream.features import SEED_PARAMS, FeatureParams
+from ser_stream.model import (
+    MANIFEST_FORMAT,
+    Classifier,
+    load_bundle,
+    manifest_path,
+    save_bundle,
+    sha256_of,
+    trim_differences,
+)
 from ser_stream.model import bundle as bundle_module
 from ser_stream.segmenter import SegmenterConfig
+from ser_stream.voice import VOICE_STATISTICS
 from testkit.live import REPO, clip_path, free_endpoint
 from tests.conftest import SHIPPED_MODEL, run_cli
 from train.experiments import SHIPPED_MEMBERS, quiet_training
 from train.pipeline import shipped_row
 from train.ravdess import EMOTIONS
+from train.rooms import babble, mix_at_snr
 
+#: A calibration section's covariates: T doubles per standard deviation the harmonics-to-noise ratio falls.
+COVARIATES = {"features": ["hnr_mean_db"], "mean": [10.0], "scale": [4.0], "weights": [-0.69]}
 LABELS = ["calm", "happy", "fearful"]
 
 
@@ -189,12 +202,46 @@ def test_a_calibration_temperature_divides_the_logits(tmp_path, labels):
         ({"method": "isotonic"}, "is not one this version applies"),
         ({"method": "temperature", "temperature": 0}, "must be a positive number"),
         ({"method": "temperature", "temperature": "hot"}, "is not one this version applies"),
+        (  # the seed's features have no voice statistics to follow
+            {"method": "temperature", "temperature": 1.5, "covariates": COVARIATES},
+            "the features have no voice statistics",
+        ),
+        (
+            {"method": "temperature", "temperature": 1.5, "covariates": {"features": ["hnr_mean_db"]}},
+            "calibration covariates need features, mean, scale, weights",
+        ),
         ([1.7], "calibration section is not an object"),
     ],
 )
 def test_a_calibration_it_cannot_apply_is_refused(bundle_path, calibration, message):
     edit_manifest(bundle_path, calibration=calibration)
     assert message in refusal(bundle_path)
+
+
+def test_a_calibration_with_covariates_gives_each_utterance_its_own_temperature(tmp_path):
+    params = FeatureParams(voice=True)
+    rng = np.random.default_rng(0)
+    y = np.repeat(LABELS, 20)
+    X = rng.standard_normal((60, params.n_features)) + 3 * np.repeat(np.eye(3, params.n_features), 20, 0)
+    with quiet_training():
+        model = make_pipeline(StandardScaler(), MLPClassifier((8,), max_iter=50, random_state=0)).fit(X, y)
+    calibration = {"method": "temperature", "temperature": 1.5, "covariates": COVARIATES}
+    path = save_bundle(
+        model, {"labels": LABELS, "features": params.to_dict(), "calibration": calibration}, tmp_path, "t"
+    )
+    bundle = load_bundle(path)
+    hnr = params.n_features - len(VOICE_STATISTICS) + VOICE_STATISTICS.index("hnr_mean_db")
+    clear, noisy = X[0].copy(), X[0].copy()
+    clear[hnr], noisy[hnr] = 14.0, 6.0  # one standard deviation either side of the mean
+    assert bundle.temperature_for(clear) == pytest.approx(1.5 / 2, rel=0.01)
+    assert bundle.temperature_for(noisy) == pytest.approx(1.5 * 2, rel=0.01)
+    raw = model.predict_proba(noisy[None])
+    served = Classifier(bundle).predict(noisy)  # the raw features decide T (this bundle does not adapt)
+    expected = softmax(np.log(raw) / bundle.temperature_for(noisy))[0]
+    assert list(served.probabilities.values()) == pytest.approx(
+        list(expected[[list(model.classes_).index(label) for label in LABELS]])
+    )
+    assert Classifier(bundle).predict(clear).confidence > served.confidence
 
 
 def test_a_pickle_bundle_that_runs_a_command_is_refused_and_never_runs_it(tmp_path, ravdess):
@@ -372,6 +419,24 @@ def test_shipped_bundles_are_complete(path, labels):
     assert bundle.prior is not None and bundle.intensity_head is not None  # the shipped recipe adapts
     assert bundle.min_confidence is not None and bundle.section("calibration")["temperature"] > 0
     assert "CC BY-NC-SA 4.0" in (path.parent / "README.md").read_text()
+
+
+def test_the_shipped_model_is_less_sure_of_a_voice_heard_among_other_voices(ravdess):
+    """Its calibration follows the utterance's voice statistics: the same clips with four other voices
+    5 dB under them get a higher temperature, so a lower confidence, than heard alone."""
+    classifier = Classifier(load_bundle(SHIPPED_MODEL))
+    rng = np.random.default_rng(0)
+    others = [load_audio(str(clip_path(ravdess, e, a)), 16000) for e in (3, 5) for a in (11, 12, 13, 14)]
+    ratios, confidence = [], {"alone": [], "babble": []}
+    for emotion in (2, 3, 6, 7):  # calm, happy, fearful, disgust
+        speech = load_audio(str(clip_path(ravdess, emotion, 1, intensity=2)), 16000)
+        heard = mix_at_snr(speech, babble(others, speech.size, rng), 5.0)
+        alone, among = classifier.features(speech, 16000), classifier.features(heard, 16000)
+        ratios.append(classifier.bundle.temperature_for(among) / classifier.bundle.temperature_for(alone))
+        confidence["alone"].append(classifier.predict(alone).confidence)
+        confidence["babble"].append(classifier.predict(among).confidence)
+    assert np.median(ratios) > 1.2, ratios
+    assert np.mean(confidence["babble"]) < np.mean(confidence["alone"]), confidence
 
 
 def test_a_model_trained_with_another_scikit_learn_loads_with_a_warning(bundle_path, caplog):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -12,14 +13,20 @@ from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
 from ser_stream.model import MLP, load_bundle
+from ser_stream.model.calibration import Calibration as Fitted
+from ser_stream.model.calibration import voice_columns
+from ser_stream.voice import VOICE_STATISTICS
 from tests.conftest import run_cli, run_train
 from tests.test_experiments import make, synthetic
 from train import adaptation as ad
 from train import calibration as cal
 from train import experiments as ex
 from train.heads import fit_heads, streamed_oof
-from train.pipeline import default_name
+from train.pipeline import SHIPPED_FEATURES, default_name
 from train.ravdess import EMOTIONS, SEED_EMOTIONS, parse_name
+
+#: Where the covariates sit in the shipped features.
+COLUMNS = voice_columns(SHIPPED_FEATURES, cal.COVARIATES)
 
 
 def overconfident(temperature: float, n: int = 20000, classes: int = 4, seed: int = 0):
@@ -62,7 +69,8 @@ def test_a_weighted_temperature_fit_is_the_fit_of_the_rows_repeated_by_their_wei
     proba, truth = overconfident(2.0, n=3000)
     other, other_truth = overconfident(0.8, n=1000, seed=1)
     repeated = cal.fit_temperature(np.concatenate([proba, *[other] * 3]), np.concatenate([truth, *[other_truth] * 3]))
-    stacked, labels, weight = cal.pooled_halves((proba, truth), (other, other_truth))
+    stacked, labels = np.concatenate([proba, other]), np.concatenate([truth, other_truth])
+    weight = np.concatenate([np.full(len(truth), 1 / len(truth)), np.full(len(other_truth), 1 / len(other_truth))])
     assert cal.fit_temperature(stacked, labels, weight) == pytest.approx(repeated, rel=1e-4)
     weighted, plain = cal.fit_temperature(stacked, labels, weight), cal.fit_temperature(stacked, labels)
     assert weighted < plain  # the sharper set weighs more
@@ -76,18 +84,49 @@ def test_ece_weighs_each_bin_by_its_share():
     assert [(b["count"], b["accuracy"]) for b in bins] == [(2, 0.5), (2, 1.0)]
 
 
+def voice_statistics(n: int, seed: int = 0) -> np.ndarray:
+    """Rows of made-up voice statistics (what the calibration's covariates are read from)."""
+    return np.random.default_rng(seed).normal(0.0, 1.0, (n, len(VOICE_STATISTICS)))
+
+
 def test_the_abstention_threshold_leaves_the_chosen_share_below_it():
     proba, truth = overconfident(2.0, n=4001)
-    calibration = cal.calibrate(proba, truth, share=0.25)
-    confidence = cal.apply_temperature(proba, calibration.temperature).max(axis=1)
+    voice = voice_statistics(len(truth))
+    calibration = cal.calibrate((proba, truth, voice), [], COLUMNS, share=0.25)
+    calibrated = cal.apply_temperature(proba, cal.temperatures(calibration.fitted, voice))
+    confidence = calibrated.max(axis=1)
     below = np.mean(confidence < calibration.abstention["min_confidence"])
     assert abs(below - 0.25) <= 1 / len(truth)
     assert calibration.abstention["abstained"] == pytest.approx(below)
     kept = confidence >= calibration.abstention["min_confidence"]
-    right = cal.apply_temperature(proba, calibration.temperature).argmax(axis=1) == truth
+    right = calibrated.argmax(axis=1) == truth
     assert calibration.abstention["accuracy_kept"] == pytest.approx(right[kept].mean())
     assert calibration.abstention["accuracy_kept"] > calibration.abstention["accuracy_all"] + 0.05
     assert calibration.after["ece"] < calibration.before["ece"]
+
+
+def test_the_temperature_follows_a_covariate_that_says_how_hard_an_utterance_is():
+    """Half of the predictions were drawn at T 1 and half at T 3; the harmonics-to-noise ratio tells them
+    apart: the fitted T rises where it is low, and each half ends up calibrated, where one T serves neither."""
+    easy, easy_truth = overconfident(1.0, n=6000)
+    hard, hard_truth = overconfident(3.0, n=6000, seed=1)
+    proba, truth = np.concatenate([easy, hard]), np.concatenate([easy_truth, hard_truth])
+    voice = voice_statistics(len(truth))
+    voice[:, VOICE_STATISTICS.index("hnr_mean_db")] = np.repeat([15.0, 5.0], 6000) + voice[:, 0]
+    calibration = cal.calibrate((proba, truth, voice), [], COLUMNS)
+    temperature = cal.temperatures(calibration.fitted, voice)
+    assert np.median(temperature[:6000]) == pytest.approx(1.0, rel=0.15)
+    assert np.median(temperature[6000:]) == pytest.approx(3.0, rel=0.15)
+    weights = dict(zip(cal.COVARIATES, calibration.fitted.weights, strict=True))
+    assert weights["hnr_mean_db"] < 0 and max(abs(w) for n, w in weights.items() if n != "hnr_mean_db") < 0.1
+    calibrated = cal.apply_temperature(proba, temperature)
+    constant = cal.apply_temperature(proba, calibration.constant)
+    for half in (slice(0, 6000), slice(6000, None)):
+        assert cal.ece(calibrated[half], truth[half]) < 0.03 < cal.ece(constant[half], truth[half])
+    served = load_section(calibration.fitted)  # a bundle's section read back gives the same T per utterance
+    features = np.zeros((len(truth), SHIPPED_FEATURES.n_features))
+    features[:, COLUMNS] = cal.covariates_of(voice)
+    assert [served.temperature_for(f) for f in features[::500]] == pytest.approx(list(temperature[::500]))
 
 
 def test_coverage_keeps_the_most_confident_first():
@@ -98,8 +137,13 @@ def test_coverage_keeps_the_most_confident_first():
     assert rows[0.5]["min_confidence"] == 0.8
 
 
+def load_section(fitted: Fitted) -> Fitted:
+    return Fitted.from_section(json.loads(json.dumps(fitted.section())), SHIPPED_FEATURES)
+
+
 def test_the_heads_come_from_the_out_of_fold_probabilities_and_the_bundles_standardised_rows():
-    data = synthetic()
+    plain = synthetic()  # with made-up voice statistics last, as the shipped features end with them
+    data = replace(plain, X=np.hstack([plain.X, voice_statistics(len(plain.X)).astype(plain.X.dtype)]))
     design = ex.actor_design(data)
     streams = ad.fold_streams(data, None, ["a", "b", "c"], 0)
     prior = ad.population_prior(data.X, ad.voices_of(data), 4.0, 50.0, 0.05)
@@ -108,18 +152,23 @@ def test_the_heads_come_from_the_out_of_fold_probabilities_and_the_bundles_stand
     assert [len(p) for p in oof.proba] == [len(test) for _, test in design.splits] and oof.classes == ["a", "b", "c"]
     strong = data.X[data.original][:, 0] > np.median(data.X[data.original][:, 0])  # a learnable "intensity"
     final = ex.fit(make({}), data.X, data.y)
-    heads = fit_heads(oof, prior.horizon, design, strong, final, data.X, data.clip)
+    columns = np.arange(plain.X.shape[1], data.X.shape[1])[[VOICE_STATISTICS.index(n) for n in cal.COVARIATES]]
+    heads = fit_heads(oof, prior.horizon, design, strong, final, data.X, data.clip, data.X, columns)
 
     proba, truth = cal.pooled_oof(oof.proba, oof.y_true, oof.classes)
+    voice = cal.voice_of(data.X[np.concatenate([test for _, test in design.splits])])
     played = [p for fold in oof.then for p in fold if isinstance(p, ad.Played) and p.horizon == prior.horizon]
     streamed = streamed_oof(played, oof.classes)
     right = np.concatenate([p.excluding[~np.isnan(p.excluding)] for p in played])
     assert len(streamed[1]) == len(right) >= len(data.groups) * ad.STREAM_ORDERS  # every scored utterance, every mix
     assert np.mean(streamed[0].argmax(axis=1) == streamed[1]) == pytest.approx(right.mean())  # truth as played
-    both = cal.fit_temperature(*cal.pooled_halves((proba, truth), streamed))
-    assert heads.sections["calibration"]["temperature"] == pytest.approx(both)
-    assert both != pytest.approx(cal.fit_temperature(proba, truth), rel=1e-3)
-    assert heads.sections["calibration"]["method"] == "temperature"
+    both = cal.calibrate((proba, truth, voice), [streamed], columns).fitted
+    section = heads.sections["calibration"]
+    assert section["temperature"] == pytest.approx(both.temperature)
+    assert section["covariates"]["weights"] == pytest.approx(list(both.weights))
+    assert section["covariates"]["features"] == list(cal.COVARIATES)
+    assert both.temperature != pytest.approx(cal.calibrate((proba, truth, voice), [], columns).temperature, rel=1e-3)
+    assert section["method"] == "temperature"
     assert heads.sections["abstention"]["share"] == cal.ABSTAIN_SHARE
     coef, intercept = heads.arrays["intensity_coef"], heads.arrays["intensity_intercept"]
     assert coef.shape == (data.X.shape[1],) and intercept.shape == (1,)

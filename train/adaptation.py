@@ -35,6 +35,7 @@ from sklearn.base import ClassifierMixin
 
 from ser_stream.adapter import AdapterPrior, VoiceAdapter
 
+from . import calibration as cal
 from . import experiments as ex
 from . import room_protocol as rp
 from .dataset import TRAINING_DTYPE, Dataset
@@ -129,6 +130,7 @@ class Played:
     after_all: np.ndarray  # (orders, clips): every clip classified with the whole stream's statistics
     proba: np.ndarray  # (orders, clips, classes), float32: the probabilities of ``excluding``'s predictions
     labels: np.ndarray  # (orders, clips): each clip's label, in the order played
+    voice: np.ndarray  # (orders, clips, voice statistics), float32: each clip's raw, for the calibration
 
 
 def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> Played:
@@ -156,7 +158,10 @@ def play(model: ClassifierMixin, stream: Stream, prior: AdapterPrior | None) -> 
         right[way][unscored] = np.nan
     horizon = prior.horizon if prior else None
     proba = seen["excluding"].astype(np.float32)
-    return Played(stream.actor, stream.mix, stream.lead_in, horizon, *(right[w] for w in PLAYED_WAYS), proba, labels)
+    voice = cal.voice_of(stream.X)[orders].astype(np.float32)
+    return Played(
+        stream.actor, stream.mix, stream.lead_in, horizon, *(right[w] for w in PLAYED_WAYS), proba, labels, voice
+    )
 
 
 def _proba(model: ClassifierMixin, X: np.ndarray) -> np.ndarray:

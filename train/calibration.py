@@ -1,10 +1,12 @@
 """Calibration, abstention and the intensity head, fitted on out-of-fold predictions: the pure math.
 
-Temperature scaling divides the network's output logits by one number T, fitted to minimise the
-negative log-likelihood of held-out predictions: the top label never changes, only how sure the
-model says it is. Serving applies it (`ser_stream.model.mlp.MLP`); the abstention threshold is a
-quantile of the calibrated confidences; the intensity head is a logistic regression on the
-standardised input of the network's first layer (`ser_stream.model.intensity`).
+Temperature scaling divides the network's output logits by T, fitted to minimise the negative
+log-likelihood of held-out predictions: the top label never changes, only how sure the model says it
+is. T is one number times a function of a few of the utterance's raw voice statistics
+(``COVARIATES``, `ser_stream.model.calibration`), so that an utterance heard among other voices or in
+noise is said to be as uncertain as it is. Serving applies it (`ser_stream.model.calibration`); the
+abstention threshold is a quantile of the calibrated confidences; the intensity head is a logistic
+regression on the standardised input of the network's first layer (`ser_stream.model.intensity`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
+
+from ser_stream.model.calibration import Calibration as Fitted
+from ser_stream.voice import VOICE_STATISTICS
 
 #: Equal-width confidence bins of the expected calibration error (top label), as is usual.
 ECE_BINS = 15
@@ -31,6 +36,20 @@ SMALLEST = 1e-45
 ABSTAIN_SHARE = 0.25
 #: Coverage (share of predictions kept, the most confident first) at which accuracy is measured.
 COVERAGES = tuple(round(1.0 - 0.05 * i, 2) for i in range(20))
+#: The voice statistics the temperature follows: what other voices and noise change in an utterance
+#: (its harmonics-to-noise ratio and its spread, the swing of its level, the share of it voiced, its
+#: pitch's spread, jitter and shimmer) whatever the emotion.
+COVARIATES = (
+    "hnr_mean_db",
+    "hnr_std_db",
+    "level_std_db",
+    "voiced_share",
+    "pitch_std_st",
+    "jitter_mean",
+    "shimmer_mean_db",
+)
+#: L2 penalty on the covariates' weights (per standardised unit): keeps T tame where they tell little.
+COVARIATE_PENALTY = 1e-2
 #: RAVDESS's intensity codes (the fourth field of a file name).
 NORMAL, STRONG = 1, 2
 #: The intensity head's regularisation (scikit-learn's default strength), not tuned.
@@ -42,9 +61,19 @@ def logits_of(proba: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(proba, dtype=np.float64), SMALLEST, None))
 
 
-def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """The probabilities as a bundle calibrated with ``temperature`` gives them."""
-    return np.exp(log_softmax(logits_of(proba) / temperature, axis=1))
+def apply_temperature(proba: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
+    """The probabilities as a bundle calibrated with ``temperature`` (one, or one per row) gives them."""
+    return np.exp(log_softmax(logits_of(proba) / np.reshape(temperature, (-1, 1)), axis=1))
+
+
+def voice_of(X: np.ndarray) -> np.ndarray:
+    """The voice statistics of rows of the shipped features, which end with them."""
+    return X[..., -len(VOICE_STATISTICS) :]
+
+
+def covariates_of(voice: np.ndarray) -> np.ndarray:
+    """The ``COVARIATES`` of rows of voice statistics."""
+    return voice[..., [VOICE_STATISTICS.index(name) for name in COVARIATES]]
 
 
 def nll(proba: np.ndarray, truth: np.ndarray) -> float:
@@ -63,6 +92,43 @@ def fit_temperature(proba: np.ndarray, truth: np.ndarray, weight: np.ndarray | N
 
     result = minimize_scalar(loss, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
     return float(np.exp(result.x))
+
+
+def fit_calibration(
+    proba: np.ndarray, truth: np.ndarray, voice: np.ndarray, weight: np.ndarray, columns: np.ndarray
+) -> Fitted:
+    """T(x) = T0 · exp(w · standardised covariates of x) minimising the ``weight``-ed NLL (plus
+    ``COVARIATE_PENALTY`` · |w|²) of ``softmax(log proba / T(x))``; ``voice``: each row's voice statistics.
+    The covariates are standardised by their weighted mean and spread, so T0 is T at the mean; ``columns``:
+    where they sit in the feature vector (`ser_stream.model.calibration.voice_columns`)."""
+    logits, rows = logits_of(proba), np.arange(len(truth))
+    weight = np.asarray(weight) / np.sum(weight)
+    covariates = covariates_of(np.asarray(voice, dtype=np.float64))
+    mean = weight @ covariates
+    scale = np.sqrt(weight @ (covariates - mean) ** 2)
+    scale[scale == 0] = 1.0
+    z = (covariates - mean) / scale
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        log_t = theta[0] + z @ theta[1:]
+        scaled = logits / np.exp(log_t)[:, None]
+        log_p = log_softmax(scaled, axis=1)
+        p = np.exp(log_p)
+        value = -np.sum(weight * log_p[rows, truth]) + COVARIATE_PENALTY * theta[1:] @ theta[1:]
+        # d(-log p_truth) / d(log T) = s_truth - sum_k p_k s_k, s the scaled logits
+        d_log_t = weight * (scaled[rows, truth] - np.sum(p * scaled, axis=1))
+        gradient = np.concatenate([[d_log_t.sum()], z.T @ d_log_t + 2 * COVARIATE_PENALTY * theta[1:]])
+        return float(value), gradient
+
+    start = np.zeros(1 + len(COVARIATES))
+    bounds = [LOG_T_BOUNDS] + [(None, None)] * len(COVARIATES)
+    theta = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds).x
+    return Fitted(float(np.exp(theta[0])), COVARIATES, np.asarray(columns), mean, scale, theta[1:])
+
+
+def temperatures(fitted: Fitted, voice: np.ndarray) -> np.ndarray:
+    """T of each row of voice statistics, as serving computes it."""
+    return fitted.temperature_of(covariates_of(np.asarray(voice, dtype=np.float64)))
 
 
 def ece(proba: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -126,20 +192,30 @@ def coverage_table(proba: np.ndarray, truth: np.ndarray, coverages: Sequence[flo
     return rows
 
 
+#: A set of out-of-fold predictions: probabilities, truth (column indices) and each row's voice statistics.
+Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """A temperature fitted on out-of-fold probabilities, with what it did to them."""
+    """A calibration fitted on out-of-fold probabilities, with what it did to them."""
 
-    temperature: float
+    fitted: Fitted  # what the bundle carries
+    constant: float  # the one temperature fitted on the same predictions, for comparison
     before: dict[str, Any]  # summary(): ece, nll, accuracy, mean confidence, reliability
     after: dict[str, Any]
     abstention: dict[str, float]  # share, min_confidence, and what abstaining at it does to the predictions
     coverage: list[dict]  # coverage_table of the calibrated probabilities
     n: int
 
+    @property
+    def temperature(self) -> float:
+        return self.fitted.temperature
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "temperature": self.temperature,
+            **self.fitted.section(),
+            "constant_temperature": self.constant,
             "n_predictions": self.n,
             "ece_bins": ECE_BINS,
             "before": self.before,
@@ -161,21 +237,21 @@ def summary(proba: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
 
 
 def calibrate(
-    proba: np.ndarray,
-    truth: np.ndarray,
-    streamed: tuple[np.ndarray, np.ndarray] | None = None,
-    share: float = ABSTAIN_SHARE,
+    held_out: Predictions, others: Sequence[Predictions], columns: np.ndarray, share: float = ABSTAIN_SHARE
 ) -> Calibration:
-    """Temperature, abstention threshold and the before/after figures, from out-of-fold probabilities.
+    """The calibration, abstention threshold and the before/after figures, from out-of-fold predictions.
 
-    With ``streamed`` (probabilities and truth of protocol (c)'s streams, each utterance classified with
-    the statistics heard before it, as a device publishes them), the temperature is fitted on both, each
-    weighing half: a device's early utterances are less sure than a voice's clips standardised by all of
-    them, and its confidence should say so. The threshold and the figures are those of ``proba``.
+    ``held_out``: protocol (b)'s; ``others``: more sets as a device meets them (protocol (c)'s streams,
+    protocol (d)'s rooms: each utterance classified with the statistics heard before it), each weighing
+    as much as ``held_out`` in the fit. The threshold and the figures are those of ``held_out``.
     """
-    sets = [(proba, truth)] + ([streamed] if streamed else [])
-    temperature = fit_temperature(*pooled_halves(*sets))
-    calibrated = apply_temperature(proba, temperature)
+    proba, truth, voice = held_out
+    sets = [held_out, *others]
+    weight = np.concatenate([np.full(len(t), 1.0 / len(t)) for _, t, _ in sets])
+    pooled_proba, pooled_truth, pooled_voice = (np.concatenate(parts) for parts in zip(*sets, strict=True))
+    fitted = fit_calibration(pooled_proba, pooled_truth, pooled_voice, weight, columns)
+    constant = fit_temperature(pooled_proba, pooled_truth, weight)
+    calibrated = apply_temperature(proba, temperatures(fitted, voice))
     confidence, right = top_label(calibrated, truth)
     threshold = min_confidence(confidence, share)
     kept = confidence >= threshold
@@ -187,7 +263,8 @@ def calibrate(
         "accuracy_kept": float(right[kept].mean()),
     }
     coverage = coverage_table(calibrated, truth)
-    return Calibration(temperature, summary(proba, truth), summary(calibrated, truth), abstention, coverage, len(truth))
+    before, after = summary(proba, truth), summary(calibrated, truth)
+    return Calibration(fitted, constant, before, after, abstention, coverage, len(truth))
 
 
 def pooled_oof(
@@ -196,12 +273,6 @@ def pooled_oof(
     """Every fold's test probabilities stacked, and the true labels as their column indices."""
     index = {label: i for i, label in enumerate(classes)}
     return np.concatenate(probas), np.array([index[label] for label in y_true])
-
-
-def pooled_halves(*sets: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sets of (probabilities, truth) stacked, with weights that give each set the same total."""
-    weight = np.concatenate([np.full(len(truth), 1.0 / len(truth)) for _, truth in sets])
-    return np.concatenate([proba for proba, _ in sets]), np.concatenate([truth for _, truth in sets]), weight
 
 
 def intensity_head() -> LogisticRegression:

@@ -25,9 +25,11 @@ from ser_stream.errors import UserError
 from ser_stream.features import IMPLEMENTATION as FEATURES_IMPLEMENTATION
 from ser_stream.features import SEED_PARAMS, FeatureParams
 from ser_stream.model import save_bundle, sha256_of
+from ser_stream.model.calibration import voice_columns
 from ser_stream.segmenter import SegmenterConfig
 
 from . import adaptation as ad
+from . import calibration as cal
 from . import experiments as ex
 from .augment import SPEEDS
 from .cluster import Cluster, connect, fits_on
@@ -375,7 +377,8 @@ def finish(
     shipped_b = protocols.recipes[chosen].design if chosen != "none" else ex.actor_design(data.ours)  # its (b)
     horizon = None if chosen == "none" else ADAPTATION["horizon"]
     strong = strong_of(data.clips)
-    heads = fit_heads(outcome.result.actor, horizon, shipped_b, strong, model, X, data.ours.clip)
+    columns = voice_columns(SHIPPED_FEATURES, cal.COVARIATES)
+    heads = fit_heads(outcome.result.actor, horizon, shipped_b, strong, model, X, data.ours.clip, data.ours.X, columns)
     return Final(model, prior, heads)
 
 

@@ -87,7 +87,7 @@ def plot_calibration(calibration: dict[str, Any], folder: Path) -> None:
         axis.bar(lows, accuracies, width=width, align="edge", edgecolor="black", alpha=0.7, label="accuracy per bin")
         axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
         axis.plot([b["confidence"] for b in bins], accuracies, "o", color="C3", label="at the bin's mean confidence")
-        title = "before (T = 1)" if key == "before" else f"after (T = {calibration['temperature']:.2f})"
+        title = "before (T = 1)" if key == "before" else f"after (T = {calibration['temperature']:.2f} at the mean)"
         axis.set(xlabel="confidence (top label)", title=f"{title}: ECE {summary['ece']:.3f}", xlim=(0, 1), ylim=(0, 1))
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="upper left", fontsize=8)
@@ -191,7 +191,19 @@ def confidence_text(metrics: dict[str, Any]) -> str:
     )
     figures = "\n".join(
         f"| {name} | {s['ece']:.3f} | {s['nll']:.3f} | {percent(s['mean_confidence'])} | {percent(s['accuracy'])} |"
-        for name, s in (("before (T = 1)", before), (f"after (T = {c['temperature']:.3f})", after))
+        for name, s in (("before (T = 1)", before), (f"after (T = {c['temperature']:.3f} at the mean)", after))
+    )
+    covariates = c.get("covariates")
+    weights = (
+        ", ".join(f"{name} {w:+.2f}" for name, w in zip(covariates["features"], covariates["weights"], strict=True))
+        if covariates
+        else "none"
+    )
+    rooms = "\n".join(
+        f"| {room} | {m['predictions']} | {m['before']:.3f} | {m['constant']:.3f} | {m['after']:.3f} "
+        f"| {m['mean_temperature']:.2f} | {percent(m['abstained'])} | {percent(m['accuracy_all'])} → "
+        f"{percent(m['accuracy_kept'])} |"
+        for room, m in c.get("rooms", {}).items()
     )
     streamed = "\n".join(
         f"| {mix} | {m['before']:.3f} → {m['after']:.3f} | {percent(m['abstained'])} "
@@ -204,7 +216,9 @@ def confidence_text(metrics: dict[str, Any]) -> str:
     return f"""## Calibration, abstention and intensity
 
 Fitted on the {c["n_predictions"]} {c["fitted_on"]}. Temperature scaling: the output logits divided
-by one T, fitted by minimising the negative log-likelihood over log T; the top label never changes.
+by T, the top label never changes; T = {c["temperature"]:.3f} · exp(Σ wᵢ zᵢ) of the utterance's standardised
+raw voice statistics zᵢ, fitted by minimising the negative log-likelihood (weights per standard
+deviation: {weights}; one T fitted on the same predictions: {c["constant_temperature"]:.3f}).
 Expected calibration error (ECE): top label, {c["ece_bins"]} equal-width confidence bins.
 
 | probabilities | ECE | NLL | mean confidence | accuracy |
@@ -221,6 +235,14 @@ fall below the threshold, i.e. come out uncertain:
 | mix | ECE before → after | below `min_confidence` | accuracy: all → kept | unlabelled speech below it |
 |---|---|---|---|---|
 {streamed}
+
+In the rooms of protocol (d) and through the microphones of (e) (every utterance that overlaps a
+clip, as the same fits classified it; (e) is not fitted on): ECE of the network's probabilities, with
+one temperature, and with the covariates; the mean T; the share below `min_confidence`:
+
+| room | utterances | ECE before | one T | with covariates | mean T | below `min_confidence` | accuracy: all → kept |
+|---|---|---|---|---|---|---|---|
+{rooms}
 
 **Abstention**: `min_confidence` {abstention["min_confidence"]:.3f}, the calibrated confidence below which
 {100 * abstention["share"]:.0f} % of these predictions fall ({percent(abstention["abstained"])} of them

@@ -37,6 +37,7 @@ from ser_stream.audio import from_int16, to_int16
 from ser_stream.features import IMPLEMENTATION, FeatureParams, extractor_for
 from ser_stream.segmenter import Segmenter, SegmenterConfig, speech_span
 
+from . import calibration as cal
 from . import experiments as ex
 from .dataset import TRAINING_DTYPE, Dataset, decode, settings_key, write_cache
 from .ravdess import Clip
@@ -78,6 +79,9 @@ class RoomPlayed:
     found: np.ndarray  # utterances per clip
     cut: int  # utterances closed at max_utterance_ms
     spurious: int  # utterances overlapping no clip's speech
+    proba: np.ndarray  # (utterances, classes), float32: each utterance's probabilities, as a device publishes them
+    labels: np.ndarray  # per utterance: the label of the clip it overlaps most, "" for a spurious one
+    voice: np.ndarray  # (utterances, voice statistics), float32: each utterance's raw, for the calibration
 
 
 def layout(clips: Sequence[np.ndarray], rate: int, config: SegmenterConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -210,15 +214,26 @@ def play_room(model: ClassifierMixin, stream: RoomStream, prior: AdapterPrior | 
         online = adapter.hear(stream.X)
         after_all = adapter.normalise(stream.X)
     found = np.bincount(stream.clip[stream.clip >= 0], minlength=len(stream.y))
-    predicted = _predict(model, online)
-    right = _per_clip(predicted, stream)
-    right_all = right if after_all is online else _per_clip(_predict(model, after_all), stream)
+    proba = _proba(model, online)
+    right = _per_clip(_predict(model, proba), stream)
+    right_all = right if after_all is online else _per_clip(_predict(model, _proba(model, after_all)), stream)
     cut, spurious = int(stream.cut.sum()), int((stream.clip < 0).sum())
-    return RoomPlayed(stream.actor, stream.room, right, right_all, found, cut, spurious)
+    labels = np.array([stream.y[c] if c >= 0 else "" for c in stream.clip], dtype=str)
+    voice = cal.voice_of(stream.X).astype(np.float32)
+    return RoomPlayed(
+        stream.actor, stream.room, right, right_all, found, cut, spurious, proba.astype(np.float32), labels, voice
+    )
 
 
-def _predict(model: ClassifierMixin, features: np.ndarray) -> np.ndarray:
-    return model.predict(features.astype(TRAINING_DTYPE)) if len(features) else np.array([])
+def _proba(model: ClassifierMixin, features: np.ndarray) -> np.ndarray:
+    if not len(features):
+        return np.zeros((0, len(model.classes_)))
+    return model.predict_proba(features.astype(TRAINING_DTYPE))
+
+
+def _predict(model: ClassifierMixin, proba: np.ndarray) -> np.ndarray:
+    """The labels of ``proba``'s rows: their argmax, as the model's ``predict`` gives them."""
+    return np.asarray(model.classes_)[proba.argmax(axis=1)]
 
 
 def _per_clip(predicted: np.ndarray, stream: RoomStream) -> np.ndarray:

@@ -28,6 +28,7 @@ from ..adapter import AdapterPrior
 from ..errors import ModelError
 from ..features import FeatureParams
 from ..segmenter import SegmenterConfig
+from .calibration import Calibration
 from .intensity import IntensityHead
 from .mlp import MLP, array_names
 
@@ -72,6 +73,7 @@ class ModelBundle:
     extras: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
     prior: AdapterPrior | None = field(default=None, repr=False)  # its ``adaptation`` section, if any
     intensity_head: IntensityHead | None = field(default=None, repr=False)  # its ``intensity`` section, if any
+    calibration: Calibration = field(default_factory=Calibration, repr=False)  # its ``calibration`` section
 
     @property
     def labels(self) -> list[str]:
@@ -112,11 +114,18 @@ class ModelBundle:
         abstention = self.section("abstention")
         return None if abstention is None else float(abstention["min_confidence"])
 
-    def predict_proba(self, features: np.ndarray) -> dict[str, float]:
-        """Label → probability for one feature vector, in manifest label order (calibrated if the bundle is)."""
-        proba = self.mlp.predict_proba(np.asarray(features, dtype=np.float64).reshape(1, -1))[0]
+    def predict_proba(self, features: np.ndarray, temperature: float | None = None) -> dict[str, float]:
+        """Label → probability for one feature vector (as the network takes it: adapted, if the bundle
+        adapts), in manifest label order, calibrated with ``temperature`` (by default the bundle's
+        base temperature; `temperature_for` gives the utterance's own)."""
+        features = np.asarray(features, dtype=np.float64).reshape(1, -1)
+        proba = self.mlp.predict_proba(features, temperature)[0]
         by_class = dict(zip(self.mlp.classes, proba, strict=True))
         return {label: float(by_class[label]) for label in self.labels}
+
+    def temperature_for(self, raw_features: np.ndarray) -> float:
+        """The calibration's temperature for one utterance, from its raw features (before any adapter)."""
+        return self.calibration.temperature_for(raw_features)
 
     def intensity(self, features: np.ndarray) -> float | None:
         """The probability that the emotion is expressed strongly, None without an ``intensity`` section."""
@@ -147,13 +156,13 @@ def load_bundle(path: str | Path) -> ModelBundle:
         expected = array_names(manifest["network"]) | {EXTRA_PREFIX + name for name in extras}
     except ValueError as error:
         raise ModelError(f"model {path}: manifest: {error}") from None
-    temperature = _temperature(path, manifest)
+    calibration = _calibration(path, manifest)
     arrays = _read_arrays(path)
     for problem, names in (("lacks", expected - set(arrays)), ("holds unnamed", set(arrays) - expected)):
         if names:
             raise ModelError(f"model {path}: {problem} arrays (by its manifest): {', '.join(sorted(names))}")
     try:
-        mlp = MLP.from_arrays(arrays, manifest["network"], temperature)
+        mlp = MLP.from_arrays(arrays, manifest["network"], calibration.temperature)
     except ValueError as error:
         raise ModelError(f"model {path}: {error}") from None
     if set(mlp.classes) != set(manifest["labels"]) or len(manifest["labels"]) != mlp.classes.size:
@@ -172,7 +181,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
     except ValueError as error:
         raise ModelError(f"model {path}: {error}") from None
     _warn_if_trained_elsewhere(path, manifest)
-    return ModelBundle(mlp, manifest, path, extra, prior, head)
+    return ModelBundle(mlp, manifest, path, extra, prior, head, calibration)
 
 
 def _prior(manifest: dict[str, Any], extra: Mapping[str, np.ndarray], n_features: int) -> AdapterPrior | None:
@@ -259,18 +268,16 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _temperature(path: Path, manifest: dict[str, Any]) -> float:
-    """The calibration's temperature; 1 without one. Another method is refused: serving it
-    uncalibrated would publish probabilities the bundle says are wrong."""
-    calibration = manifest.get("calibration")
-    if calibration is None:
-        return 1.0
-    temperature = calibration.get("temperature")
-    if calibration.get("method") != "temperature" or not isinstance(temperature, (int, float)):
-        raise ModelError(f"model {path}: calibration {calibration} is not one this version applies (temperature)")
-    if isinstance(temperature, bool) or not 0 < temperature < float("inf"):
-        raise ModelError(f"model {path}: calibration temperature must be a positive number, got {temperature!r}")
-    return float(temperature)
+def _calibration(path: Path, manifest: dict[str, Any]) -> Calibration:
+    """The ``calibration`` section (T = 1 without one). Another method, or covariates that do not fit
+    the features, are refused: serving them would mis-state confidence."""
+    section = manifest.get("calibration")
+    if section is None:
+        return Calibration()
+    try:
+        return Calibration.from_section(section, FeatureParams.from_dict(manifest["features"]))
+    except ValueError as error:
+        raise ModelError(f"model {path}: {error}") from None
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -121,12 +121,13 @@ class Classifier:
         features standardised per voice: ``adapter`` holds the statistics of the voice(s) heard (by
         default the bundle's prior alone, as at a cold start); it is read, never updated, here."""
         adapted_on = None
+        temperature = self.bundle.temperature_for(features)  # how the utterance sounds, not the voice
         adapter = adapter if adapter is not None else self._prior_alone
         if adapter is not None:
             if adapter.prior is not self.bundle.prior:
                 raise ValueError("the adapter's prior is not this model's")
             features, adapted_on = adapter.normalise(features), adapter.heard
-        probabilities = self.bundle.predict_proba(features)
+        probabilities = self.bundle.predict_proba(features, temperature)
         label = max(probabilities, key=probabilities.__getitem__)
         return Prediction(
             label=label,

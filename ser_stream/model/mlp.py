@@ -114,8 +114,10 @@ class MLP:
         x /= self.scale
         return x
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """(samples, classes) probabilities, columns in ``classes`` order."""
+    def predict_proba(self, features: np.ndarray, temperature: float | None = None) -> np.ndarray:
+        """(samples, classes) probabilities, columns in ``classes`` order, calibrated with ``temperature``
+        (by default ``self.temperature``)."""
+        temperature = self.temperature if temperature is None else temperature
         x = self.standardise(features)
         last = len(self.coefs) - 1
         for layer, (coef, intercept) in enumerate(zip(self.coefs, self.intercepts, strict=True)):
@@ -124,15 +126,15 @@ class MLP:
             if layer < last:
                 ACTIVATIONS[self.activation](x)
         if self.members == 1:
-            x /= self.temperature  # softmax(z / T), which is softmax(log p / T) for one network
+            x /= temperature  # softmax(z / T), which is softmax(log p / T) for one network
         OUTPUT_ACTIVATIONS[self.out_activation](x)
         if x.shape[2] == 1:  # two classes: the one output is the second class's probability
             x = np.concatenate([1 - x, x], axis=2)
         if self.members == 1:
             return x[0]
         proba = x.mean(axis=0)
-        if self.temperature != 1:
-            proba = np.log(np.maximum(proba, np.finfo(proba.dtype).tiny)) / self.temperature
+        if temperature != 1:
+            proba = np.log(np.maximum(proba, np.finfo(proba.dtype).tiny)) / temperature
             _softmax(proba)
         return proba
 
