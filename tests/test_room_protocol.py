@@ -92,11 +92,15 @@ def test_a_clip_is_scored_by_the_utterance_overlapping_its_speech_most():
     )
 
     class Says:
-        def predict(self, X):
-            return np.array(["b", "a", "b", "a"])  # the second utterance (overlap 50) decides clip 0
+        classes_ = np.array(["a", "b"])
+
+        def predict_proba(self, X):  # "b", "a", "b", "a": the second utterance (overlap 50) decides clip 0
+            return np.array([[0.2, 0.8], [0.7, 0.3], [0.1, 0.9], [0.6, 0.4]])
 
     played = rp.play_room(Says(), stream, None)
     assert played.right.tolist() == [1.0, 1.0, 0.0]  # clip 1 right ("b"), clip 2 never found: wrong
+    assert played.labels.tolist() == ["a", "a", "b", ""]  # each utterance's clip's label, none for the spurious one
+    assert played.proba.shape == (4, 2) and played.voice.shape[0] == 4  # what the calibration is fitted on
     assert played.found.tolist() == [2, 1, 0] and (played.cut, played.spurious) == (1, 1)
     summary = rp.summarise([played])["babble 15 dB"]
     assert summary["accuracy"] == pytest.approx(2 / 3) and summary["missed"] == pytest.approx(1 / 3)
@@ -111,7 +115,7 @@ def test_the_adapter_hears_every_utterance_in_stream_order_before_classifying_th
     prior = AdapterPrior(np.zeros(2), np.ones(2), weight=4.0, horizon=50.0)
     recorder = Recorder().fit(X, ["a"])
     seen = []
-    recorder.predict = lambda features: seen.append(np.array(features)) or np.array(["a"] * len(features))
+    recorder.predict_proba = lambda features: seen.append(np.array(features)) or np.ones((len(features), 1))
     played = rp.play_room(recorder, stream, prior)
     online, after_all = seen
     adapter = VoiceAdapter(prior)
@@ -133,8 +137,10 @@ def test_protocol_d_finds_about_one_utterance_per_clip_in_babble(ravdess, tmp_pa
     assert len(babble) == 2 and all(len(s.y) == 16 and s.X.shape[1] == SHIPPED_FEATURES.n_features for s in babble)
 
     class Nobody:  # only the segmentation figures matter here
-        def predict(self, X):
-            return np.array(["?"] * len(X))
+        classes_ = np.array(["?"])
+
+        def predict_proba(self, X):
+            return np.ones((len(X), 1))
 
     summary = rp.summarise([rp.play_room(Nobody(), s, None) for s in babble])["babble 15 dB"]
     assert 0.8 <= summary["utterances_per_clip"] <= 1.2
