@@ -133,7 +133,7 @@ def rooms_oof(rooms: list[RoomPlayed], classes: list[str]) -> cal.Predictions:
     return (*cal.pooled_oof([proba], labels, classes), voice)
 
 
-def stream_check(played: list[Played], fitted: Fitted, min_confidence: float) -> dict[str, dict[str, float]]:
+def stream_check(played: list[Played], fitted: Fitted, min_confidence: float) -> dict[str, dict[str, float | None]]:
     """The calibration and the threshold as a device meets them: protocol (c)'s predictions (each
     utterance with the statistics heard before it), per mix: ECE before and after the calibration,
     the share below ``min_confidence`` and the accuracy of all and of the rest."""
@@ -148,15 +148,7 @@ def stream_check(played: list[Played], fitted: Fitted, min_confidence: float) ->
         scored = ~np.isnan(right)
         before = proba.max(axis=1)[scored]
         after = cal.apply_temperature(proba, cal.temperatures(fitted, voice)).max(axis=1)
-        confidence, right = after[scored], right[scored]
-        checks[mix] = {
-            "before": cal.ece_of(before, right),
-            "after": cal.ece_of(confidence, right),
-            "predictions": int(right.size),
-            "abstained": float(np.mean(confidence < min_confidence)),
-            "accuracy_all": float(right.mean()),
-            "accuracy_kept": float(right[confidence >= min_confidence].mean()),
-        }
+        checks[mix] = _figures(before, after[scored], right[scored], min_confidence)
         if not scored.all():  # speech of an emotion the model has no label for (neutral for the seed's four)
             checks[mix]["unlabelled_abstained"] = float(np.mean(after[~scored] < min_confidence))
     return checks
@@ -177,15 +169,25 @@ def room_check(
         right = (proba.argmax(axis=1) == truth).astype(float)
         temperature = cal.temperatures(calibration.fitted, voice)
         confidence = cal.apply_temperature(proba, temperature).max(axis=1)
-        kept = right[confidence >= min_confidence]
         checks[room] = {
-            "before": cal.ece_of(proba.max(axis=1).astype(np.float64), right),
+            **_figures(proba.max(axis=1), confidence, right, min_confidence),
             "constant": cal.ece_of(cal.apply_temperature(proba, calibration.constant).max(axis=1), right),
-            "after": cal.ece_of(confidence, right),
             "mean_temperature": float(temperature.mean()),
-            "predictions": int(right.size),
-            "abstained": float(np.mean(confidence < min_confidence)),
-            "accuracy_all": float(right.mean()),
-            "accuracy_kept": float(kept.mean()) if kept.size else None,
         }
     return checks
+
+
+def _figures(
+    before: np.ndarray, confidence: np.ndarray, right: np.ndarray, min_confidence: float
+) -> dict[str, float | None]:
+    """ECE of the confidences ``before`` and after calibration (``confidence``), the share below
+    ``min_confidence``, and the accuracy of all predictions (``right``: 1 or 0) and of the rest."""
+    kept = right[confidence >= min_confidence]
+    return {
+        "before": cal.ece_of(before, right),
+        "after": cal.ece_of(confidence, right),
+        "predictions": int(right.size),
+        "abstained": float(np.mean(confidence < min_confidence)),
+        "accuracy_all": float(right.mean()),
+        "accuracy_kept": float(kept.mean()) if kept.size else None,
+    }
